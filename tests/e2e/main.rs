@@ -1,0 +1,1 @@
+//! End-to-end tests of the plugin binary against the fake API server (or a real cluster).

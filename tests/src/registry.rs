@@ -1,0 +1,103 @@
+//! The resource types the fake API server serves. Adding a resource is one entry in [`builtin`].
+
+/// One served resource: what discovery advertises and what routing matches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceType {
+    /// API group, "" for core.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Plural resource name as in the URL (`deployments`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// Subresources served besides the object itself (`status`, `scale`).
+    pub subresources: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub categories: &'static [&'static str],
+}
+
+/// Verbs every stored resource supports.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceType {
+    /// `configmaps` for core, `deployments.apps` otherwise: the form Status messages use.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// Whether `spec` changes bump `metadata.generation` (everything with a spec, as upstream).
+    pub fn tracks_generation(&self) -> bool {
+        !matches!(
+            self.plural,
+            "configmaps" | "events" | "serviceaccounts" | "namespaces" | "leases" | "secrets"
+        )
+    }
+}
+
+macro_rules! rt {
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,
+     short: $short:expr, sub: $sub:expr, cat: $cat:expr) => {
+        ResourceType {
+            group: $group,
+            version: $version,
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $namespaced,
+            short_names: $short,
+            subresources: $sub,
+            verbs: ALL_VERBS,
+            categories: $cat,
+        }
+    };
+}
+
+/// The resources a sandbox serves.
+pub fn builtin() -> Vec<ResourceType> {
+    vec![
+        rt!("", "v1", "namespaces", "namespace", "Namespace", false, short: &["ns"], sub: &["status"], cat: &[]),
+        rt!("", "v1", "pods", "pod", "Pod", true, short: &["po"], sub: &["status"], cat: &["all"]),
+        rt!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: &["cm"], sub: &[], cat: &[]),
+        rt!("", "v1", "secrets", "secret", "Secret", true, short: &[], sub: &[], cat: &[]),
+        rt!("", "v1", "services", "service", "Service", true, short: &["svc"], sub: &["status"], cat: &["all"]),
+        rt!("", "v1", "events", "event", "Event", true, short: &["ev"], sub: &[], cat: &[]),
+        rt!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: &["sa"], sub: &[], cat: &[]),
+        rt!("apps", "v1", "deployments", "deployment", "Deployment", true, short: &["deploy"], sub: &["status", "scale"], cat: &["all"]),
+        rt!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, short: &["sts"], sub: &["status", "scale"], cat: &["all"]),
+        rt!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, short: &["rs"], sub: &["status", "scale"], cat: &["all"]),
+        rt!("batch", "v1", "jobs", "job", "Job", true, short: &[], sub: &["status"], cat: &["all"]),
+        rt!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, short: &["cj"], sub: &["status"], cat: &["all"]),
+        rt!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: &["hpa"], sub: &["status"], cat: &["all"]),
+        rt!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: &[], sub: &[], cat: &[]),
+        rt!("argoproj.io", "v1alpha1", "rollouts", "rollout", "Rollout", true, short: &["ro"], sub: &["status", "scale"], cat: &[]),
+        rt!("keda.sh", "v1alpha1", "scaledobjects", "scaledobject", "ScaledObject", true, short: &["so"], sub: &["status"], cat: &[]),
+    ]
+}

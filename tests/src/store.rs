@@ -1,0 +1,560 @@
+//! The object store: every resource type in one generic, in-memory map, with the metadata
+//! bookkeeping kube-apiserver does (uid, resourceVersion, creationTimestamp, generation,
+//! deletionTimestamp, finalizers) and an event history for watches.
+//!
+//! The HTTP layer and the controllers both go through this API, so a controller's write is
+//! indistinguishable from a client's (it bumps resourceVersion and emits watch events).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::api_error::ApiError;
+use crate::registry::ResourceType;
+use crate::validation;
+
+/// The key of a resource type: (group, plural). Versions are not multiplexed here.
+pub type ResKey = (&'static str, &'static str);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as a watch reports it.
+#[derive(Debug, Clone)]
+pub struct StoreEvent {
+    pub event: EventType,
+    pub resource: ResKey,
+    pub namespace: String,
+    pub name: String,
+    pub object: Arc<Value>,
+    pub resource_version: u64,
+}
+
+/// Delete options the server honours (metav1.DeleteOptions).
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub propagation: Propagation,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    #[default]
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub enum DeleteOutcome {
+    /// Removed now; the last state of the object.
+    Deleted(Arc<Value>),
+    /// Kept with deletionTimestamp set, waiting for finalizers (Foreground, Orphan, or user finalizers).
+    Pending(Arc<Value>),
+}
+
+/// How many past events are kept for watches that start from an older resourceVersion.
+/// A watch from before the window gets 410 Expired, as from a compacted etcd revision.
+const HISTORY_WINDOW: usize = 20_000;
+
+type Bucket = BTreeMap<(String, String), Arc<Value>>;
+
+struct Inner {
+    resource_version: u64,
+    objects: HashMap<ResKey, Bucket>,
+    history: VecDeque<StoreEvent>,
+}
+
+/// Thread-safe object store; clone the `Arc` to share.
+pub struct Store {
+    types: Vec<ResourceType>,
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+fn key(rt: &ResourceType) -> ResKey {
+    (rt.group, rt.plural)
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn meta(obj: &Value) -> &Value {
+    &obj["metadata"]
+}
+
+impl Store {
+    pub fn new(types: Vec<ResourceType>) -> Arc<Store> {
+        let (events, _) = broadcast::channel(65_536);
+        Arc::new(Store {
+            types,
+            inner: Mutex::new(Inner {
+                resource_version: 1,
+                objects: HashMap::new(),
+                history: VecDeque::new(),
+            }),
+            events,
+        })
+    }
+
+    pub fn types(&self) -> &[ResourceType] {
+        &self.types
+    }
+
+    /// Look up by group and plural (`("apps", "deployments")`).
+    pub fn resource(&self, group: &str, plural: &str) -> Option<&ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.plural == plural)
+    }
+
+    /// Look up by apiVersion and kind (`"apps/v1"`, `"Deployment"`), as ownerReferences name them.
+    pub fn resource_for_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)
+    }
+
+    /// Subscribe to every future change.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn current_resource_version(&self) -> u64 {
+        self.inner.lock().unwrap().resource_version
+    }
+
+    /// Events after `rv` for a watch, plus a receiver subscribed atomically with the snapshot so
+    /// no event is lost or duplicated. 410 Expired if `rv` is older than the history window.
+    pub fn events_since(
+        &self,
+        rv: u64,
+    ) -> Result<(Vec<StoreEvent>, broadcast::Receiver<StoreEvent>), ApiError> {
+        let inner = self.inner.lock().unwrap();
+        let rx = self.events.subscribe();
+        let oldest = inner
+            .history
+            .front()
+            .map(|e| e.resource_version)
+            .unwrap_or(inner.resource_version + 1);
+        // rv is "the state I have seen": the events I need are rv+1 onwards.
+        if rv + 1 < oldest && rv < inner.resource_version {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {rv} ({})",
+                oldest.saturating_sub(1)
+            )));
+        }
+        let evs = inner
+            .history
+            .iter()
+            .filter(|e| e.resource_version > rv)
+            .cloned()
+            .collect();
+        Ok((evs, rx))
+    }
+
+    fn emit(&self, inner: &mut Inner, ev: StoreEvent) {
+        inner.history.push_back(ev.clone());
+        while inner.history.len() > HISTORY_WINDOW {
+            inner.history.pop_front();
+        }
+        let _ = self.events.send(ev);
+    }
+
+    fn next_rv(inner: &mut Inner) -> u64 {
+        inner.resource_version += 1;
+        inner.resource_version
+    }
+
+    fn namespace_exists(inner: &Inner, ns: &str) -> bool {
+        inner
+            .objects
+            .get(&("", "namespaces"))
+            .is_some_and(|b| b.contains_key(&(String::new(), ns.to_string())))
+    }
+
+    /// Create. `ns` is ignored for cluster-scoped types. Fills in metadata as the real server
+    /// does; honours generateName; with `dry_run` validates and answers but stores nothing.
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body of the request was not an object"));
+        }
+        if obj["metadata"].is_null() {
+            obj["metadata"] = json!({});
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if rt.namespaced && !Self::namespace_exists(&inner, ns) {
+            return Err(ApiError::namespace_not_found(ns));
+        }
+        let name = match obj["metadata"]["name"].as_str() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => match obj["metadata"]["generateName"].as_str() {
+                Some(prefix) => loop {
+                    let candidate = format!("{prefix}{}", validation::random_suffix(5));
+                    let taken = inner
+                        .objects
+                        .get(&key(rt))
+                        .is_some_and(|b| b.contains_key(&(ns.to_string(), candidate.clone())));
+                    if !taken {
+                        break candidate;
+                    }
+                },
+                None => {
+                    return Err(ApiError::invalid(
+                        rt,
+                        "",
+                        vec![crate::api_error::Cause {
+                            reason: "FieldValueRequired".into(),
+                            message: "Required value: name or generateName is required".into(),
+                            field: "metadata.name".into(),
+                        }],
+                    ))
+                }
+            },
+        };
+        obj["metadata"]["name"] = json!(name);
+        validation::validate_object(rt, &name, &obj, None)?;
+        if inner
+            .objects
+            .get(&key(rt))
+            .is_some_and(|b| b.contains_key(&(ns.to_string(), name.clone())))
+        {
+            return Err(ApiError::already_exists(rt, &name));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let m = &mut obj["metadata"];
+        if rt.namespaced {
+            m["namespace"] = json!(ns);
+        } else if let Some(o) = m.as_object_mut() {
+            o.remove("namespace");
+        }
+        m["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        m["creationTimestamp"] = json!(now_rfc3339());
+        if let Some(o) = m.as_object_mut() {
+            o.remove("deletionTimestamp");
+            o.remove("deletionGracePeriodSeconds");
+        }
+        if rt.tracks_generation() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        if dry_run {
+            obj["metadata"]["resourceVersion"] = json!("");
+            return Ok(Arc::new(obj));
+        }
+        let rv = Self::next_rv(&mut inner);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let obj = Arc::new(obj);
+        inner
+            .objects
+            .entry(key(rt))
+            .or_default()
+            .insert((ns.to_string(), name.clone()), obj.clone());
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                event: EventType::Added,
+                resource: key(rt),
+                namespace: ns.to_string(),
+                name,
+                object: obj.clone(),
+                resource_version: rv,
+            },
+        );
+        Ok(obj)
+    }
+
+    pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+        let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+        let inner = self.inner.lock().unwrap();
+        inner
+            .objects
+            .get(&key(rt))
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// Every object of a type (in one namespace, or all when `ns` is None) that `keep` accepts,
+    /// in (namespace, name) order, with the store's resourceVersion at the time of the snapshot.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        keep: &dyn Fn(&Value) -> bool,
+    ) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.inner.lock().unwrap();
+        let items = match inner.objects.get(&key(rt)) {
+            None => Vec::new(),
+            Some(bucket) => match ns.filter(|_| rt.namespaced) {
+                Some(ns) => bucket
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v)
+                    .filter(|v| keep(v))
+                    .cloned()
+                    .collect(),
+                None => bucket.values().filter(|v| keep(v)).cloned().collect(),
+            },
+        };
+        (items, inner.resource_version)
+    }
+
+    /// Replace an object (PUT, and every patch after it is applied). If `obj` carries a
+    /// resourceVersion it must match the stored one (409 Conflict otherwise). uid and
+    /// creationTimestamp are kept; generation bumps when `spec` changed. When `subresource` is
+    /// `status` only `.status` is taken from `obj`; for anything else `.status` is kept, as the
+    /// real server does for resources with a status subresource.
+    /// An object with deletionTimestamp whose finalizers become empty is removed.
+    pub fn update(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        subresource: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+        let mut inner = self.inner.lock().unwrap();
+        let current = inner
+            .objects
+            .get(&key(rt))
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let cur_rv = meta(&current)["resourceVersion"].as_str().unwrap_or("").to_string();
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
+            if !rv.is_empty() && rv != cur_rv {
+                return Err(ApiError::conflict_modified(rt, name));
+            }
+        }
+        if let Some(n) = obj["metadata"]["name"].as_str() {
+            if n != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        if subresource == Some("status") {
+            let mut merged = (*current).clone();
+            merged["status"] = obj["status"].take();
+            obj = merged;
+        } else if rt.has_subresource("status") {
+            obj["status"] = current["status"].clone();
+            if obj["status"].is_null() {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        if obj["metadata"].is_null() {
+            obj["metadata"] = json!({});
+        }
+        validation::validate_object(rt, name, &obj, Some(&current))?;
+        {
+            let cm = meta(&current);
+            let m = &mut obj["metadata"];
+            m["name"] = json!(name);
+            if rt.namespaced {
+                m["namespace"] = json!(ns);
+            }
+            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+                if let Some(o) = m.as_object_mut() {
+                    o.remove(k);
+                }
+                if !cm[k].is_null() {
+                    m[k] = cm[k].clone();
+                }
+            }
+        }
+        if rt.tracks_generation() {
+            let g = meta(&current)["generation"].as_i64().unwrap_or(1);
+            let g = if obj["spec"] != current["spec"] { g + 1 } else { g };
+            obj["metadata"]["generation"] = json!(g);
+        }
+        obj["metadata"]["resourceVersion"] = json!(cur_rv);
+        if obj == *current {
+            // A no-op write does not bump resourceVersion or emit an event, as upstream.
+            return Ok(current);
+        }
+        if dry_run {
+            return Ok(Arc::new(obj));
+        }
+        let finalizing = !obj["metadata"]["deletionTimestamp"].is_null()
+            && obj["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        let rv = Self::next_rv(&mut inner);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let obj = Arc::new(obj);
+        let bucket = inner.objects.entry(key(rt)).or_default();
+        let event = if finalizing {
+            bucket.remove(&(ns.to_string(), name.to_string()));
+            EventType::Deleted
+        } else {
+            bucket.insert((ns.to_string(), name.to_string()), obj.clone());
+            EventType::Modified
+        };
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                event,
+                resource: key(rt),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                object: obj.clone(),
+                resource_version: rv,
+            },
+        );
+        Ok(obj)
+    }
+
+    /// Delete with preconditions and a propagation policy. Objects with finalizers, and
+    /// Foreground/Orphan deletes, are kept with deletionTimestamp set (plus the
+    /// `foregroundDeletion`/`orphan` finalizer) for the garbage collector to finish.
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<DeleteOutcome, ApiError> {
+        let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+        let mut inner = self.inner.lock().unwrap();
+        let current = inner
+            .objects
+            .get(&key(rt))
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let cm = meta(&current);
+        let cur_uid = cm["uid"].as_str().unwrap_or("");
+        let cur_rv = cm["resourceVersion"].as_str().unwrap_or("");
+        if let Some(uid) = &opts.uid {
+            if uid != cur_uid {
+                return Err(ApiError::precondition_uid(rt, name, uid, cur_uid));
+            }
+        }
+        if let Some(rv) = &opts.resource_version {
+            if rv != cur_rv {
+                return Err(ApiError::precondition_rv(rt, name, rv, cur_rv));
+            }
+        }
+        let mut finalizers: Vec<String> = cm["finalizers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let policy_finalizer = match opts.propagation {
+            Propagation::Background => None,
+            Propagation::Foreground => Some("foregroundDeletion"),
+            Propagation::Orphan => Some("orphan"),
+        };
+        if let Some(f) = policy_finalizer {
+            if !finalizers.iter().any(|x| x == f) {
+                finalizers.push(f.to_string());
+            }
+        }
+        if opts.dry_run {
+            return Ok(DeleteOutcome::Deleted(current));
+        }
+        let rv = Self::next_rv(&mut inner);
+        if finalizers.is_empty() {
+            let mut last = (*current).clone();
+            last["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let last = Arc::new(last);
+            inner
+                .objects
+                .entry(key(rt))
+                .or_default()
+                .remove(&(ns.to_string(), name.to_string()));
+            self.emit(
+                &mut inner,
+                StoreEvent {
+                    event: EventType::Deleted,
+                    resource: key(rt),
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    object: last.clone(),
+                    resource_version: rv,
+                },
+            );
+            return Ok(DeleteOutcome::Deleted(last));
+        }
+        let mut pending = (*current).clone();
+        let m = &mut pending["metadata"];
+        if m["deletionTimestamp"].is_null() {
+            m["deletionTimestamp"] = json!(now_rfc3339());
+            m["deletionGracePeriodSeconds"] = json!(0);
+        }
+        m["finalizers"] = json!(finalizers);
+        m["resourceVersion"] = json!(rv.to_string());
+        let pending = Arc::new(pending);
+        inner
+            .objects
+            .entry(key(rt))
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), pending.clone());
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                event: EventType::Modified,
+                resource: key(rt),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                object: pending.clone(),
+                resource_version: rv,
+            },
+        );
+        Ok(DeleteOutcome::Pending(pending))
+    }
+
+    /// Total number of stored objects (for benchmarks and counters).
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().objects.values().map(|b| b.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every object of every type, for the garbage collector's owner index and for snapshots.
+    pub fn all_objects(&self) -> Vec<(ResKey, Arc<Value>)> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .objects
+            .iter()
+            .flat_map(|(k, b)| b.values().map(move |v| (*k, v.clone())))
+            .collect()
+    }
+}
