@@ -5,3 +5,4 @@ pub mod api_error;
 pub mod registry;
 pub mod store;
 pub mod validation;
+pub mod controllers;
