@@ -41,14 +41,22 @@ impl ApiError {
 
     /// `configmaps "a" not found`; details carry the group (if any) and plural as `kind`.
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
-            .with_details(details(rt, name))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+        )
+        .with_details(details(rt, name))
     }
 
     /// `namespaces "tx-nope" not found`, returned when creating into a missing namespace.
     pub fn namespace_not_found(namespace: &str) -> Self {
-        Self::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"))
-            .with_details(json!({"name": namespace, "kind": "namespaces"}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("namespaces \"{namespace}\" not found"),
+        )
+        .with_details(json!({"name": namespace, "kind": "namespaces"}))
     }
 
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
@@ -122,6 +130,18 @@ impl ApiError {
             format!("{} \"{name}\" is invalid: {joined}", rt.kind),
         )
         .with_details(d)
+    }
+
+    /// 422 for invalid DeleteOptions (e.g. an unknown propagationPolicy).
+    pub fn invalid_options(message: impl Into<String>) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: {}",
+                message.into()
+            ),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -49,6 +49,13 @@ impl ResourceType {
         }
     }
 
+    /// Whether DELETE answers with the object (pods, services, namespaces, custom resources
+    /// set `ReturnDeletedObject` upstream) rather than a `Status` of `Success` (ConfigMaps etc.).
+    pub fn returns_deleted_object(&self) -> bool {
+        matches!(self.plural, "pods" | "services" | "namespaces")
+            || matches!(self.group, "argoproj.io" | "keda.sh")
+    }
+
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }
@@ -57,7 +64,16 @@ impl ResourceType {
     pub fn tracks_generation(&self) -> bool {
         !matches!(
             self.plural,
-            "configmaps" | "events" | "serviceaccounts" | "namespaces" | "leases" | "secrets"
+            "configmaps"
+                | "events"
+                | "serviceaccounts"
+                | "namespaces"
+                | "leases"
+                | "secrets"
+                | "roles"
+                | "rolebindings"
+                | "clusterroles"
+                | "clusterrolebindings"
         )
     }
 }
@@ -99,5 +115,12 @@ pub fn builtin() -> Vec<ResourceType> {
         rt!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: &[], sub: &[], cat: &[]),
         rt!("argoproj.io", "v1alpha1", "rollouts", "rollout", "Rollout", true, short: &["ro"], sub: &["status", "scale"], cat: &[]),
         rt!("keda.sh", "v1alpha1", "scaledobjects", "scaledobject", "ScaledObject", true, short: &["so"], sub: &["status"], cat: &[]),
+        rt!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, short: &[], sub: &[], cat: &[]),
+        rt!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, short: &[], sub: &[], cat: &[]),
+        rt!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, short: &[], sub: &[], cat: &[]),
+        rt!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, short: &[], sub: &[], cat: &[]),
+        // Stored only: CRDs are accepted (the transcripts install one) but do not create new types;
+        // the Argo Rollout and KEDA ScaledObject types above are always served.
+        rt!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, short: &["crd", "crds"], sub: &["status"], cat: &["api-extensions"]),
     ]
 }

@@ -200,18 +200,50 @@ impl Store {
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.inner.lock().unwrap();
+        let created = self.create_locked(&mut inner, rt, ns, obj, dry_run)?;
+        if rt.group.is_empty() && rt.plural == "namespaces" && !dry_run {
+            // The root-CA publisher in kube-controller-manager puts this ConfigMap into every
+            // namespace (asynchronously upstream; synchronously here).
+            if let Some(cm) = self.resource("", "configmaps") {
+                let name = created["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let root_ca = json!({
+                    "metadata": {
+                        "name": "kube-root-ca.crt",
+                        "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}
+                    },
+                    "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nfakekube\n-----END CERTIFICATE-----\n"}
+                });
+                let _ = self.create_locked(&mut inner, cm, Some(&name), root_ca, false);
+            }
+        }
+        Ok(created)
+    }
+
+    fn create_locked(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        ns: Option<&str>,
         mut obj: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not an object",
+            ));
         }
         if obj["metadata"].is_null() {
             obj["metadata"] = json!({});
         }
-        let mut inner = self.inner.lock().unwrap();
-        if rt.namespaced && !Self::namespace_exists(&inner, ns) {
+        if rt.namespaced && !Self::namespace_exists(inner, ns) {
             return Err(ApiError::namespace_not_found(ns));
         }
         let name = match obj["metadata"]["name"].as_str() {
@@ -266,11 +298,14 @@ impl Store {
         if rt.tracks_generation() {
             obj["metadata"]["generation"] = json!(1);
         }
+        crate::defaults::apply_create_defaults(rt, &mut obj);
         if dry_run {
-            obj["metadata"]["resourceVersion"] = json!("");
+            if let Some(o) = obj["metadata"].as_object_mut() {
+                o.remove("resourceVersion");
+            }
             return Ok(Arc::new(obj));
         }
-        let rv = Self::next_rv(&mut inner);
+        let rv = Self::next_rv(inner);
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         let obj = Arc::new(obj);
         inner
@@ -279,7 +314,7 @@ impl Store {
             .or_default()
             .insert((ns.to_string(), name.clone()), obj.clone());
         self.emit(
-            &mut inner,
+            inner,
             StoreEvent {
                 event: EventType::Added,
                 resource: key(rt),
@@ -292,7 +327,12 @@ impl Store {
         Ok(obj)
     }
 
-    pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
         let inner = self.inner.lock().unwrap();
         inner
@@ -328,6 +368,61 @@ impl Store {
         (items, inner.resource_version)
     }
 
+    /// One page of a list: objects after the key `after` (exclusive), at most `limit` of them
+    /// (0 = no limit), and the key to continue from if more remain. Pages are read from the
+    /// live state, not from a snapshot at the first page's resourceVersion (upstream reads etcd
+    /// at that revision; a knowing divergence that only matters for concurrent writers).
+    #[allow(clippy::type_complexity)]
+    pub fn list_page(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        keep: &dyn Fn(&Value) -> bool,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> (Vec<Arc<Value>>, u64, Option<(String, String)>) {
+        use std::ops::Bound;
+        let inner = self.inner.lock().unwrap();
+        let rv = inner.resource_version;
+        let Some(bucket) = inner.objects.get(&key(rt)) else {
+            return (Vec::new(), rv, None);
+        };
+        let ns = ns.filter(|_| rt.namespaced);
+        let lower = match (after, ns) {
+            (Some(k), _) => Bound::Excluded(k.clone()),
+            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        for ((n, name), v) in bucket.range((lower, Bound::Unbounded)) {
+            if let Some(ns) = ns {
+                if n != ns {
+                    break;
+                }
+            }
+            if !keep(v) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                next = Some((n.clone(), name.clone()));
+                break;
+            }
+            items.push(v.clone());
+        }
+        // The continue key is the last returned item; the next page starts after it.
+        let next = next.and(items.last().map(|v| {
+            (
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            )
+        }));
+        (items, rv, next)
+    }
+
     /// Replace an object (PUT, and every patch after it is applied). If `obj` carries a
     /// resourceVersion it must match the stored one (409 Conflict otherwise). uid and
     /// creationTimestamp are kept; generation bumps when `spec` changed. When `subresource` is
@@ -351,7 +446,10 @@ impl Store {
             .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        let cur_rv = meta(&current)["resourceVersion"].as_str().unwrap_or("").to_string();
+        let cur_rv = meta(&current)["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
             if !rv.is_empty() && rv != cur_rv {
                 return Err(ApiError::conflict_modified(rt, name));
@@ -389,7 +487,12 @@ impl Store {
             if rt.namespaced {
                 m["namespace"] = json!(ns);
             }
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 if let Some(o) = m.as_object_mut() {
                     o.remove(k);
                 }
@@ -400,7 +503,11 @@ impl Store {
         }
         if rt.tracks_generation() {
             let g = meta(&current)["generation"].as_i64().unwrap_or(1);
-            let g = if obj["spec"] != current["spec"] { g + 1 } else { g };
+            let g = if obj["spec"] != current["spec"] {
+                g + 1
+            } else {
+                g
+            };
             obj["metadata"]["generation"] = json!(g);
         }
         obj["metadata"]["resourceVersion"] = json!(cur_rv);
@@ -473,7 +580,11 @@ impl Store {
         }
         let mut finalizers: Vec<String> = cm["finalizers"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let policy_finalizer = match opts.propagation {
             Propagation::Background => None,
@@ -509,6 +620,9 @@ impl Store {
                     resource_version: rv,
                 },
             );
+            if rt.group.is_empty() && rt.plural == "namespaces" {
+                self.delete_namespace_contents(&mut inner, name);
+            }
             return Ok(DeleteOutcome::Deleted(last));
         }
         let mut pending = (*current).clone();
@@ -539,9 +653,53 @@ impl Store {
         Ok(DeleteOutcome::Pending(pending))
     }
 
+    /// Deleting a Namespace deletes everything in it. Simplified: upstream the namespace goes
+    /// `Terminating` (finalizer `kubernetes`) while the namespace controller deletes its contents
+    /// (honouring their finalizers); here the contents vanish at once, each with a DELETED event.
+    fn delete_namespace_contents(&self, inner: &mut Inner, ns: &str) {
+        let mut doomed = Vec::new();
+        for (k, bucket) in inner.objects.iter() {
+            for ((n, name), _) in bucket.range((ns.to_string(), String::new())..) {
+                if n != ns {
+                    break;
+                }
+                doomed.push((*k, name.clone()));
+            }
+        }
+        for (k, name) in doomed {
+            let rv = Self::next_rv(inner);
+            let Some(obj) = inner
+                .objects
+                .get_mut(&k)
+                .and_then(|b| b.remove(&(ns.to_string(), name.clone())))
+            else {
+                continue;
+            };
+            let mut last = (*obj).clone();
+            last["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.emit(
+                inner,
+                StoreEvent {
+                    event: EventType::Deleted,
+                    resource: k,
+                    namespace: ns.to_string(),
+                    name,
+                    object: Arc::new(last),
+                    resource_version: rv,
+                },
+            );
+        }
+    }
+
     /// Total number of stored objects (for benchmarks and counters).
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap().objects.values().map(|b| b.len()).sum()
+        self.inner
+            .lock()
+            .unwrap()
+            .objects
+            .values()
+            .map(|b| b.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

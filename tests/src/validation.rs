@@ -1,19 +1,192 @@
-//! Object validation as kube-apiserver does it, for the rules the plugin can trip over.
-//! Owned by the fake-server work; see DESIGN.md. Placeholder signatures only.
+//! Object validation as kube-apiserver does it, for the rules the plugin can trip over:
+//! object names (DNS-1123 subdomain, 253), label keys and values (63), pod container names
+//! (DNS-1123 label), `spec.containers` required, and pod updates that add or remove containers.
+//! Messages are byte-identical to configmap-crud.json and pod-create.json.
 
 use serde_json::Value;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Cause};
 use crate::registry::ResourceType;
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Errors (without the `Invalid value` prefix) for a DNS-1123 subdomain.
+pub fn subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if !s.split('.').all(is_dns_label) {
+        errs.push(SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// Errors for a DNS-1123 label (container names, namespace names).
+pub fn label_name_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !is_dns_label(s) {
+        errs.push(LABEL_MSG.to_string());
+    }
+    errs
+}
+
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A label value: empty, or up to 63 characters of the qualified-name alphabet.
+pub fn label_value_error(v: &str) -> Result<(), String> {
+    if v.len() > 63 {
+        return Err("must be no more than 63 bytes".into());
+    }
+    if !v.is_empty() && !is_qualified_part(v) {
+        return Err(LABEL_VALUE_MSG.into());
+    }
+    Ok(())
+}
+
+/// A label (or annotation) key: optional DNS-subdomain prefix, `/`, name of up to 63 characters.
+pub fn label_key_error(k: &str) -> Result<(), String> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        if let Some(e) = subdomain_errors(p).into_iter().next() {
+            return Err(format!("prefix part {e}"));
+        }
+    }
+    if name.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Err("name part must be no more than 63 characters".into());
+    }
+    if !is_qualified_part(name) {
+        return Err(QUALIFIED_NAME_MSG.into());
+    }
+    Ok(())
+}
+
+fn invalid(field: &str, value: &str, msg: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: \"{value}\": {msg}"),
+        field: field.into(),
+    }
+}
 
 /// Validate an object before it is stored; `old` is the stored object on update.
 pub fn validate_object(
-    _rt: &ResourceType,
-    _name: &str,
-    _obj: &Value,
-    _old: Option<&Value>,
+    rt: &ResourceType,
+    name: &str,
+    obj: &Value,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    Ok(())
+    let mut causes = Vec::new();
+    if old.is_none() {
+        let errs = if rt.plural == "namespaces" {
+            label_name_errors(name)
+        } else {
+            subdomain_errors(name)
+        };
+        for e in errs {
+            causes.push(invalid("metadata.name", name, &e));
+        }
+    }
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            if let Err(e) = label_key_error(k) {
+                causes.push(invalid("metadata.labels", k, &e));
+            }
+            let v = v.as_str().unwrap_or("");
+            if let Err(e) = label_value_error(v) {
+                causes.push(invalid("metadata.labels", v, &e));
+            }
+        }
+    }
+    if rt.plural == "pods" {
+        validate_pod(obj, old, &mut causes);
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(rt, name, causes))
+    }
+}
+
+fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let containers = obj["spec"]["containers"].as_array();
+    match containers {
+        None => causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.containers".into(),
+        }),
+        Some(cs) if cs.is_empty() => causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.containers".into(),
+        }),
+        Some(_) => {}
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = obj["spec"][list].as_array() {
+            for (i, c) in cs.iter().enumerate() {
+                let n = c["name"].as_str().unwrap_or("");
+                let field = format!("spec.{list}[{i}].name");
+                if n.is_empty() {
+                    causes.push(Cause {
+                        reason: "FieldValueRequired".into(),
+                        message: "Required value".into(),
+                        field,
+                    });
+                    continue;
+                }
+                for e in label_name_errors(n) {
+                    causes.push(invalid(&field, n, &e));
+                }
+            }
+        }
+    }
+    if let Some(old) = old {
+        // Pod spec is immutable except images and a few fields; adding or removing containers
+        // is the failure the transcript records (validation.ValidatePodUpdate).
+        let count = |v: &Value, l: &str| v["spec"][l].as_array().map(|a| a.len()).unwrap_or(0);
+        for list in ["containers", "initContainers"] {
+            if count(obj, list) != count(old, list) {
+                causes.push(Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: pod updates may not add or remove containers".into(),
+                    field: format!("spec.{list}"),
+                });
+            }
+        }
+    }
 }
 
 /// Five characters from the alphabet upstream uses for generateName suffixes.
@@ -25,4 +198,19 @@ pub fn random_suffix(len: usize) -> String {
     (0..len)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(subdomain_errors("a.b-c").is_empty());
+        assert_eq!(subdomain_errors("Bad_Name").len(), 1);
+        assert_eq!(subdomain_errors(&"a".repeat(254)).len(), 1);
+        assert!(label_name_errors("App").len() == 1);
+        assert!(label_value_error(&"v".repeat(64)).is_err());
+        assert!(label_key_error("mirrord-copy.io/session").is_ok());
+    }
 }

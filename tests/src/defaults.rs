@@ -1,0 +1,171 @@
+//! Defaulting on create, for the fields clients read back (the subset of upstream's
+//! `SetDefaults_*` and registry `PrepareForCreate` that the plugin and kubectl look at).
+
+use serde_json::{json, Value};
+
+use crate::registry::ResourceType;
+
+fn set_default(obj: &mut Value, key: &str, v: Value) {
+    if obj[key].is_null() {
+        obj[key] = v;
+    }
+}
+
+fn default_containers(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec[list].as_array_mut() {
+            for c in cs {
+                let image = c["image"].as_str().unwrap_or("").to_string();
+                let tag = image.rsplit('/').next().unwrap_or("");
+                let latest = !tag.contains(':') || tag.ends_with(":latest");
+                set_default(
+                    c,
+                    "imagePullPolicy",
+                    json!(if latest { "Always" } else { "IfNotPresent" }),
+                );
+                set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                set_default(c, "terminationMessagePolicy", json!("File"));
+                set_default(c, "resources", json!({}));
+                if let Some(ports) = c["ports"].as_array_mut() {
+                    for p in ports {
+                        set_default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    default_containers(spec);
+}
+
+/// Called by the store on create, after uid and name are set.
+pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group, rt.plural) {
+        ("", "pods") => {
+            let spec = &mut obj["spec"];
+            default_pod_spec(spec);
+            if spec.is_object() {
+                set_default(spec, "serviceAccountName", json!("default"));
+                let sa = spec["serviceAccountName"].clone();
+                set_default(spec, "serviceAccount", sa);
+                set_default(spec, "enableServiceLinks", json!(true));
+                set_default(spec, "priority", json!(0));
+            }
+            if obj["status"]["phase"].is_null() {
+                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            }
+        }
+        ("", "namespaces") => {
+            set_default(obj, "spec", json!({"finalizers": ["kubernetes"]}));
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "services") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "type", json!("ClusterIP"));
+                set_default(spec, "sessionAffinity", json!("None"));
+                if spec["clusterIP"].is_null() {
+                    use rand::Rng;
+                    let mut r = rand::rng();
+                    let ip = format!(
+                        "10.96.{}.{}",
+                        r.random_range(0..255),
+                        r.random_range(1..255)
+                    );
+                    spec["clusterIP"] = json!(ip);
+                    spec["clusterIPs"] = json!([ip]);
+                }
+                if let Some(ports) = spec["ports"].as_array_mut() {
+                    for p in ports {
+                        set_default(p, "protocol", json!("TCP"));
+                        let port = p["port"].clone();
+                        set_default(p, "targetPort", port);
+                    }
+                }
+            }
+            set_default(obj, "status", json!({"loadBalancer": {}}));
+        }
+        ("apps", "deployments") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "progressDeadlineSeconds", json!(600));
+                set_default(
+                    spec,
+                    "strategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                );
+                default_pod_spec(&mut spec["template"]["spec"]);
+            }
+        }
+        ("apps", "statefulsets") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                default_pod_spec(&mut spec["template"]["spec"]);
+            }
+        }
+        ("apps", "replicasets") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "replicas", json!(1));
+                default_pod_spec(&mut spec["template"]["spec"]);
+            }
+        }
+        ("batch", "jobs") => default_job(obj),
+        _ => {}
+    }
+}
+
+/// The Job registry generates the selector and template labels from the Job's uid unless
+/// `spec.manualSelector` is true (pkg/registry/batch/job/strategy.go generateSelector).
+fn default_job(obj: &mut Value) {
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "completions", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    if spec["manualSelector"].as_bool() != Some(true) {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = &mut spec["template"]["metadata"]["labels"];
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels[k] = json!(v);
+        }
+    }
+    if spec["template"]["spec"]["restartPolicy"].is_null() && spec["template"]["spec"].is_object() {
+        spec["template"]["spec"]["restartPolicy"] = json!("Never");
+    }
+    default_pod_spec(&mut spec["template"]["spec"]);
+}

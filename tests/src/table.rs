@@ -1,0 +1,256 @@
+//! `meta.k8s.io/v1 Table` answers for `kubectl get` (Accept `...;as=Table;...`), shaped like
+//! table.json: column definitions, then one row per object with cells and the object as
+//! `PartialObjectMetadata`. Columns follow upstream's printers for the common kinds; other
+//! kinds get NAME and AGE, as custom resources without printer columns do.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::registry::ResourceType;
+
+pub fn wants_table(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+fn col(name: &str, ty: &str, priority: u8) -> Value {
+    let format = if name == "Name" { "name" } else { "" };
+    json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+}
+
+/// kubectl's `duration.HumanDuration`.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        return format!("{s}s");
+    }
+    let m = s / 60;
+    if m < 10 {
+        let rem = s % 60;
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
+    }
+    if m < 180 {
+        return format!("{m}m");
+    }
+    let h = m / 60;
+    if h < 8 {
+        let rem = m % 60;
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
+    }
+    if h < 48 {
+        return format!("{h}h");
+    }
+    let d = h / 24;
+    if d < 8 {
+        let rem = h % 24;
+        return if rem == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rem}h")
+        };
+    }
+    if d < 365 * 2 {
+        return format!("{d}d");
+    }
+    format!("{}y", d / 365)
+}
+
+fn age(obj: &Value) -> String {
+    obj["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// READY, STATUS, RESTARTS of a pod, as kubectl's pod printer computes them (simplified).
+fn pod_cells(p: &Value) -> (String, String, i64) {
+    let statuses = p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = p["spec"]["containers"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0);
+    let ready = statuses
+        .iter()
+        .filter(|c| c["ready"].as_bool() == Some(true))
+        .count();
+    let restarts: i64 = statuses.iter().map(|c| int(&c["restartCount"])).sum();
+    let mut reason = p["status"]["reason"]
+        .as_str()
+        .or(p["status"]["phase"].as_str())
+        .unwrap_or("Pending")
+        .to_string();
+    for c in &statuses {
+        if let Some(r) = c["state"]["waiting"]["reason"].as_str() {
+            reason = r.to_string();
+        } else if let Some(r) = c["state"]["terminated"]["reason"].as_str() {
+            reason = r.to_string();
+        }
+    }
+    if !p["metadata"]["deletionTimestamp"].is_null() {
+        reason = "Terminating".into();
+    }
+    (format!("{ready}/{total}"), reason, restarts)
+}
+
+fn columns_and_cells(rt: &ResourceType, objs: &[Arc<Value>]) -> (Vec<Value>, Vec<Vec<Value>>) {
+    let name = |o: &Value| json!(o["metadata"]["name"]);
+    match (rt.group, rt.plural) {
+        ("", "pods") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Status", "string", 0),
+                col("Restarts", "string", 0),
+                col("Age", "string", 0),
+                col("IP", "string", 1),
+                col("Node", "string", 1),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let (ready, status, restarts) = pod_cells(o);
+                    vec![
+                        name(o),
+                        json!(ready),
+                        json!(status),
+                        json!(restarts.to_string()),
+                        json!(age(o)),
+                        json!(o["status"]["podIP"].as_str().unwrap_or("<none>")),
+                        json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
+                    ]
+                })
+                .collect(),
+        ),
+        ("apps", "deployments") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Up-to-date", "integer", 0),
+                col("Available", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let s = &o["status"];
+                    vec![
+                        name(o),
+                        json!(format!(
+                            "{}/{}",
+                            int(&s["readyReplicas"]),
+                            int(&o["spec"]["replicas"])
+                        )),
+                        json!(int(&s["updatedReplicas"])),
+                        json!(int(&s["availableReplicas"])),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("apps", "statefulsets") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    vec![
+                        name(o),
+                        json!(format!(
+                            "{}/{}",
+                            int(&o["status"]["readyReplicas"]),
+                            int(&o["spec"]["replicas"])
+                        )),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("apps", "replicasets") => (
+            vec![
+                col("Name", "string", 0),
+                col("Desired", "integer", 0),
+                col("Current", "integer", 0),
+                col("Ready", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    vec![
+                        name(o),
+                        json!(int(&o["spec"]["replicas"])),
+                        json!(int(&o["status"]["replicas"])),
+                        json!(int(&o["status"]["readyReplicas"])),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("", "configmaps") => (
+            vec![
+                col("Name", "string", 0),
+                col("Data", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                        + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+                    vec![name(o), json!(n), json!(age(o))]
+                })
+                .collect(),
+        ),
+        ("", "namespaces") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    vec![
+                        name(o),
+                        json!(o["status"]["phase"].as_str().unwrap_or("Active")),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        _ => (
+            vec![col("Name", "string", 0), col("Age", "string", 0)],
+            objs.iter().map(|o| vec![name(o), json!(age(o))]).collect(),
+        ),
+    }
+}
+
+/// A Table of `objs`; `list_meta` is the list's metadata (resourceVersion, continue).
+pub fn table(rt: &ResourceType, objs: &[Arc<Value>], list_meta: Value) -> Value {
+    let (columns, cells) = columns_and_cells(rt, objs);
+    let rows: Vec<Value> = objs
+        .iter()
+        .zip(cells)
+        .map(|(o, c)| {
+            json!({"cells": c, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+           "columnDefinitions": columns, "rows": rows})
+}

@@ -1,0 +1,160 @@
+//! Watches: a chunked `application/json;stream=watch` body of one JSON event per line
+//! (watch.json). From resourceVersion "0" or none, the current objects come first as ADDED;
+//! from a resourceVersion older than the store's history, the answer is HTTP 200 and a single
+//! ERROR event carrying a 410 `Expired` Status, as upstream. BOOKMARKs are sent when
+//! `allowWatchBookmarks=true` (periodically and just before a `timeoutSeconds` expiry).
+//!
+//! Divergence: an object modified so that it stops matching the selector is not reported as
+//! DELETED (upstream's watch cache does that); only events whose new state matches are sent.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::Response;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api_error::ApiError;
+use crate::http::{selectors, Body, Query, ResReq};
+use crate::server::ServerState;
+use crate::store::StoreEvent;
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(20);
+/// Upstream picks a random timeout of 30-60 minutes when the client gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+fn line(kind: &str, obj: &Value) -> Bytes {
+    let mut buf = Vec::with_capacity(512);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    serde_json::to_writer(&mut buf, obj).unwrap();
+    buf.extend_from_slice(b"}\n");
+    Bytes::from(buf)
+}
+
+fn stream_response(rx: mpsc::Receiver<Bytes>, content_type: &str) -> Response<Body> {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    Response::builder()
+        .status(200)
+        .header("Content-Type", content_type)
+        .header("Cache-Control", "no-cache, private")
+        .body(StreamBody::new(stream).boxed())
+        .unwrap()
+}
+
+pub fn watch(
+    state: Arc<ServerState>,
+    r: &ResReq,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let (ls, fs) = selectors(r, query)?;
+    let rt = r.rt.clone();
+    let ns = r.namespace.clone();
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
+    let keep = move |o: &Value| ls.matches_object(o) && fs.matches_object(o);
+    let mut initial = Vec::new();
+    let from_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
+        let (items, rv) = state.store.list(&rt, ns.as_deref(), &keep);
+        initial = items;
+        rv
+    } else {
+        rv_param
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let (history, live) = match state.store.events_since(from_rv) {
+        Ok(x) => x,
+        Err(e) => {
+            // Expired: 200, then one ERROR event, then the end of the stream.
+            let _ = tx.try_send(line("ERROR", &e.to_status()));
+            drop(tx);
+            return Ok(stream_response(rx, "application/json"));
+        }
+    };
+    let kind = rt.kind;
+    let api_version = rt.api_version();
+    let key = (rt.group, rt.plural);
+    let bookmark = move |rv: u64, initial_end: bool| {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        line(
+            "BOOKMARK",
+            &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
+        )
+    };
+    let wanted = move |ev: &StoreEvent| {
+        ev.resource == key && ns.as_deref().is_none_or(|n| n == ev.namespace) && keep(&ev.object)
+    };
+    tokio::spawn(async move {
+        let mut live = live;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for o in &initial {
+            if tx.send(line("ADDED", o)).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && bookmarks {
+            let _ = tx.send(bookmark(from_rv, true)).await;
+        }
+        for ev in history.iter().filter(|e| wanted(e)) {
+            if tx.send(line(ev.event.as_str(), &ev.object)).await.is_err() {
+                return;
+            }
+        }
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            tokio::select! {
+                ev = live.recv() => match ev {
+                    Ok(ev) => {
+                        if wanted(&ev) && tx.send(line(ev.event.as_str(), &ev.object)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow a reader: end with 410 so the client re-lists, as a watch
+                        // cache that dropped the watcher would make it.
+                        let e = ApiError::expired("watch channel overflowed; please re-list");
+                        let _ = tx.send(line("ERROR", &e.to_status())).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {
+                    if bookmarks && tx.send(bookmark(state.store.current_resource_version(), false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if bookmarks {
+                        let _ = tx.send(bookmark(state.store.current_resource_version(), false)).await;
+                    }
+                    return;
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(stream_response(rx, "application/json;stream=watch"))
+}
