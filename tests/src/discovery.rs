@@ -198,3 +198,70 @@ pub fn aggregated(types: &[ResourceType], core: bool) -> Value {
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
+
+/// `GET /openapi/v3`: the index of per-group-version documents.
+pub fn openapi_v3_root(types: &[ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut seen = Vec::new();
+    for t in types {
+        let p = if t.group.is_empty() {
+            format!("api/{}", t.version)
+        } else {
+            format!("apis/{}/{}", t.group, t.version)
+        };
+        if !seen.contains(&p) {
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=fakekube")}),
+            );
+            seen.push(p);
+        }
+    }
+    json!({"paths": paths})
+}
+
+/// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/G/V`: operations only, no schemas. This is
+/// what kubectl reads to learn that the server validates fields itself (`fieldValidation` on
+/// PATCH), so it skips client-side schema validation; `kubectl explain` gets nothing useful.
+pub fn openapi_v3_gv(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    let params = json!([
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}
+    ]);
+    for t in types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let base = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("{prefix}/{}", t.plural)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": t.kind});
+        let op = |action: &str| {
+            json!({"operationId": format!("{action}{}", t.kind), "x-kubernetes-action": action,
+                   "x-kubernetes-group-version-kind": gvk, "parameters": params,
+                   "responses": {"200": {"description": "OK"}}})
+        };
+        paths.insert(base.clone(), json!({"post": op("post"), "get": op("list")}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.36.2"},
+                "paths": paths, "components": {"schemas": {}}}),
+    )
+}

@@ -95,6 +95,8 @@ enum Route {
     Group(String),
     ResourceList(String, String),
     Health,
+    OpenApiV3Root,
+    OpenApiV3(String, String),
     Resource(ResReq),
     NotFound,
 }
@@ -115,6 +117,9 @@ fn route(state: &ServerState, path: &str) -> Route {
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Route::Version,
         ["healthz" | "livez" | "readyz", ..] => return Route::Health,
+        ["openapi", "v3"] => return Route::OpenApiV3Root,
+        ["openapi", "v3", "api", v] => return Route::OpenApiV3(String::new(), v.to_string()),
+        ["openapi", "v3", "apis", g, v] => return Route::OpenApiV3(g.to_string(), v.to_string()),
         ["api"] => return Route::Api,
         ["apis"] => return Route::Apis,
         ["apis", g] => return Route::Group(g.to_string()),
@@ -302,6 +307,12 @@ async fn serve(
         }
         Route::ResourceList(g, v) => {
             return discovery::api_resource_list(types, &g, &v)
+                .map(|v| value_response(200, &v))
+                .ok_or_else(not_found_path)
+        }
+        Route::OpenApiV3Root => return Ok(value_response(200, &discovery::openapi_v3_root(types))),
+        Route::OpenApiV3(g, v) => {
+            return discovery::openapi_v3_gv(types, &g, &v)
                 .map(|v| value_response(200, &v))
                 .ok_or_else(not_found_path)
         }

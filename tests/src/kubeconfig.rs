@@ -1,15 +1,25 @@
-//! Kubeconfig files for a fake cluster: one cluster (plain HTTP on 127.0.0.1), one token
-//! user, one context with a default namespace.
+//! Kubeconfig files for a fake cluster: one cluster (HTTPS with the fake's CA, or plain HTTP),
+//! one token user, one context with a default namespace.
 
-/// The kubeconfig YAML; cluster, user and context are all named `fakekube`.
-pub fn kubeconfig_yaml(server: &str, namespace: &str, token: &str) -> String {
+use base64::Engine;
+
+/// The kubeconfig YAML; cluster, user and context are all named `fakekube`. `ca_pem` is the
+/// CA to trust for an `https://` server.
+pub fn kubeconfig_yaml(server: &str, ca_pem: Option<&str>, namespace: &str, token: &str) -> String {
+    let ca = match ca_pem {
+        Some(pem) => format!(
+            "\n    certificate-authority-data: {}",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        ),
+        None => String::new(),
+    };
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: fakekube
   cluster:
-    server: {server}
+    server: {server}{ca}
 users:
 - name: fakekube
   user:

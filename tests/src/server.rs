@@ -25,12 +25,16 @@ pub struct ServerOptions {
     pub port: Option<u16>,
     /// The controller switches to run with; defaults when None.
     pub controllers: Option<Arc<Controllers>>,
+    /// Serve plain HTTP instead of HTTPS. kubectl sends no bearer token over plain HTTP, so
+    /// only kube-rs clients work then.
+    pub plain_http: bool,
 }
 
 /// What request handlers share.
 pub struct ServerState {
     pub store: Arc<Store>,
     pub port: u16,
+    pub tls: bool,
     pub rbac: Rbac,
     pub faults: Faults,
     pub log: RequestLog,
@@ -69,6 +73,25 @@ pub struct FakeCluster {
 /// The namespaces a fresh cluster has.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+async fn serve_connection<IO>(io: IO, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = Arc::new(Notify::new());
+    let k2 = kill.clone();
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        let kill = k2.clone();
+        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req, kill).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.notified() => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
@@ -80,21 +103,14 @@ async fn accept_loop(
                 let Ok((stream, _)) = r else { continue };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let mut shutdown = shutdown.clone();
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    let kill = Arc::new(Notify::new());
-                    let k2 = kill.clone();
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        let kill = k2.clone();
-                        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req, kill).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = kill.notified() => {}
-                        _ = shutdown.changed() => {}
+                    if state.tls {
+                        if let Ok(tls) = crate::tls::material().acceptor.accept(stream).await {
+                            serve_connection(tls, state, shutdown).await;
+                        }
+                    } else {
+                        serve_connection(stream, state, shutdown).await;
                     }
                 });
             }
@@ -131,6 +147,7 @@ impl FakeCluster {
         let state = Arc::new(ServerState {
             store: store.clone(),
             port,
+            tls: !opts.plain_http,
             rbac: Rbac::default(),
             faults: Faults::default(),
             log: RequestLog::default(),
@@ -152,9 +169,22 @@ impl FakeCluster {
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>` (`http://` with `plain_http`).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.inner.state.port)
+        let scheme = if self.inner.state.tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.inner.state.port)
+    }
+
+    /// The CA certificate (PEM) that signs the serving certificate; None for plain HTTP.
+    pub fn ca_pem(&self) -> Option<&'static str> {
+        self.inner
+            .state
+            .tls
+            .then(|| crate::tls::material().ca_pem.as_str())
     }
 
     pub fn port(&self) -> u16 {
@@ -175,7 +205,7 @@ impl FakeCluster {
     ) -> anyhow::Result<()> {
         std::fs::write(
             path,
-            crate::kubeconfig::kubeconfig_yaml(&self.url(), namespace, token),
+            crate::kubeconfig::kubeconfig_yaml(&self.url(), self.ca_pem(), namespace, token),
         )?;
         Ok(())
     }
