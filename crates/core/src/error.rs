@@ -1,0 +1,382 @@
+//! The one error type of the core crate, and its mapping onto the documented exit codes
+//! (DESIGN.md, "Exit codes"). The CLI prints `Display` and exits with `exit_code()`.
+
+use std::fmt;
+
+/// Every way a core operation can fail. Each variant maps to one documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags, malformed target, bad duration, bad option combination (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
+    /// The target (or the container named in it) does not exist (exit 3).
+    /// `kind` is what was looked for ("deployment", "container in deployment/x", ...).
+    #[error("{}", NotFoundMessage { kind, name, namespace, suggestions })]
+    TargetNotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+        suggestions: Vec<String>,
+    },
+
+    /// The kind cannot be copied or scaled down, or the request would leave no container (exit 4).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// The API server refused the request (exit 5). `message` is the server's own text.
+    #[error("permission denied: cannot {verb} {resource}: {message}")]
+    Forbidden {
+        verb: String,
+        resource: String,
+        message: String,
+    },
+
+    /// The copy pod never became Ready (exit 6).
+    #[error("{}", CopyFailedMessage { pod, reasons, events })]
+    CopyFailed {
+        pod: String,
+        reasons: Vec<String>,
+        events: Vec<String>,
+    },
+
+    /// A wait or a request took too long (exit 7).
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// The cluster cannot be reached, or it rejected our credentials (exit 8).
+    #[error("cluster unreachable: {0}")]
+    Unreachable(String),
+
+    /// The workload is already scaled down by another session (exit 9).
+    /// `holder` is a human summary: session, user@host, since, copy pod.
+    #[error("{workload} is already scaled down by another session ({holder}); that session was left untouched")]
+    Conflict { workload: String, holder: String },
+
+    /// Scale-down refused by the guardrail annotation (exit 10).
+    /// `location` is where the annotation is set: "Deployment default/x" or "Namespace default".
+    #[error("{}", GuardrailMessage { workload, location, set_by })]
+    Guardrail {
+        workload: String,
+        location: String,
+        set_by: Option<String>,
+    },
+
+    /// A lock or session record whose data is malformed: reported, never acted upon (exit 1).
+    #[error("corrupt record: {0}")]
+    CorruptRecord(String),
+
+    /// Any other API error (exit code derived from the HTTP status where it means something).
+    #[error("kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// Anything else unexpected (exit 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The documented process exit code for this error (DESIGN.md, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::TargetNotFound { .. } => 3,
+            Error::Unsupported(_) => 4,
+            Error::Forbidden { .. } => 5,
+            Error::CopyFailed { .. } => 6,
+            Error::Timeout(_) => 7,
+            Error::Unreachable(_) => 8,
+            Error::Conflict { .. } => 9,
+            Error::Guardrail { .. } => 10,
+            Error::CorruptRecord(_) | Error::Other(_) => 1,
+            // Errors nobody classified still deserve the right code when the status says it.
+            Error::Kube(err) => match status_code(err) {
+                Some(403) => 5,
+                Some(401) => 8,
+                Some(504) => 7,
+                Some(_) => 1,
+                None if is_transport(err) => 8,
+                None => 1,
+            },
+        }
+    }
+
+    /// Classify a kube error from a request `verb` on `resource` (e.g. "get", "deployments.apps").
+    ///
+    /// 403 -> Forbidden with the server's message; 401 -> Unreachable (authentication failed);
+    /// 404 of a resource type the server does not serve -> Unsupported; connection failures ->
+    /// Unreachable; timeouts -> Timeout. Everything else, including a 404 of a named object,
+    /// stays `Kube` so callers can still test it with [`is_not_found`] and friends.
+    pub fn from_kube(err: kube::Error, verb: &str, resource: &str) -> Error {
+        if let kube::Error::Api(status) = &err {
+            return match status.code {
+                403 => Error::Forbidden {
+                    verb: verb.to_string(),
+                    resource: resource.to_string(),
+                    message: status.message.clone(),
+                },
+                401 => Error::Unreachable(format!(
+                    "authentication failed ({}); check your kubeconfig credentials",
+                    status.message
+                )),
+                // A 404 naming no object means the resource type itself is not served
+                // (e.g. Argo Rollouts' CRD is not installed).
+                404 if status.details.as_ref().is_none_or(|d| d.name.is_empty()) => {
+                    Error::Unsupported(format!(
+                        "the cluster does not serve {resource} ({}); cannot {verb} it",
+                        status.message
+                    ))
+                }
+                504 => Error::Timeout(format!("{verb} {resource}: {}", status.message)),
+                _ => Error::Kube(err),
+            };
+        }
+        if let kube::Error::Auth(auth) = &err {
+            return Error::Unreachable(format!(
+                "authentication failed ({auth}); check your kubeconfig credentials"
+            ));
+        }
+        if is_transport(&err) {
+            let text = error_chain(&err);
+            if text.contains("timed out") || text.contains("elapsed") || text.contains("deadline") {
+                return Error::Timeout(format!("{verb} {resource}: {text}"));
+            }
+            return Error::Unreachable(format!("{verb} {resource}: {text}"));
+        }
+        Error::Kube(err)
+    }
+
+    /// True when this is an API 404 for a named object.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube(e) if is_not_found(e))
+    }
+}
+
+/// The HTTP status of an API error, if it is one.
+pub fn status_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// API 404 NotFound.
+pub fn is_not_found(err: &kube::Error) -> bool {
+    status_code(err) == Some(404)
+}
+
+/// API 409 AlreadyExists (a create lost the race).
+pub fn is_already_exists(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// API 409 Conflict (a stale resourceVersion or a failed precondition).
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
+}
+
+/// The request never got an HTTP answer (connection refused, reset, TLS, timeout).
+fn is_transport(err: &kube::Error) -> bool {
+    matches!(
+        err,
+        kube::Error::HyperError(_)
+            | kube::Error::Service(_)
+            | kube::Error::ReadEvents(_)
+            | kube::Error::RustlsTls(_)
+            | kube::Error::TlsRequired
+    )
+}
+
+/// "outer: inner: innermost": transport errors hide their cause in `source()`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+struct NotFoundMessage<'a> {
+    kind: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+    suggestions: &'a [String],
+}
+
+impl fmt::Display for NotFoundMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} \"{}\" not found in namespace \"{}\"",
+            self.kind, self.name, self.namespace
+        )?;
+        if self.kind.starts_with("container") {
+            return match self.suggestions {
+                [] => write!(f, "; the template has no containers"),
+                valid => write!(f, "; valid containers: {}", valid.join(", ")),
+            };
+        }
+        match self.suggestions {
+            [] => Ok(()),
+            [one] => write!(f, "; did you mean {one}?"),
+            many => write!(f, "; did you mean one of: {}?", many.join(", ")),
+        }
+    }
+}
+
+struct CopyFailedMessage<'a> {
+    pod: &'a str,
+    reasons: &'a [String],
+    events: &'a [String],
+}
+
+impl fmt::Display for CopyFailedMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "copy pod {} failed to start", self.pod)?;
+        if self.reasons.is_empty() {
+            write!(f, " (no container reported a reason)")?;
+        } else {
+            write!(f, ": {}", self.reasons.join("; "))?;
+        }
+        if !self.events.is_empty() {
+            write!(f, "\nrecent events:")?;
+            for event in self.events {
+                write!(f, "\n  {event}")?;
+            }
+        }
+        write!(f, "\neverything this run created was removed")
+    }
+}
+
+struct GuardrailMessage<'a> {
+    workload: &'a str,
+    location: &'a str,
+    set_by: &'a Option<String>,
+}
+
+impl fmt::Display for GuardrailMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scale-down of {} is forbidden by the annotation mirrord-copy.io/scale-down=forbidden on {}",
+            self.workload, self.location
+        )?;
+        if let Some(who) = self.set_by {
+            write!(f, " (set by {who})")?;
+        }
+        write!(f, "; nothing was created")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api(code: u16, reason: &str, name: &str) -> kube::Error {
+        let mut status = Status::failure("the message", reason).with_code(code);
+        if !name.is_empty() {
+            status.details =
+                Some(serde_json::from_value(serde_json::json!({ "name": name })).unwrap());
+        }
+        kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn exit_codes_match_design() {
+        let cases: Vec<(Error, i32)> = vec![
+            (Error::Usage("x".into()), 2),
+            (
+                Error::TargetNotFound {
+                    kind: "deployment".into(),
+                    name: "x".into(),
+                    namespace: "default".into(),
+                    suggestions: vec![],
+                },
+                3,
+            ),
+            (Error::Unsupported("x".into()), 4),
+            (
+                Error::Forbidden {
+                    verb: "get".into(),
+                    resource: "pods".into(),
+                    message: "no".into(),
+                },
+                5,
+            ),
+            (
+                Error::CopyFailed {
+                    pod: "p".into(),
+                    reasons: vec![],
+                    events: vec![],
+                },
+                6,
+            ),
+            (Error::Timeout("x".into()), 7),
+            (Error::Unreachable("x".into()), 8),
+            (
+                Error::Conflict {
+                    workload: "w".into(),
+                    holder: "h".into(),
+                },
+                9,
+            ),
+            (
+                Error::Guardrail {
+                    workload: "w".into(),
+                    location: "Namespace default".into(),
+                    set_by: None,
+                },
+                10,
+            ),
+            (Error::CorruptRecord("x".into()), 1),
+            (Error::Other("x".into()), 1),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.exit_code(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn from_kube_classifies_statuses() {
+        let e = Error::from_kube(api(403, "Forbidden", "x"), "get", "deployments.apps");
+        assert!(matches!(&e, Error::Forbidden { verb, resource, message }
+                if verb == "get" && resource == "deployments.apps" && message == "the message"));
+        assert_eq!(e.exit_code(), 5);
+        let e = Error::from_kube(api(401, "Unauthorized", ""), "list", "pods");
+        assert_eq!(e.exit_code(), 8);
+        let e = Error::from_kube(api(404, "NotFound", "x"), "get", "pods");
+        assert!(e.is_not_found());
+        let e = Error::from_kube(api(404, "NotFound", ""), "get", "rollouts.argoproj.io");
+        assert_eq!(e.exit_code(), 4);
+        let e = Error::from_kube(api(409, "AlreadyExists", "x"), "create", "configmaps");
+        assert!(matches!(&e, Error::Kube(k) if is_already_exists(k) && !is_conflict(k)));
+    }
+
+    #[test]
+    fn messages_are_actionable() {
+        let e = Error::TargetNotFound {
+            kind: "deployment".into(),
+            name: "py-serv".into(),
+            namespace: "default".into(),
+            suggestions: vec!["py-serv-deployment".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "deployment \"py-serv\" not found in namespace \"default\"; did you mean py-serv-deployment?"
+        );
+        let e = Error::CopyFailed {
+            pod: "p".into(),
+            reasons: vec!["app: ImagePullBackOff".into()],
+            events: vec!["Warning Failed: pull failed".into()],
+        };
+        let text = e.to_string();
+        assert!(text.contains("ImagePullBackOff") && text.contains("pull failed"));
+    }
+}

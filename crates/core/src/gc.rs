@@ -1,0 +1,1 @@
+//! gc of expired sessions (owned by the scale-down engineer; placeholder so the crate compiles).

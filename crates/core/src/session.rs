@@ -1,0 +1,101 @@
+//! Sessions: one ConfigMap per copy, owner of the copy pod and of any lock. This module holds
+//! the session types and the lifecycle (preview / create / end / list / heartbeat).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::copy::CopyOptions;
+use crate::target::TargetRef;
+
+/// The session ConfigMap, as the copy pod and the lock reference it (their ownerReferences).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHandle {
+    pub id: String,
+    pub namespace: String,
+    pub config_map: String,
+    pub uid: String,
+}
+
+/// What `create` and `end` report as they go, for spinners and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum Progress {
+    /// The target was found; `object` is e.g. "Deployment default/x".
+    Resolved {
+        target: String,
+        object: String,
+    },
+    SessionCreated {
+        session: String,
+        config_map: String,
+    },
+    /// The scale-down mutex for `workload` is ours.
+    LockAcquired {
+        workload: String,
+        lock: String,
+    },
+    CopyCreated {
+        pod: String,
+    },
+    /// Still waiting for the copy pod to become Ready.
+    Waiting {
+        pod: String,
+        reason: String,
+    },
+    Ready {
+        pod: String,
+    },
+    ScaledDown {
+        workload: String,
+        from: i32,
+    },
+    Restored {
+        workload: String,
+        to: i32,
+    },
+    /// An object was deleted, e.g. "pod/x" or "configmap/mirrord-copy-session-y".
+    Deleted {
+        object: String,
+    },
+    Warning(String),
+    Info(String),
+}
+
+/// Progress callback.
+pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
+
+/// A request to copy a target.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub namespace: String,
+    pub target: TargetRef,
+    pub options: CopyOptions,
+    pub scale_down: bool,
+    /// Detached sessions expire after this; `None` for `run` sessions (kept alive by heartbeat).
+    pub ttl: Option<Duration>,
+    /// "user@host"
+    pub owner: String,
+    pub wait: bool,
+    pub timeout: Duration,
+    pub reuse: bool,
+}
+
+/// A live session, as read back from its ConfigMap (and, from `list`, its copy pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    pub namespace: String,
+    /// Canonical target string, e.g. "deployment/x" or "deployment/x/container/c".
+    pub target: String,
+    pub copy_pod: String,
+    pub scale_down: bool,
+    pub owner: String,
+    pub created: DateTime<Utc>,
+    pub expires: Option<DateTime<Utc>>,
+    pub options: CopyOptions,
+    /// The copy pod's phase; filled by `list` when pods are listed.
+    pub copy_phase: Option<String>,
+}
