@@ -174,6 +174,12 @@ impl Store {
         Ok((evs, rx))
     }
 
+    /// Forget the watch history, as etcd compaction does: a watch from any earlier
+    /// resourceVersion then gets 410 Expired (watch.json's "too old resource version").
+    pub fn compact(&self) {
+        self.inner.lock().unwrap().history.clear();
+    }
+
     fn emit(&self, inner: &mut Inner, ev: StoreEvent) {
         inner.history.push_back(ev.clone());
         while inner.history.len() > HISTORY_WINDOW {
@@ -394,8 +400,8 @@ impl Store {
             (None, None) => Bound::Unbounded,
         };
         let mut items = Vec::new();
-        let mut next = None;
-        for ((n, name), v) in bucket.range((lower, Bound::Unbounded)) {
+        let mut more = false;
+        for ((n, _), v) in bucket.range((lower, Bound::Unbounded)) {
             if let Some(ns) = ns {
                 if n != ns {
                     break;
@@ -405,13 +411,13 @@ impl Store {
                 continue;
             }
             if limit > 0 && items.len() == limit {
-                next = Some((n.clone(), name.clone()));
+                more = true;
                 break;
             }
             items.push(v.clone());
         }
-        // The continue key is the last returned item; the next page starts after it.
-        let next = next.and(items.last().map(|v| {
+        // The token names the last item returned; the next page starts after it.
+        let next = more.then(|| items.last()).flatten().map(|v| {
             (
                 v["metadata"]["namespace"]
                     .as_str()
@@ -419,7 +425,7 @@ impl Store {
                     .to_string(),
                 v["metadata"]["name"].as_str().unwrap_or("").to_string(),
             )
-        }));
+        });
         (items, rv, next)
     }
 
