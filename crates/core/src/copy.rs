@@ -1,6 +1,23 @@
-//! Copy rules (pure): from a target's pod template to the copy pod.
+//! Copy rules (pure, no I/O): from a target's pod template to the copy pod.
+//!
+//! - probes (liveness, readiness, startup) are removed from every container and init container;
+//! - `--exclude-container` / `--exclude-init-container` remove containers by name;
+//! - from a pod target, what the scheduler, kubelet and admission filled in is dropped;
+//! - labels that tie a pod to a controller are dropped, so no controller adopts the copy;
+//! - the copy is owned (controller ownerReference) by its session ConfigMap.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::labels::{self, Role};
+use crate::resolve::ResolvedTarget;
+use crate::session::SessionHandle;
+use crate::target::TargetKind;
 
 /// User options that shape the copy. Stored as JSON in the session and on the pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -9,3 +26,235 @@ pub struct CopyOptions {
     pub exclude_containers: Vec<String>,
     pub exclude_init_containers: Vec<String>,
 }
+
+impl CopyOptions {
+    /// Canonical form (sorted, deduplicated), so equal requests compare equal for `--reuse`.
+    pub fn normalized(&self) -> CopyOptions {
+        let norm = |v: &Vec<String>| {
+            let mut v = v.clone();
+            v.sort();
+            v.dedup();
+            v
+        };
+        CopyOptions {
+            exclude_containers: norm(&self.exclude_containers),
+            exclude_init_containers: norm(&self.exclude_init_containers),
+        }
+    }
+
+    /// The JSON stored in the session ConfigMap and the pod annotation.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.normalized()).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Prefix of the projected service-account token volume the ServiceAccount admission plugin
+/// injects into every pod. Copying it from a pod target would make admission of the copy
+/// fail (duplicate mount path), so it is dropped and admission injects a fresh one.
+const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// The copy's pod spec, from the target's template.
+pub fn copy_pod_spec(
+    template: &PodTemplateSpec,
+    kind: TargetKind,
+    opts: &CopyOptions,
+) -> Result<PodSpec, Error> {
+    let mut spec = template
+        .spec
+        .clone()
+        .ok_or_else(|| Error::Unsupported("the target's pod template has no spec".into()))?;
+
+    exclude_containers(&mut spec.containers, &opts.exclude_containers)?;
+    let mut init = spec.init_containers.take().unwrap_or_default();
+    exclude_init_containers(&mut init, &opts.exclude_init_containers)?;
+    spec.init_containers = (!init.is_empty()).then_some(init);
+
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        container.liveness_probe = None;
+        container.readiness_probe = None;
+        container.startup_probe = None;
+    }
+
+    if kind == TargetKind::Pod {
+        strip_runtime_fields(&mut spec);
+    }
+    // restartPolicy is kept as the template has it: Always for Deployments, Never/OnFailure
+    // for Jobs (so a Job's copy still runs to completion once).
+    Ok(spec)
+}
+
+/// Fields of a live pod that the scheduler, kubelet or admission filled in; a fresh pod
+/// gets its own.
+fn strip_runtime_fields(spec: &mut PodSpec) {
+    spec.node_name = None;
+    spec.ephemeral_containers = None;
+    let injected: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.name.starts_with(SERVICE_ACCOUNT_VOLUME_PREFIX) && v.projected.is_some())
+        .map(|v| v.name.clone())
+        .collect();
+    if injected.is_empty() {
+        return;
+    }
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| !injected.contains(&v.name));
+    }
+    if spec.volumes.as_ref().is_some_and(Vec::is_empty) {
+        spec.volumes = None;
+    }
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        if let Some(mounts) = container.volume_mounts.as_mut() {
+            mounts.retain(|m| !injected.contains(&m.name));
+            if mounts.is_empty() {
+                container.volume_mounts = None;
+            }
+        }
+    }
+}
+
+fn exclude_containers(containers: &mut Vec<Container>, exclude: &[String]) -> Result<(), Error> {
+    if exclude.is_empty() {
+        return Ok(());
+    }
+    let valid: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+    check_known("--exclude-container", "container", exclude, &valid)?;
+    containers.retain(|c| !exclude.contains(&c.name));
+    if containers.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "--exclude-container would remove every container ({}); at least one must remain",
+            valid.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn exclude_init_containers(init: &mut Vec<Container>, exclude: &[String]) -> Result<(), Error> {
+    if exclude.is_empty() {
+        return Ok(());
+    }
+    let valid: Vec<String> = init.iter().map(|c| c.name.clone()).collect();
+    check_known(
+        "--exclude-init-container",
+        "init container",
+        exclude,
+        &valid,
+    )?;
+    init.retain(|c| !exclude.contains(&c.name));
+    Ok(())
+}
+
+fn check_known(flag: &str, what: &str, names: &[String], valid: &[String]) -> Result<(), Error> {
+    let unknown: Vec<&String> = names.iter().filter(|n| !valid.contains(n)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+    let valid = if valid.is_empty() {
+        format!("the target has no {what}s")
+    } else {
+        format!("valid {what}s: {}", valid.join(", "))
+    };
+    Err(Error::Usage(format!(
+        "{flag}: no {what} named {}; {valid}",
+        unknown.join(", ")
+    )))
+}
+
+/// The copy's labels: the template's (so Services still route to the copy) minus the ones that
+/// tie a pod to a controller, plus ours. Ours win a collision (a template may carry
+/// `app.kubernetes.io/managed-by: Helm`): every selector of ours depends on them.
+pub fn copy_labels(
+    template_labels: Option<&BTreeMap<String, String>>,
+    session_id: &str,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = template_labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !labels::CONTROLLER_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.extend(labels::managed_labels(session_id, Role::Copy));
+    out
+}
+
+/// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The copy pod, ready to create.
+///
+/// Template annotations are kept (including `kubectl.kubernetes.io/restartedAt`): they are part
+/// of what the application saw, and some (e.g. sidecar-injection or config checksums) change
+/// how the pod runs.
+pub fn build_copy_pod(
+    resolved: &ResolvedTarget,
+    opts: &CopyOptions,
+    session: &SessionHandle,
+    pod_name: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<Pod, Error> {
+    if let Some(container) = &resolved.target.container {
+        if opts.exclude_containers.contains(container) {
+            return Err(Error::Usage(format!(
+                "--exclude-container {container} removes the container the target names"
+            )));
+        }
+    }
+    let spec = copy_pod_spec(&resolved.template, resolved.target.kind, opts)?;
+    let template_meta = resolved.template.metadata.as_ref();
+    let mut annotations = template_meta
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    annotations.extend([
+        (
+            labels::ORIGINAL_TARGET_ANNOTATION.to_string(),
+            resolved.target.to_string(),
+        ),
+        (labels::CREATED_BY_ANNOTATION.to_string(), owner.to_string()),
+        (labels::CREATED_AT_ANNOTATION.to_string(), timestamp(now)),
+        (labels::OPTIONS_ANNOTATION.to_string(), opts.to_json()),
+    ]);
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name.to_string()),
+            namespace: Some(resolved.namespace.clone()),
+            labels: Some(copy_labels(
+                template_meta.and_then(|m| m.labels.as_ref()),
+                &session.id,
+            )),
+            annotations: Some(annotations),
+            owner_references: Some(vec![session_owner_reference(session)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// Controller ownerReference to the session ConfigMap: no workload controller adopts a pod
+/// that already has a controller, and the garbage collector deletes it with the session.
+pub fn session_owner_reference(session: &SessionHandle) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: session.config_map.clone(),
+        uid: session.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod labels;
+pub mod naming;
 pub mod resolve;
 pub mod scale_down;
 pub mod session;
