@@ -1,1 +1,44 @@
-//! placeholder
+//! A mutex on the cluster, held as a ConfigMap: whoever creates
+//! `mirrord-copy-lock-<kind>-<name>` holds the lock on that workload. The lock records a lease
+//! (renewed by the holder), the workload's uid and the replica count to restore; every write
+//! is a compare-and-swap on resourceVersion and release deletes with uid and resourceVersion
+//! preconditions, so nobody ever overwrites or deletes a lock they do not hold.
+//!
+//! This crate knows nothing of targets: it locks a [`WorkloadKey`].
+
+mod name;
+mod ops;
+mod record;
+
+pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
+pub use ops::{
+    acquire, list, read, release, renew, update_record, LockGuard, Released, LABEL_MANAGED_BY,
+    LABEL_ROLE, LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
+};
+pub use record::{parse_replicas, rfc3339, LockRecord, MAX_REPLICAS};
+
+/// Lock data keys, for callers that display or select on them.
+pub mod keys {
+    pub use crate::record::{
+        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_DOWN, SINCE,
+        WORKLOAD_KIND, WORKLOAD_NAME, WORKLOAD_UID,
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Someone else holds the lock and their lease is valid (or they won the takeover race).
+    #[error("held by {}", .0.describe_holder())]
+    Held(Box<LockRecord>),
+    /// The lock's data does not validate: reported, never acted upon.
+    #[error("malformed lock record: {0}")]
+    Malformed(String),
+    /// We no longer hold the lock (it was taken over after our lease expired, or released).
+    #[error("lock lost: {0}")]
+    Lost(String),
+    /// Kept losing compare-and-swap races.
+    #[error("gave up after repeated conflicts on {0}")]
+    Contended(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}

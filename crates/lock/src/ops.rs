@@ -1,0 +1,292 @@
+//! Acquire, take over, renew, update and release: every write preconditioned on the
+//! resourceVersion we read (PUT) or on uid + resourceVersion (DELETE).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+
+use crate::{LockError, LockRecord, WorkloadKey};
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "kubectl-mirrord-copy";
+pub const LABEL_SESSION: &str = "mirrord-copy.io/session";
+pub const LABEL_ROLE: &str = "mirrord-copy.io/role";
+pub const ROLE_LOCK: &str = "lock";
+
+/// Compare-and-swap attempts before giving up with [`LockError::Contended`].
+const MAX_ATTEMPTS: usize = 5;
+
+/// A lock we hold, as of our last write.
+#[derive(Debug, Clone)]
+pub struct LockGuard {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub record: LockRecord,
+    /// Set when we took an expired lock over: the dead holder's record.
+    pub took_over_from: Option<LockRecord>,
+}
+
+fn api(client: &kube::Client, namespace: &str) -> Api<ConfigMap> {
+    Api::namespaced(client.clone(), namespace)
+}
+
+fn labels(session: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+        (LABEL_SESSION.into(), session.into()),
+        (LABEL_ROLE.into(), ROLE_LOCK.into()),
+    ])
+}
+
+fn is_status(err: &kube::Error, code: u16, reason: Option<&str>) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == code && reason.is_none_or(|r| s.reason == r))
+}
+
+fn is_already_exists(err: &kube::Error) -> bool {
+    is_status(err, 409, Some("AlreadyExists"))
+}
+
+fn is_conflict(err: &kube::Error) -> bool {
+    is_status(err, 409, None) && !is_already_exists(err)
+}
+
+fn is_not_found(err: &kube::Error) -> bool {
+    is_status(err, 404, None)
+}
+
+fn guard_from(cm: &ConfigMap, record: LockRecord, took_over_from: Option<LockRecord>) -> LockGuard {
+    LockGuard {
+        namespace: cm.metadata.namespace.clone().unwrap_or_default(),
+        name: cm.metadata.name.clone().unwrap_or_default(),
+        uid: cm.metadata.uid.clone().unwrap_or_default(),
+        resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
+        record,
+        took_over_from,
+    }
+}
+
+fn parse_cm(cm: &ConfigMap) -> Result<LockRecord, LockError> {
+    let empty = BTreeMap::new();
+    LockRecord::parse(cm.data.as_ref().unwrap_or(&empty)).map_err(|e| match e {
+        LockError::Malformed(why) => LockError::Malformed(format!(
+            "configmap {}/{}: {why}",
+            cm.metadata.namespace.as_deref().unwrap_or_default(),
+            cm.metadata.name.as_deref().unwrap_or_default()
+        )),
+        other => other,
+    })
+}
+
+/// Take the lock on `key` for `record.holder_session`.
+///
+/// - Nobody holds it: create it with `record`.
+/// - The holder's lease is valid: [`LockError::Held`] with their record; nothing is written.
+/// - The holder's lease expired: take it over by a PUT preconditioned on the resourceVersion
+///   we read (losing that race is `Held` by the winner). If the dead holder recorded the same
+///   workload uid, its `originalReplicas` and `scaledDown` are carried forward: the workload is
+///   probably at zero because of the dead session, so the caller's view of the count is not
+///   trusted. A record for another uid (the workload was recreated) is not trusted: the
+///   caller's record is used as is.
+/// - The holder is the same session (a retried call): the lock is returned as it is.
+/// - The existing data is malformed: [`LockError::Malformed`]; never acted upon.
+pub async fn acquire(
+    client: &kube::Client,
+    namespace: &str,
+    key: &WorkloadKey,
+    record: LockRecord,
+    owner: OwnerReference,
+) -> Result<LockGuard, LockError> {
+    let api = api(client, namespace);
+    let name = key.lock_name();
+    for _ in 0..MAX_ATTEMPTS {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(labels(&record.holder_session)),
+                owner_references: Some(vec![owner.clone()]),
+                ..Default::default()
+            },
+            data: Some(record.to_data()),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &cm).await {
+            Ok(created) => return Ok(guard_from(&created, record, None)),
+            Err(e) if is_already_exists(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Held by someone (perhaps a dead session): look at the holder.
+        let Some(current) = api.get_opt(&name).await? else {
+            continue; // released meanwhile: try creating again
+        };
+        let held = parse_cm(&current)?;
+        if held.holder_session == record.holder_session {
+            return Ok(guard_from(&current, held, None));
+        }
+        if held.lease_valid(Utc::now()) {
+            return Err(LockError::Held(Box::new(held)));
+        }
+        let mut new = record.clone();
+        if held.workload_uid == record.workload_uid {
+            new.original_replicas = held.original_replicas;
+            new.scaled_down = held.scaled_down || record.scaled_down;
+        }
+        let mut replacement = current.clone();
+        replacement.metadata.labels = Some(labels(&record.holder_session));
+        replacement.metadata.owner_references = Some(vec![owner.clone()]);
+        replacement.data = Some(new.to_data());
+        match api
+            .replace(&name, &PostParams::default(), &replacement)
+            .await
+        {
+            Ok(written) => return Ok(guard_from(&written, new, Some(held))),
+            // Someone else changed it between our read and our write: look again.
+            Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LockError::Contended(name))
+}
+
+/// The lock on `key`, if any. Malformed data is an error (with the lock's name), never a guess.
+pub async fn read(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(LockRecord, ObjectMeta)>, LockError> {
+    match api(client, namespace).get_opt(name).await? {
+        None => Ok(None),
+        Some(cm) => Ok(Some((parse_cm(&cm)?, cm.metadata))),
+    }
+}
+
+/// Every lock ConfigMap (by label) in `namespace`, or in all namespaces. Raw, so callers can
+/// report the malformed ones.
+pub async fn list(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    session: Option<&str>,
+) -> Result<Vec<ConfigMap>, kube::Error> {
+    let api: Api<ConfigMap> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_ROLE}={ROLE_LOCK}");
+    if let Some(s) = session {
+        selector.push_str(&format!(",{LABEL_SESSION}={s}"));
+    }
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().labels(&selector).limit(500);
+    loop {
+        let page = api.list(&lp).await?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Change the record of the lock `name` held by `session` with `change`, by compare-and-swap
+/// (retried on conflicts). [`LockError::Lost`] if the lock is gone or held by someone else.
+pub async fn update_record(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
+    let api = api(client, namespace);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(mut cm) = api.get_opt(name).await? else {
+            return Err(LockError::Lost(format!(
+                "lock {namespace}/{name} no longer exists"
+            )));
+        };
+        let mut record = parse_cm(&cm)?;
+        if record.holder_session != session {
+            return Err(LockError::Lost(format!(
+                "lock {namespace}/{name} is now held by {}",
+                record.describe_holder()
+            )));
+        }
+        change(&mut record);
+        cm.data = Some(record.to_data());
+        match api.replace(name, &PostParams::default(), &cm).await {
+            Ok(written) => return Ok(guard_from(&written, record, None)),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) if is_not_found(&e) => {
+                return Err(LockError::Lost(format!(
+                    "lock {namespace}/{name} no longer exists"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LockError::Contended(name.to_string()))
+}
+
+/// Extend the lease of `session`'s lock `name` to `until`.
+pub async fn renew(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    until: DateTime<Utc>,
+) -> Result<LockGuard, LockError> {
+    update_record(client, namespace, name, session, |r| {
+        r.lease_expires = until
+    })
+    .await
+}
+
+/// What [`release`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// We deleted our lock.
+    Deleted,
+    /// There was no lock (already released, or garbage-collected with its session).
+    Absent,
+    /// The lock is held by another session now (ours expired and was taken over): untouched.
+    HeldByOther(String),
+}
+
+/// Release `session`'s lock `name`: DELETE preconditioned on the uid and resourceVersion we
+/// read, so a lock taken over meanwhile is never deleted. Idempotent. A malformed lock is
+/// not deleted (the caller reports it).
+pub async fn release(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+) -> Result<Released, LockError> {
+    let api = api(client, namespace);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(cm) = api.get_opt(name).await? else {
+            return Ok(Released::Absent);
+        };
+        let record = parse_cm(&cm)?;
+        if record.holder_session != session {
+            return Ok(Released::HeldByOther(record.describe_holder()));
+        }
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: cm.metadata.uid.clone(),
+                resource_version: cm.metadata.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => return Ok(Released::Deleted),
+            Err(e) if is_not_found(&e) => return Ok(Released::Absent),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LockError::Contended(name.to_string()))
+}
