@@ -165,6 +165,31 @@ fn route(state: &ServerState, path: &str) -> Route {
     }
 }
 
+/// The Kubernetes verb of a request (`list`, `watch`, `patch`, ...), or the lowercased method
+/// for non-resource paths.
+fn verb_of(state: &ServerState, method: &str, path: &str, query: &Query) -> String {
+    match route(state, path) {
+        Route::Resource(r) => k8s_verb(method, r.name.is_some(), query)
+            .unwrap_or("")
+            .to_string(),
+        _ => method.to_lowercase(),
+    }
+}
+
+fn k8s_verb(method: &str, named: bool, query: &Query) -> Option<&'static str> {
+    Some(match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if truthy(query, "watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    })
+}
+
 fn not_found_path() -> ApiError {
     let mut e = ApiError::new(
         404,
@@ -212,6 +237,8 @@ pub async fn handle(
         latency: Default::default(),
         user: String::new(),
     };
+    let query = parse_query(&raw_query);
+    record.verb = verb_of(&state, &method, &path, &query);
     for action in state.faults.check(&method, &path) {
         match action {
             FaultAction::Latency(d) => tokio::time::sleep(d).await,
@@ -233,7 +260,6 @@ pub async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let query = parse_query(&raw_query);
     let resp = serve(
         &state,
         &method,
@@ -319,17 +345,8 @@ async fn serve(
         Route::NotFound => return Err(not_found_path()),
         Route::Resource(r) => r,
     };
-    let verb = match (method, r.name.is_some()) {
-        ("GET", true) => "get",
-        ("GET", false) if truthy(query, "watch") => "watch",
-        ("GET", false) => "list",
-        ("POST", false) => "create",
-        ("PUT", true) => "update",
-        ("PATCH", true) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => return Err(method_not_allowed(method)),
-    };
+    let verb =
+        k8s_verb(method, r.name.is_some(), query).ok_or_else(|| method_not_allowed(method))?;
     record.verb = verb.to_string();
     let name = r.name.as_deref().unwrap_or("");
     // For the namespaces resource the namespace *is* the name (RequestInfoFactory).

@@ -238,6 +238,46 @@ impl FakeCluster {
         crate::seed::seed_yaml(&self.inner.state.store, yaml)
     }
 
+    /// A token for ServiceAccount `ns/sa`, bound to every Role and ClusterRole in `rbac_yaml`
+    /// (e.g. the project's shipped `plugin-manifest/role.yaml`): Roles are created in `ns`
+    /// with a RoleBinding, ClusterRoles with a ClusterRoleBinding, as an administrator would.
+    pub fn token_with_roles(&self, ns: &str, sa: &str, rbac_yaml: &str) -> anyhow::Result<String> {
+        use serde_json::json;
+        let store = self.store();
+        let g = "rbac.authorization.k8s.io";
+        let find = |plural: &str| {
+            store
+                .resource(g, plural)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("{plural} not served"))
+        };
+        let subject = json!([{"kind": "ServiceAccount", "name": sa, "namespace": ns}]);
+        for mut doc in crate::seed::parse_documents(rbac_yaml)? {
+            let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let binding_name = format!("{name}-{sa}");
+            match doc["kind"].as_str() {
+                Some("Role") => {
+                    doc["metadata"]["namespace"] = json!(ns);
+                    store.create(&find("roles")?, Some(ns), doc, false)?;
+                    let rb = json!({"metadata": {"name": binding_name}, "subjects": subject,
+                        "roleRef": {"apiGroup": g, "kind": "Role", "name": name}});
+                    store.create(&find("rolebindings")?, Some(ns), rb, false)?;
+                }
+                Some("ClusterRole") => {
+                    let cr = find("clusterroles")?;
+                    if store.get(&cr, None, &name).is_err() {
+                        store.create(&cr, None, doc, false)?;
+                    }
+                    let crb = json!({"metadata": {"name": binding_name}, "subjects": subject,
+                        "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": name}});
+                    store.create(&find("clusterrolebindings")?, None, crb, false)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(self.rbac().service_account_token(ns, sa))
+    }
+
     /// Stop serving: the listener and every open connection close. State is kept.
     pub async fn stop(&self) {
         let serving = self.inner.serving.lock().unwrap().take();

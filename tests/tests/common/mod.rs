@@ -85,14 +85,9 @@ pub async fn send(
     let mut body = resp.into_body();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + read_for;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Ok(d) = f.into_data() {
-                    out.extend_from_slice(&d);
-                }
-            }
-            _ => break,
+    while let Ok(Some(Ok(f))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Ok(d) = f.into_data() {
+            out.extend_from_slice(&d);
         }
     }
     Resp {
