@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::copy::CopyOptions;
 use crate::target::TargetRef;
 
+mod lifecycle;
+mod query;
+mod record;
+mod scale;
+mod wait;
+
+pub use lifecycle::{create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RUN_LEASE};
+pub use query::{find_by_pod, find_by_target, get, list};
+pub use record::session_from_config_map;
+
 /// The session ConfigMap, as the copy pod and the lock reference it (their ownerReferences).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionHandle {

@@ -1,0 +1,453 @@
+//! preview / create / end / heartbeat.
+//!
+//! create's order (DESIGN.md): resolve, validate, [reuse], session ConfigMap, [scale-down
+//! prepare: guardrail, lock, original count], copy pod (owned by the session ConfigMap), wait
+//! until Ready, [scale to zero]. Any failure after the session ConfigMap exists ends the
+//! session (undoing scale-down first) before the error is returned.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::query::{list_all, sessions_only};
+use super::record::{session_from_config_map, NewSession};
+use super::scale;
+use super::wait::{pod_state, wait_ready, PodState};
+use super::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
+use crate::copy::{build_copy_pod, timestamp, CopyOptions};
+use crate::error::{is_conflict, is_not_found, Error};
+use crate::labels::{self, Role};
+use crate::naming;
+use crate::resolve::{resolve, ResolvedTarget};
+
+/// Lease of a `run` session's scale-down lock; its heartbeat renews it.
+pub const RUN_LEASE: Duration = Duration::from_secs(60);
+/// How often `run` should call [`heartbeat`] (well inside [`RUN_LEASE`]).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// What `end` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndReport {
+    pub session: String,
+    pub namespace: String,
+    /// False when there was nothing left to end (already ended: not an error).
+    pub found: bool,
+    /// Deleted objects, as "pod/NAME" and "configmap/NAME".
+    pub deleted: Vec<String>,
+}
+
+fn validate(req: &CreateRequest) -> Result<(), Error> {
+    if req.namespace.is_empty() {
+        return Err(Error::Usage("a namespace is required".into()));
+    }
+    if req.owner.is_empty() {
+        return Err(Error::Usage("an owner (user@host) is required".into()));
+    }
+    if req.ttl.is_some_and(|ttl| ttl.is_zero()) {
+        return Err(Error::Usage("--ttl must be longer than zero".into()));
+    }
+    if (req.wait || req.scale_down) && req.timeout.is_zero() {
+        return Err(Error::Usage("--timeout must be longer than zero".into()));
+    }
+    if req.scale_down && !scale::AVAILABLE {
+        return Err(Error::Unsupported(
+            "--scale-down is not available yet".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The pod `create` would make (`--dry-run=client`): resolves the target, writes nothing.
+/// The ownerReference names a session ConfigMap that does not exist (uid empty).
+pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, Error> {
+    validate(req)?;
+    let resolved = resolve(client, &req.namespace, &req.target).await?;
+    let id = naming::session_id();
+    let handle = SessionHandle {
+        config_map: labels::session_config_map_name(&id),
+        id,
+        namespace: req.namespace.clone(),
+        uid: String::new(),
+    };
+    let pod_name = naming::copy_pod_name(&req.target.name);
+    build_copy_pod(
+        &resolved,
+        &req.options.normalized(),
+        &handle,
+        &pod_name,
+        &req.owner,
+        Utc::now(),
+    )
+}
+
+/// Create a session and its copy (see the module doc for the order).
+pub async fn create(
+    client: &kube::Client,
+    req: &CreateRequest,
+    on_progress: &ProgressFn,
+) -> Result<Session, Error> {
+    validate(req)?;
+    let options = req.options.normalized();
+    let resolved = resolve(client, &req.namespace, &req.target).await?;
+    on_progress(Progress::Resolved {
+        target: req.target.to_string(),
+        object: resolved.object.describe(),
+    });
+
+    let id = naming::session_id();
+    let pod_name = naming::copy_pod_name(&req.target.name);
+    let handle = SessionHandle {
+        config_map: labels::session_config_map_name(&id),
+        id: id.clone(),
+        namespace: req.namespace.clone(),
+        uid: String::new(),
+    };
+    // Bad exclusions fail here, before anything is written.
+    build_copy_pod(
+        &resolved,
+        &options,
+        &handle,
+        &pod_name,
+        &req.owner,
+        Utc::now(),
+    )?;
+
+    if req.reuse {
+        if let Some(session) = reuse(client, req, &options, on_progress).await? {
+            return Ok(session);
+        }
+    }
+
+    let new = NewSession {
+        id: &id,
+        namespace: &req.namespace,
+        target: req.target.to_string(),
+        copy_pod: &pod_name,
+        scale_down: req.scale_down,
+        owner: &req.owner,
+        options: &options,
+        now: Utc::now(),
+        ttl: req.ttl,
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &req.namespace);
+    let cm = cms
+        .create(&PostParams::default(), &new.config_map())
+        .await
+        .map_err(|e| Error::from_kube(e, "create", "configmaps"))?;
+    let handle = SessionHandle {
+        uid: cm.uid().unwrap_or_default(),
+        ..handle
+    };
+    on_progress(Progress::SessionCreated {
+        session: id.clone(),
+        config_map: handle.config_map.clone(),
+    });
+
+    match start_copy(
+        client,
+        req,
+        &resolved,
+        &options,
+        &handle,
+        &pod_name,
+        on_progress,
+    )
+    .await
+    {
+        Ok(()) => Ok(new.session()),
+        Err(err) => {
+            if let Err(cleanup) = end(client, &req.namespace, &id, on_progress).await {
+                on_progress(Progress::Warning(format!(
+                    "could not clean up session {id} after the failure ({cleanup}); \
+                     `kubectl mirrord-copy delete {pod_name} -n {}` or `gc` will retry",
+                    req.namespace
+                )));
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Everything after the session ConfigMap exists.
+async fn start_copy(
+    client: &kube::Client,
+    req: &CreateRequest,
+    resolved: &ResolvedTarget,
+    options: &CopyOptions,
+    handle: &SessionHandle,
+    pod_name: &str,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let plan = if req.scale_down {
+        let lease = req.ttl.unwrap_or(RUN_LEASE);
+        Some(scale::prepare(client, resolved, handle, lease, on_progress).await?)
+    } else {
+        None
+    };
+    let pod = build_copy_pod(resolved, options, handle, pod_name, &req.owner, Utc::now())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| Error::from_kube(e, "create", "pods"))?;
+    on_progress(Progress::CopyCreated {
+        pod: pod_name.to_string(),
+    });
+    // Scale-down always waits: the originals go only once the copy can take their place.
+    if req.wait || plan.is_some() {
+        wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress).await?;
+    }
+    if let Some(plan) = &plan {
+        scale::apply(client, plan, on_progress).await?;
+    }
+    Ok(())
+}
+
+/// The caller's live, detached session of the same target with the same options, if any;
+/// its expiry is pushed out to now + ttl.
+async fn reuse(
+    client: &kube::Client,
+    req: &CreateRequest,
+    options: &CopyOptions,
+    on_progress: &ProgressFn,
+) -> Result<Option<Session>, Error> {
+    let now = Utc::now();
+    let target = req.target.to_string();
+    let candidates = sessions_only(client, Some(&req.namespace)).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
+    for mut session in candidates {
+        let same = session.target == target
+            && session.owner == req.owner
+            && &session.options == options
+            && session.scale_down == req.scale_down
+            // Only detached sessions: a `run` session ends with its command.
+            && session.expires.is_some_and(|e| e > now);
+        if !same {
+            continue;
+        }
+        let healthy = match pods.get(&session.copy_pod).await {
+            Ok(pod) => !matches!(pod_state(&pod), PodState::Failed(_)),
+            Err(e) if is_not_found(&e) => false,
+            Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+        };
+        if !healthy {
+            continue;
+        }
+        on_progress(Progress::Info(format!(
+            "reusing session {} (copy pod {})",
+            session.id, session.copy_pod
+        )));
+        if let Some(ttl) = req.ttl.and_then(|t| chrono::Duration::from_std(t).ok()) {
+            let expires = (now + ttl).max(session.expires.unwrap_or(now));
+            patch_data(
+                client,
+                &session.namespace,
+                &session.id,
+                labels::DATA_EXPIRES,
+                &timestamp(expires),
+            )
+            .await?;
+            session.expires = Some(expires);
+            if session.scale_down {
+                scale::renew(
+                    client,
+                    &session.namespace,
+                    &session.id,
+                    ttl.to_std().unwrap_or(RUN_LEASE),
+                )
+                .await?;
+            }
+        }
+        if req.wait {
+            wait_ready(
+                client,
+                &session.namespace,
+                &session.copy_pod,
+                req.timeout,
+                on_progress,
+            )
+            .await?;
+        }
+        return Ok(Some(session));
+    }
+    Ok(None)
+}
+
+async fn patch_data(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), Error> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({ "data": { key: value } });
+    match cms
+        .patch(
+            &labels::session_config_map_name(session_id),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(Error::Other(format!(
+            "session {session_id} in namespace {namespace} no longer exists (ended by delete or gc)"
+        ))),
+        Err(e) => Err(Error::from_kube(e, "patch", "configmaps")),
+    }
+}
+
+/// Keep a `run` session alive: record the heartbeat and renew the scale-down lease.
+pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<(), Error> {
+    patch_data(
+        client,
+        &session.namespace,
+        &session.id,
+        labels::DATA_HEARTBEAT,
+        &timestamp(Utc::now()),
+    )
+    .await?;
+    if session.scale_down {
+        scale::renew(client, &session.namespace, &session.id, RUN_LEASE).await?;
+    }
+    Ok(())
+}
+
+/// End a session: restore a scaled-down workload, delete the copy pod, the session's lock and
+/// its ConfigMap. Idempotent: a session already gone is `found: false`, not an error. If the
+/// restore fails, the session ConfigMap (which owns the lock record) is kept and the error
+/// returned, so the original replica count is never lost.
+pub async fn end(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    on_progress: &ProgressFn,
+) -> Result<EndReport, Error> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let cm_name = labels::session_config_map_name(session_id);
+    let record = match cms.get(&cm_name).await {
+        Ok(cm) => Some(cm),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(Error::from_kube(e, "get", "configmaps")),
+    };
+    let mut report = EndReport {
+        session: session_id.to_string(),
+        namespace: namespace.to_string(),
+        found: record.is_some(),
+        deleted: Vec::new(),
+    };
+
+    // A record we cannot read might still have scaled something down: restore is idempotent.
+    let scaled_down = record.as_ref().is_some_and(|cm| {
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get(labels::DATA_SCALE_DOWN))
+            .is_none_or(|v| v != "false")
+    });
+    if scaled_down {
+        scale::restore(client, namespace, session_id, on_progress).await?;
+    }
+
+    let mut copy_pods: Vec<String> = list_all(
+        &pods,
+        &labels::session_role_selector(session_id, Role::Copy),
+        "pods",
+    )
+    .await?
+    .iter()
+    .map(|p| p.name_any())
+    .collect();
+    if let Some(Ok(session)) = record.as_ref().map(session_from_config_map) {
+        if !copy_pods.contains(&session.copy_pod) {
+            copy_pods.push(session.copy_pod);
+        }
+    }
+    for pod in copy_pods {
+        match pods.delete(&pod, &DeleteParams::default()).await {
+            Ok(_) => {
+                report.found = true;
+                report.deleted.push(format!("pod/{pod}"));
+                on_progress(Progress::Deleted {
+                    object: format!("pod/{pod}"),
+                });
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "pods")),
+        }
+    }
+
+    delete_own_locks(&cms, session_id, &mut report, on_progress).await?;
+
+    if let Some(cm) = &record {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: cm.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match cms.delete(&cm_name, &dp).await {
+            Ok(_) => {
+                report.deleted.push(format!("configmap/{cm_name}"));
+                on_progress(Progress::Deleted {
+                    object: format!("configmap/{cm_name}"),
+                });
+            }
+            // Gone, or replaced by another object of that name: not ours to delete.
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps")),
+        }
+    }
+    Ok(report)
+}
+
+/// Lock ConfigMaps still held by this session (restore normally released them already; the
+/// garbage collector would too, but not on our schedule). Only locks whose recorded holder is
+/// this session are deleted, with uid and resourceVersion preconditions, so a lock taken over
+/// by another session is never touched.
+async fn delete_own_locks(
+    cms: &Api<ConfigMap>,
+    session_id: &str,
+    report: &mut EndReport,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let locks = list_all(
+        cms,
+        &labels::session_role_selector(session_id, Role::Lock),
+        "configmaps",
+    )
+    .await?;
+    for lock in locks {
+        let holder = lock
+            .data
+            .as_ref()
+            .and_then(|d| d.get(labels::LOCK_HOLDER_SESSION));
+        if holder.map(String::as_str) != Some(session_id) {
+            continue;
+        }
+        let name = lock.name_any();
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: lock.uid(),
+                resource_version: lock.resource_version(),
+            }),
+            ..DeleteParams::background()
+        };
+        match cms.delete(&name, &dp).await {
+            Ok(_) => {
+                report.deleted.push(format!("configmap/{name}"));
+                on_progress(Progress::Deleted {
+                    object: format!("configmap/{name}"),
+                });
+            }
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Reading sessions: one paginated LIST per resource kind, whatever the number of sessions.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::record::session_from_config_map;
+use super::Session;
+use crate::error::{is_not_found, Error};
+use crate::labels::{self, Role};
+use crate::target::TargetRef;
+
+/// Page size of our LISTs.
+const PAGE: u32 = 500;
+
+/// Every object matching `selector`, following `continue` tokens.
+pub(crate) async fn list_all<K>(
+    api: &Api<K>,
+    selector: &str,
+    resource: &str,
+) -> Result<Vec<K>, Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().labels(selector).limit(PAGE);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api
+            .list(&lp)
+            .await
+            .map_err(|e| Error::from_kube(e, "list", resource))?;
+        items.extend(page.items);
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(items),
+        }
+    }
+}
+
+fn config_maps(client: &kube::Client, namespace: Option<&str>) -> Api<ConfigMap> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The session ConfigMaps of `namespace` (all namespaces if `None`), parsed. Malformed ones
+/// are skipped with a log line: they are reported, never acted upon.
+pub(crate) async fn sessions_only(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<Session>, Error> {
+    let cms = list_all(
+        &config_maps(client, namespace),
+        &labels::role_selector(Role::Session),
+        "configmaps",
+    )
+    .await?;
+    Ok(cms
+        .iter()
+        .filter_map(|cm| match session_from_config_map(cm) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Every live session in `namespace` (or all namespaces), with its copy pod's phase, sorted by
+/// namespace then target. Exactly one paginated LIST of ConfigMaps and one of Pods.
+pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Session>, Error> {
+    let mut sessions = sessions_only(client, namespace).await?;
+    let pods: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let pods = list_all(&pods, &labels::role_selector(Role::Copy), "pods").await?;
+    let phases: HashMap<(String, String), String> = pods
+        .iter()
+        .map(|p| {
+            let phase = if p.metadata.deletion_timestamp.is_some() {
+                "Terminating".to_string()
+            } else {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Pending".into())
+            };
+            ((p.namespace().unwrap_or_default(), p.name_any()), phase)
+        })
+        .collect();
+    for s in &mut sessions {
+        s.copy_phase = phases
+            .get(&(s.namespace.clone(), s.copy_pod.clone()))
+            .cloned();
+    }
+    sort_sessions(&mut sessions);
+    Ok(sessions)
+}
+
+pub(crate) fn sort_sessions(sessions: &mut [Session]) {
+    sessions.sort_by(|a, b| {
+        (&a.namespace, &a.target, &a.created, &a.id).cmp(&(
+            &b.namespace,
+            &b.target,
+            &b.created,
+            &b.id,
+        ))
+    });
+}
+
+/// One session by id; `None` if it does not exist (already ended).
+pub async fn get(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+) -> Result<Option<Session>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    match api.get(&labels::session_config_map_name(session_id)).await {
+        Ok(cm) => session_from_config_map(&cm).map(Some),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::from_kube(e, "get", "configmaps")),
+    }
+}
+
+/// The session whose copy pod is `pod` in `namespace`.
+pub async fn find_by_pod(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<Option<Session>, Error> {
+    Ok(sessions_only(client, Some(namespace))
+        .await?
+        .into_iter()
+        .find(|s| s.copy_pod == pod))
+}
+
+/// The sessions copying `target` in `namespace` (all namespaces if `None`). A target without
+/// a container matches every session of that workload, whatever container it named.
+pub async fn find_by_target(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    target: &TargetRef,
+) -> Result<Vec<Session>, Error> {
+    let mut found: Vec<Session> = sessions_only(client, namespace)
+        .await?
+        .into_iter()
+        .filter(|s| target_matches(target, &s.target))
+        .collect();
+    sort_sessions(&mut found);
+    Ok(found)
+}
+
+fn target_matches(wanted: &TargetRef, recorded: &str) -> bool {
+    let Ok(recorded) = recorded.parse::<TargetRef>() else {
+        return false;
+    };
+    recorded.kind == wanted.kind
+        && recorded.name == wanted.name
+        && (wanted.container.is_none() || wanted.container == recorded.container)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_matching_ignores_container_only_when_unspecified() {
+        let any: TargetRef = "deploy/x".parse().unwrap();
+        let app: TargetRef = "deploy/x/container/app".parse().unwrap();
+        assert!(target_matches(&any, "deployment/x"));
+        assert!(target_matches(&any, "deployment/x/container/app"));
+        assert!(target_matches(&app, "deployment/x/container/app"));
+        assert!(!target_matches(&app, "deployment/x"));
+        assert!(!target_matches(&any, "statefulset/x"));
+        assert!(!target_matches(&any, "garbage"));
+    }
+}

@@ -1,0 +1,312 @@
+//! Waiting for the copy pod to become Ready, and explaining why it did not.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use kube::api::ListParams;
+use kube::Api;
+use tokio::time::Instant;
+
+use super::{Progress, ProgressFn};
+use crate::error::{is_not_found, Error};
+
+/// Container waiting reasons that will not fix themselves in time for a debugging session.
+const FATAL_WAITING_REASONS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "PreStartHookError",
+    "PostStartHookError",
+];
+
+/// Where a copy pod stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PodState {
+    Ready,
+    /// Not ready yet; the summary says why ("app: ContainerCreating").
+    Pending(String),
+    /// It will not become Ready; the reasons say why.
+    Failed(Vec<String>),
+}
+
+/// Classify a pod (pure).
+pub(crate) fn pod_state(pod: &Pod) -> PodState {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodState::Failed(vec!["the copy pod is being deleted".into()]);
+    }
+    let Some(status) = &pod.status else {
+        return PodState::Pending("Pending".into());
+    };
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    let mut fatal = Vec::new();
+    let mut waiting = Vec::new();
+    for cs in statuses {
+        match container_problem(cs) {
+            Some((reason, true)) => fatal.push(reason),
+            Some((reason, false)) => waiting.push(reason),
+            None => {}
+        }
+    }
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    match phase {
+        "Failed" => {
+            let mut reasons = fatal;
+            let pod_reason = [status.reason.as_deref(), status.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ");
+            if !pod_reason.is_empty() {
+                reasons.push(pod_reason);
+            }
+            if reasons.is_empty() {
+                reasons.push("the pod failed (phase Failed)".into());
+            }
+            return PodState::Failed(reasons);
+        }
+        "Succeeded" => {
+            return PodState::Failed(vec![
+                "the copy's containers ran to completion (phase Succeeded) before it was Ready"
+                    .into(),
+            ])
+        }
+        _ => {}
+    }
+    if !fatal.is_empty() {
+        return PodState::Failed(fatal);
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready {
+        return PodState::Ready;
+    }
+    if !waiting.is_empty() {
+        return PodState::Pending(waiting.join(", "));
+    }
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unscheduled {
+        let reason = c.reason.as_deref().unwrap_or("Unschedulable");
+        return PodState::Pending(match c.message.as_deref() {
+            Some(message) => format!("{reason}: {message}"),
+            None => reason.to_string(),
+        });
+    }
+    PodState::Pending(phase.to_string())
+}
+
+/// A container's problem, if any: (description, fatal?).
+fn container_problem(cs: &ContainerStatus) -> Option<(String, bool)> {
+    let state = cs.state.as_ref()?;
+    if let Some(w) = &state.waiting {
+        let reason = w.reason.as_deref().unwrap_or("Waiting");
+        let fatal = FATAL_WAITING_REASONS.contains(&reason);
+        let text = match (fatal, w.message.as_deref()) {
+            (true, Some(message)) => format!("container {}: {reason}: {message}", cs.name),
+            _ => format!("{}: {reason}", cs.name),
+        };
+        return Some((text, fatal));
+    }
+    if let Some(t) = &state.terminated {
+        if t.exit_code != 0 {
+            let reason = t.reason.as_deref().unwrap_or("Error");
+            let mut text = format!(
+                "container {}: terminated: {reason} (exit code {})",
+                cs.name, t.exit_code
+            );
+            if let Some(message) = &t.message {
+                text.push_str(&format!(": {message}"));
+            }
+            return Some((text, true));
+        }
+    }
+    None
+}
+
+/// Poll the copy pod until Ready. On a fatal state: `CopyFailed` with reasons and recent
+/// events; after `timeout`: `Timeout` with the last state and events.
+pub(crate) async fn wait_ready(
+    client: &kube::Client,
+    namespace: &str,
+    pod_name: &str,
+    timeout: Duration,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(100);
+    let mut last_reason = String::new();
+    loop {
+        let state = match api.get(pod_name).await {
+            Ok(pod) => pod_state(&pod),
+            Err(e) if is_not_found(&e) => PodState::Failed(vec!["the copy pod was deleted".into()]),
+            Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+        };
+        match state {
+            PodState::Ready => {
+                on_progress(Progress::Ready {
+                    pod: pod_name.to_string(),
+                });
+                return Ok(());
+            }
+            PodState::Failed(reasons) => {
+                return Err(Error::CopyFailed {
+                    pod: pod_name.to_string(),
+                    reasons,
+                    events: recent_events(client, namespace, pod_name).await,
+                });
+            }
+            PodState::Pending(reason) => {
+                if reason != last_reason {
+                    on_progress(Progress::Waiting {
+                        pod: pod_name.to_string(),
+                        reason: reason.clone(),
+                    });
+                    last_reason = reason;
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let events = recent_events(client, namespace, pod_name).await;
+            let mut message = format!(
+                "copy pod {pod_name} did not become Ready within {}s (last state: {last_reason})",
+                timeout.as_secs()
+            );
+            if !events.is_empty() {
+                message.push_str("; recent events: ");
+                message.push_str(&events.join("; "));
+            }
+            return Err(Error::Timeout(message));
+        }
+        tokio::time::sleep(interval.min(deadline - now)).await;
+        interval = (interval * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The pod's most recent events, oldest first, as "Warning Failed: message". Diagnostics
+/// only: if they cannot be read, there are none.
+pub(crate) async fn recent_events(
+    client: &kube::Client,
+    namespace: &str,
+    pod_name: &str,
+) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default()
+        .fields(&format!("involvedObject.name={pod_name}"))
+        .limit(100);
+    let Ok(list) = api.list(&lp).await else {
+        return Vec::new();
+    };
+    let mut events: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref().is_none_or(|k| k == "Pod"))
+        .collect();
+    events.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+            .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    });
+    let skip = events.len().saturating_sub(10);
+    events
+        .iter()
+        .skip(skip)
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.type_.as_deref().unwrap_or("Normal"),
+                e.reason.as_deref().unwrap_or(""),
+                e.message.as_deref().unwrap_or("").trim()
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn ready_condition_means_ready() {
+        let p = pod(
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                "state": {"running": {}}}]}),
+        );
+        assert_eq!(pod_state(&p), PodState::Ready);
+    }
+
+    #[test]
+    fn fatal_waiting_reasons_fail() {
+        for reason in ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"] {
+            let p = pod(json!({"phase": "Pending",
+                "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 3,
+                    "state": {"waiting": {"reason": reason, "message": "boom"}}}]}));
+            match pod_state(&p) {
+                PodState::Failed(r) => assert_eq!(r, [format!("container app: {reason}: boom")]),
+                other => panic!("{reason}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn terminated_with_error_and_failed_phase_fail() {
+        let p = pod(json!({"phase": "Running",
+            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}));
+        assert!(matches!(pod_state(&p), PodState::Failed(r) if r[0].contains("exit code 1")));
+        let p = pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low memory"}));
+        assert_eq!(
+            pod_state(&p),
+            PodState::Failed(vec!["Evicted: low memory".into()])
+        );
+        let p = pod(json!({"phase": "Succeeded"}));
+        assert!(matches!(pod_state(&p), PodState::Failed(_)));
+    }
+
+    #[test]
+    fn pending_states_explain_themselves() {
+        assert_eq!(
+            pod_state(&pod(json!({}))),
+            PodState::Pending("Pending".into())
+        );
+        let p = pod(json!({"phase": "Pending",
+            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert_eq!(
+            pod_state(&p),
+            PodState::Pending("app: ContainerCreating".into())
+        );
+        let p = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
+        );
+        assert_eq!(
+            pod_state(&p),
+            PodState::Pending("Unschedulable: 0/3 nodes are available".into())
+        );
+    }
+}
