@@ -1,1 +1,287 @@
-//! Scale-down orchestration (owned by the scale-down engineer; placeholder so the crate compiles).
+//! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
+//! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
+//!
+//! create: [`check`] (decide the workload, guardrail, conflict) -> session ConfigMap ->
+//! [`prepare`] (lock with the original count, annotation on the workload) -> copy pod ->
+//! Ready -> [`apply`] (write-ahead `scaledDown=true`, pause KEDA, scale to zero).
+//! end: [`restore`] (scale back only if still at zero, unpause KEDA, remove the annotation,
+//! release the lock). See `crash_safety` in the crate docs of each step.
+
+mod autoscalers;
+mod guardrail;
+mod restore;
+mod workload;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::labels::{
+    session_config_map_name, DATA_COPY_POD, DATA_OWNER, ORIGINAL_REPLICAS_ANNOTATION,
+    SCALED_DOWN_BY_ANNOTATION,
+};
+use crate::resolve::ResolvedTarget;
+use crate::session::{Progress, ProgressFn, SessionHandle};
+use mirrord_copy_lock::{self as lock, LockError, LockRecord, MAX_REPLICAS};
+
+pub use autoscalers::{KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION};
+pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use restore::{restore, restore_workload, RestoreOutcome};
+pub use workload::{decide, ScaleKind, ScaleTarget};
+
+/// How long gc holds a dead session's lock while it restores the workload.
+pub const FENCE: Duration = Duration::from_secs(120);
+
+/// What [`prepare`] set up and [`apply`] acts on.
+#[derive(Debug, Clone)]
+pub struct ScaleDownPlan {
+    pub target: ScaleTarget,
+    pub session_id: String,
+    pub lock_name: String,
+    /// The count restore puts back (carried forward from a dead holder on takeover).
+    pub original_replicas: i32,
+    /// HPAs targeting the workload (warned about).
+    pub hpas: Vec<String>,
+}
+
+/// Before anything is created: decide the workload, honour the guardrail, and fail with
+/// [`Error::Conflict`] if another session holds a valid lock on it. Read-only.
+pub async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<ScaleTarget, Error> {
+    let target = decide(client, resolved).await?;
+    let object = workload::get(client, &target)
+        .await?
+        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
+    guardrail::check(client, &target, &object.metadata).await?;
+    match lock::read(client, &target.namespace, &target.key().lock_name()).await {
+        Ok(Some((held, _))) if held.lease_valid(Utc::now()) => Err(conflict(&target, &held)),
+        Ok(_) => Ok(target),
+        Err(e) => Err(lock_error(&target, e)),
+    }
+}
+
+/// Take the lock on the workload for `session` (owned by the session ConfigMap) recording the
+/// original count, and annotate the workload with it. Nothing is scaled yet.
+///
+/// `lease`: a detached session passes its TTL (nobody renews it); a `run` session a few
+/// heartbeat intervals, renewed through [`renew`].
+pub async fn prepare(
+    client: &kube::Client,
+    resolved: &ResolvedTarget,
+    session: &SessionHandle,
+    lease: Duration,
+    on_progress: &ProgressFn,
+) -> Result<ScaleDownPlan, Error> {
+    let target = decide(client, resolved).await?;
+    let observed = workload::observe(client, &target)
+        .await?
+        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
+    guardrail::check(client, &target, &observed.object.metadata).await?;
+    let target = ScaleTarget {
+        uid: observed.uid(),
+        ..target
+    };
+    if observed.replicas > MAX_REPLICAS {
+        return Err(Error::Unsupported(format!(
+            "{} has {} replicas, more than the {MAX_REPLICAS} mirrord-copy will record",
+            target.describe(),
+            observed.replicas
+        )));
+    }
+    // A dead session's annotation is the way back to the real count: the workload may be at
+    // zero because of it. Malformed: refuse rather than guess.
+    let original = match observed.annotation(ORIGINAL_REPLICAS_ANNOTATION) {
+        Some(v) if observed.annotation(SCALED_DOWN_BY_ANNOTATION).is_some() => {
+            lock::parse_replicas(ORIGINAL_REPLICAS_ANNOTATION, v)
+                .map_err(|why| Error::CorruptRecord(format!("{}: {why}", target.describe())))?
+        }
+        _ => observed.replicas,
+    };
+    let hpas = autoscalers::hpas(client, &target).await;
+    for hpa in &hpas {
+        on_progress(Progress::Warning(format!(
+            "HorizontalPodAutoscaler {hpa} targets {}; it stays idle while the workload is at zero, and resumes after restore",
+            target.describe()
+        )));
+    }
+
+    let (owner, copy_pod) = session_owner(client, session).await?;
+    let now = Utc::now();
+    let record = LockRecord {
+        holder_session: session.id.clone(),
+        holder: owner,
+        since: now,
+        lease_expires: now
+            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8)),
+        workload_uid: target.uid.clone(),
+        workload_kind: target.kind.api_kind().to_string(),
+        workload_name: target.name.clone(),
+        original_replicas: original,
+        copy_pod,
+        scaled_down: false,
+    };
+    let guard = lock::acquire(
+        client,
+        &target.namespace,
+        &target.key(),
+        record,
+        owner_reference(session),
+    )
+    .await
+    .map_err(|e| lock_error(&target, e))?;
+    if let Some(dead) = &guard.took_over_from {
+        on_progress(Progress::Warning(format!(
+            "took over the expired lock of {} (lease expired {}); restoring to its recorded count {}",
+            dead.describe_holder(),
+            lock::rfc3339(dead.lease_expires),
+            guard.record.original_replicas
+        )));
+    }
+    let original = guard.record.original_replicas;
+    // The recorded way back, on the workload itself: survives the loss of every ConfigMap.
+    workload::patch_annotations(
+        &target.api(client),
+        &target.name,
+        json!({
+            ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
+            SCALED_DOWN_BY_ANNOTATION: session.id,
+        }),
+        None,
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "patch", &target.kind.resource_name()))?;
+    on_progress(Progress::LockAcquired {
+        workload: target.workload_field(),
+        lock: guard.name.clone(),
+    });
+    Ok(ScaleDownPlan {
+        session_id: session.id.clone(),
+        lock_name: guard.name,
+        original_replicas: original,
+        target,
+        hpas,
+    })
+}
+
+/// After the copy is Ready: mark the lock `scaledDown=true` (write-ahead, so a crash between
+/// the two leaves a record that says "maybe at zero"), pause KEDA, scale to zero.
+pub async fn apply(
+    client: &kube::Client,
+    plan: &ScaleDownPlan,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let target = &plan.target;
+    lock::update_record(
+        client,
+        &target.namespace,
+        &plan.lock_name,
+        &plan.session_id,
+        |r| {
+            r.scaled_down = true;
+        },
+    )
+    .await
+    .map_err(|e| lock_error(target, e))?;
+    for so in autoscalers::pause_keda(client, target, &plan.session_id).await? {
+        on_progress(Progress::Info(format!(
+            "paused KEDA ScaledObject {so} (autoscaling.keda.sh/paused-replicas=0)"
+        )));
+    }
+    workload::set_replicas(client, target, 0, None)
+        .await
+        .map_err(|e| {
+            Error::from_kube(
+                e,
+                "patch",
+                &format!("{}/scale", target.kind.resource_name()),
+            )
+        })?;
+    on_progress(Progress::ScaledDown {
+        workload: target.workload_field(),
+        from: plan.original_replicas,
+    });
+    Ok(())
+}
+
+/// Extend the lease of `session_id`'s lock(s) to now + `lease` (the `run` heartbeat).
+/// [`Error::Conflict`] if the lock is no longer ours.
+pub async fn renew(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    lease: Duration,
+) -> Result<(), Error> {
+    let until =
+        Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
+    let locks = lock::list(client, Some(namespace), Some(session_id))
+        .await
+        .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    if locks.is_empty() {
+        return Err(Error::Other(format!(
+            "session {session_id} holds no scale-down lock in namespace {namespace} (its lease expired and another session took it over?)"
+        )));
+    }
+    for cm in locks {
+        lock::renew(client, namespace, &cm.name_any(), session_id, until)
+            .await
+            .map_err(|e| Error::Other(format!("renewing the scale-down lock: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The session's owner (user@host) and copy pod, from its ConfigMap.
+async fn session_owner(
+    client: &kube::Client,
+    session: &SessionHandle,
+) -> Result<(String, String), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &session.namespace);
+    let cm = api
+        .get(&session.config_map)
+        .await
+        .map_err(|e| Error::from_kube(e, "get", "configmaps"))?;
+    let data = cm.data.unwrap_or_default();
+    Ok((
+        data.get(DATA_OWNER).cloned().unwrap_or_default(),
+        data.get(DATA_COPY_POD).cloned().unwrap_or_default(),
+    ))
+}
+
+/// The lock is owned by the session ConfigMap: deleting the session deletes the lock.
+pub fn owner_reference(session: &SessionHandle) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: session.config_map.clone(),
+        uid: session.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+fn conflict(target: &ScaleTarget, held: &LockRecord) -> Error {
+    Error::Conflict {
+        workload: target.workload_field(),
+        holder: held.describe_holder(),
+    }
+}
+
+fn lock_error(target: &ScaleTarget, e: LockError) -> Error {
+    match e {
+        LockError::Held(held) => conflict(target, &held),
+        LockError::Malformed(why) => Error::CorruptRecord(format!(
+            "the scale-down lock of {} is malformed and was left untouched: {why}",
+            target.describe()
+        )),
+        LockError::Kube(k) => Error::from_kube(k, "write", "configmaps"),
+        other => Error::Other(format!("scale-down lock of {}: {other}", target.describe())),
+    }
+}
+
+/// Name of the session ConfigMap of `session_id` (re-exported for gc).
+pub(crate) fn session_cm(session_id: &str) -> String {
+    session_config_map_name(session_id)
+}

@@ -1,0 +1,185 @@
+//! Autoscalers that target the workload. An HPA does nothing while its target is at zero
+//! replicas (scaling is disabled at zero), so it only earns a warning. A KEDA ScaledObject
+//! does scale from zero and would fight the session: it is paused with KEDA's
+//! `autoscaling.keda.sh/paused-replicas: "0"`, recording the previous value on the
+//! ScaledObject itself so restore works from any machine, with or without our ConfigMaps.
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use super::workload::{patch_annotations, ScaleKind, ScaleTarget};
+use crate::error::{is_conflict, is_not_found, Error};
+use crate::labels::KEDA_PAUSED_REPLICAS_ANNOTATION;
+
+/// Which session paused this ScaledObject.
+pub const KEDA_PAUSED_BY_ANNOTATION: &str = "mirrord-copy.io/keda-paused-by";
+/// The paused-replicas value before we paused it, as JSON (`null` when it had none).
+pub const KEDA_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/keda-previous-paused-replicas";
+
+pub fn scaled_object_resource() -> ApiResource {
+    ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    }
+}
+
+fn scaled_objects(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &scaled_object_resource())
+}
+
+/// Does a scaleTargetRef ({apiVersion, kind, name}) name `target`? KEDA defaults the kind to
+/// Deployment.
+fn targets(reference: &Value, target: &ScaleTarget) -> bool {
+    let kind = reference["kind"].as_str().unwrap_or("Deployment");
+    reference["name"].as_str() == Some(target.name.as_str())
+        && ScaleKind::parse(kind) == Some(target.kind)
+}
+
+/// Names of the HPAs (autoscaling/v2) targeting the workload. A cluster or a token that
+/// cannot list them yields an empty list: the warning is a courtesy.
+pub async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &target.namespace);
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    list.items
+        .iter()
+        .filter(|h| {
+            let r = &h.spec.scale_target_ref;
+            targets(&json!({"kind": r.kind, "name": r.name}), target)
+        })
+        .map(|h| h.name_any())
+        .collect()
+}
+
+/// The KEDA ScaledObjects targeting the workload. Not served (KEDA not installed): none.
+pub async fn keda_objects(
+    client: &kube::Client,
+    target: &ScaleTarget,
+) -> Result<Vec<DynamicObject>, Error> {
+    match scaled_objects(client, &target.namespace)
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list
+            .items
+            .into_iter()
+            .filter(|so| targets(&so.data["spec"]["scaleTargetRef"], target))
+            .collect()),
+        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+        Err(e) => Err(Error::from_kube(e, "list", "scaledobjects.keda.sh")),
+    }
+}
+
+/// Pause every ScaledObject targeting the workload at 0 for `session`. Idempotent: one we
+/// already paused keeps its recorded previous value.
+pub async fn pause_keda(
+    client: &kube::Client,
+    target: &ScaleTarget,
+    session: &str,
+) -> Result<Vec<String>, Error> {
+    let api = scaled_objects(client, &target.namespace);
+    let mut paused = Vec::new();
+    for so in keda_objects(client, target).await? {
+        let annotations = so.annotations();
+        if annotations
+            .get(KEDA_PAUSED_BY_ANNOTATION)
+            .map(String::as_str)
+            == Some(session)
+        {
+            paused.push(so.name_any());
+            continue;
+        }
+        let previous = annotations
+            .get(KEDA_PAUSED_REPLICAS_ANNOTATION)
+            .map_or(Value::Null, |v| json!(v));
+        // One merge patch: the pause and the way back are written together.
+        let patch = json!({
+            KEDA_PAUSED_REPLICAS_ANNOTATION: "0",
+            KEDA_PAUSED_BY_ANNOTATION: session,
+            KEDA_PREVIOUS_ANNOTATION: previous.to_string(),
+        });
+        patch_annotations(
+            &api,
+            &so.name_any(),
+            patch,
+            so.resource_version().as_deref(),
+        )
+        .await
+        .map_err(|e| Error::from_kube(e, "patch", "scaledobjects.keda.sh"))?;
+        paused.push(so.name_any());
+    }
+    Ok(paused)
+}
+
+/// Put back what we changed on every ScaledObject in `namespace` whose pausing session
+/// satisfies `paused_by` (one session for `restore`; every dead session for gc).
+pub async fn unpause_keda(
+    client: &kube::Client,
+    namespace: &str,
+    paused_by: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, Error> {
+    let api = scaled_objects(client, namespace);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(Error::from_kube(e, "list", "scaledobjects.keda.sh")),
+    };
+    let mut restored = Vec::new();
+    for so in list.items {
+        let annotations = so.annotations();
+        let Some(by) = annotations.get(KEDA_PAUSED_BY_ANNOTATION) else {
+            continue;
+        };
+        if !paused_by(by) {
+            continue;
+        }
+        let previous: Value = annotations
+            .get(KEDA_PREVIOUS_ANNOTATION)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null);
+        let patch = json!({
+            KEDA_PAUSED_REPLICAS_ANNOTATION: previous,
+            KEDA_PAUSED_BY_ANNOTATION: null,
+            KEDA_PREVIOUS_ANNOTATION: null,
+        });
+        match patch_annotations(
+            &api,
+            &so.name_any(),
+            patch,
+            so.resource_version().as_deref(),
+        )
+        .await
+        {
+            Ok(()) => restored.push(so.name_any()),
+            // Changed or deleted meanwhile (another gc, or its owner): the next run looks again.
+            Err(e) if is_conflict(&e) || is_not_found(&e) => {}
+            Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
+        }
+    }
+    Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_target_ref_defaults_to_deployment() {
+        let t = ScaleTarget {
+            kind: ScaleKind::Deployment,
+            name: "w".into(),
+            namespace: "n".into(),
+            uid: "u".into(),
+        };
+        assert!(targets(&json!({"name": "w"}), &t));
+        assert!(targets(&json!({"kind": "Deployment", "name": "w"}), &t));
+        assert!(!targets(&json!({"kind": "StatefulSet", "name": "w"}), &t));
+        assert!(!targets(&json!({"name": "other"}), &t));
+    }
+}

@@ -1,0 +1,360 @@
+//! Which object a scale-down acts on, and reading / writing its "replica count" (a CronJob's
+//! count is 1 when it runs, 0 when suspended). Every write that must not clobber someone
+//! else's change pins the resourceVersion read just before (a failed pin is a 409 Conflict).
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use crate::error::{is_not_found, Error};
+use crate::resolve::{rollout_resource, ResolvedTarget};
+use crate::target::TargetKind;
+use mirrord_copy_lock::WorkloadKey;
+
+/// Kinds a scale-down acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleKind {
+    Deployment,
+    StatefulSet,
+    ReplicaSet,
+    Rollout,
+    /// Suspended instead of scaled.
+    CronJob,
+}
+
+impl ScaleKind {
+    pub fn api_kind(self) -> &'static str {
+        match self {
+            ScaleKind::Deployment => "Deployment",
+            ScaleKind::StatefulSet => "StatefulSet",
+            ScaleKind::ReplicaSet => "ReplicaSet",
+            ScaleKind::Rollout => "Rollout",
+            ScaleKind::CronJob => "CronJob",
+        }
+    }
+
+    /// Lower-case kind, as in "deployment/x" and the lock name.
+    pub fn lower(self) -> &'static str {
+        match self {
+            ScaleKind::Deployment => "deployment",
+            ScaleKind::StatefulSet => "statefulset",
+            ScaleKind::ReplicaSet => "replicaset",
+            ScaleKind::Rollout => "rollout",
+            ScaleKind::CronJob => "cronjob",
+        }
+    }
+
+    /// From an API kind ("Deployment") or its lower-case form ("deployment").
+    pub fn parse(kind: &str) -> Option<ScaleKind> {
+        [
+            ScaleKind::Deployment,
+            ScaleKind::StatefulSet,
+            ScaleKind::ReplicaSet,
+            ScaleKind::Rollout,
+            ScaleKind::CronJob,
+        ]
+        .into_iter()
+        .find(|k| k.api_kind() == kind || k.lower() == kind)
+    }
+
+    pub fn resource(self) -> ApiResource {
+        match self {
+            ScaleKind::Deployment => ApiResource::erase::<Deployment>(&()),
+            ScaleKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            ScaleKind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
+            ScaleKind::Rollout => rollout_resource(),
+            ScaleKind::CronJob => ApiResource::erase::<CronJob>(&()),
+        }
+    }
+
+    /// "deployments.apps", for permission errors.
+    pub fn resource_name(self) -> String {
+        let r = self.resource();
+        if r.group.is_empty() {
+            r.plural
+        } else {
+            format!("{}.{}", r.plural, r.group)
+        }
+    }
+}
+
+/// The workload a scale-down acts on and locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleTarget {
+    pub kind: ScaleKind,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+impl ScaleTarget {
+    pub fn key(&self) -> WorkloadKey {
+        WorkloadKey::new(self.kind.lower(), &self.name)
+    }
+
+    /// "deployment/x": the session ConfigMap's `workload` value.
+    pub fn workload_field(&self) -> String {
+        format!("{}/{}", self.kind.lower(), self.name)
+    }
+
+    /// "Deployment default/x": how messages name it.
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind.api_kind(), self.namespace, self.name)
+    }
+
+    pub fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), &self.namespace, &self.kind.resource())
+    }
+}
+
+/// A workload as read for a decision: the object (annotations, uid, resourceVersion) and its
+/// count read at that same resourceVersion.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub object: DynamicObject,
+    pub replicas: i32,
+    pub resource_version: String,
+}
+
+impl Observed {
+    pub fn uid(&self) -> String {
+        self.object.uid().unwrap_or_default()
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.object.annotations().get(key).map(String::as_str)
+    }
+}
+
+/// Decide which workload a scale-down of `resolved` acts on.
+pub async fn decide(
+    client: &kube::Client,
+    resolved: &ResolvedTarget,
+) -> Result<ScaleTarget, Error> {
+    let ns = resolved.namespace.clone();
+    let obj = &resolved.object;
+    let direct = |kind| ScaleTarget {
+        kind,
+        name: obj.name.clone(),
+        namespace: ns.clone(),
+        uid: obj.uid.clone(),
+    };
+    match resolved.target.kind {
+        TargetKind::Deployment => Ok(direct(ScaleKind::Deployment)),
+        TargetKind::StatefulSet => Ok(direct(ScaleKind::StatefulSet)),
+        TargetKind::Rollout => Ok(direct(ScaleKind::Rollout)),
+        TargetKind::CronJob => Ok(direct(ScaleKind::CronJob)),
+        TargetKind::ReplicaSet => match controller_of(&resolved.raw) {
+            None => Ok(direct(ScaleKind::ReplicaSet)),
+            Some((kind, name)) => match ScaleKind::parse(&kind) {
+                Some(k @ (ScaleKind::Deployment | ScaleKind::Rollout)) => {
+                    // The owner is scaled and locked, so deployment/x and replicaset/x-<hash>
+                    // contend for the same lock.
+                    let target = ScaleTarget {
+                        kind: k,
+                        name,
+                        namespace: ns.clone(),
+                        uid: String::new(),
+                    };
+                    let owner = get(client, &target).await?.ok_or_else(|| {
+                        Error::Unsupported(format!(
+                            "replicaset/{} is owned by {}, which no longer exists; nothing to scale down",
+                            obj.name,
+                            target.workload_field()
+                        ))
+                    })?;
+                    Ok(ScaleTarget {
+                        uid: owner.uid().unwrap_or_default(),
+                        ..target
+                    })
+                }
+                _ => Err(Error::Unsupported(format!(
+                    "replicaset/{} is controlled by a {kind} ({name}); only ReplicaSets owned by a Deployment or an Argo Rollout, or by nothing, can be scaled down",
+                    obj.name
+                ))),
+            },
+        },
+        TargetKind::Pod => Err(pod_error(client, &ns, &obj.name, &resolved.raw).await),
+        TargetKind::Job => Err(Error::Unsupported(format!(
+            "job/{} cannot be scaled down: a Job runs its pods to completion and has no replica count to restore (suspending it deletes its running pods); copy it without --scale-down, or target the CronJob that creates it",
+            obj.name
+        ))),
+    }
+}
+
+/// The controller ownerReference (kind, name) of an object as JSON.
+fn controller_of(raw: &Value) -> Option<(String, String)> {
+    raw["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"].as_bool() == Some(true))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or_default().to_string(),
+                r["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// A pod cannot be scaled: name the workload that owns it (pod -> ReplicaSet -> Deployment).
+async fn pod_error(client: &kube::Client, ns: &str, pod: &str, raw: &Value) -> Error {
+    let suggestion = match controller_of(raw) {
+        None => {
+            return Error::Unsupported(format!(
+                "pod/{pod} cannot be scaled down: it is a bare pod, owned by no workload; copy it without --scale-down"
+            ))
+        }
+        Some((kind, name)) if kind == "ReplicaSet" => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &ScaleKind::ReplicaSet.resource());
+            let owner = match api.get(&name).await {
+                Ok(rs) => serde_json::to_value(&rs)
+                    .ok()
+                    .and_then(|v| controller_of(&v)),
+                Err(_) => None,
+            };
+            match owner {
+                Some((k, n)) => format!("{}/{n}", k.to_ascii_lowercase()),
+                None => format!("replicaset/{name}"),
+            }
+        }
+        Some((kind, name)) if kind == "Job" => {
+            return Error::Unsupported(format!(
+                "pod/{pod} cannot be scaled down: it belongs to job/{name}, and a Job cannot be scaled down; copy it without --scale-down"
+            ))
+        }
+        Some((kind, name)) => format!("{}/{name}", kind.to_ascii_lowercase()),
+    };
+    Error::Unsupported(format!(
+        "pod/{pod} cannot be scaled down on its own (its controller would replace it); it belongs to {suggestion}: target {suggestion} --scale-down instead"
+    ))
+}
+
+/// The workload, or None if it is gone.
+pub async fn get(
+    client: &kube::Client,
+    target: &ScaleTarget,
+) -> Result<Option<DynamicObject>, Error> {
+    match target.api(client).get(&target.name).await {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::from_kube(e, "get", &target.kind.resource_name())),
+    }
+}
+
+/// The workload and its count at one resourceVersion, or None if it is gone.
+pub async fn observe(
+    client: &kube::Client,
+    target: &ScaleTarget,
+) -> Result<Option<Observed>, Error> {
+    for _ in 0..5 {
+        let Some(object) = get(client, target).await? else {
+            return Ok(None);
+        };
+        let rv = object.resource_version().unwrap_or_default();
+        if target.kind == ScaleKind::CronJob {
+            let suspended = object.data["spec"]["suspend"].as_bool() == Some(true);
+            return Ok(Some(Observed {
+                object,
+                replicas: if suspended { 0 } else { 1 },
+                resource_version: rv,
+            }));
+        }
+        let scale = match target.api(client).get_scale(&target.name).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(Error::from_kube(
+                    e,
+                    "get",
+                    &format!("{}/scale", target.kind.resource_name()),
+                ))
+            }
+        };
+        // The /scale view shares the object's resourceVersion; if they differ the object
+        // changed between the two reads: read again.
+        if scale.metadata.resource_version.as_deref() == Some(rv.as_str()) {
+            let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+            return Ok(Some(Observed {
+                object,
+                replicas,
+                resource_version: rv,
+            }));
+        }
+    }
+    Err(Error::Other(format!(
+        "{} kept changing while being read",
+        target.describe()
+    )))
+}
+
+/// Set the count (a CronJob: suspend for 0, resume otherwise). With `pin`, the write only
+/// succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
+pub async fn set_replicas(
+    client: &kube::Client,
+    target: &ScaleTarget,
+    replicas: i32,
+    pin: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = if target.kind == ScaleKind::CronJob {
+        json!({"spec": {"suspend": replicas == 0}})
+    } else {
+        json!({"spec": {"replicas": replicas}})
+    };
+    if let Some(rv) = pin {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let api = target.api(client);
+    let pp = PatchParams::default();
+    if target.kind == ScaleKind::CronJob {
+        api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
+    } else {
+        api.patch_scale(&target.name, &pp, &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(())
+}
+
+/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned.
+pub async fn patch_annotations(
+    api: &Api<DynamicObject>,
+    name: &str,
+    annotations: Value,
+    pin: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = json!({"metadata": {"annotations": annotations}});
+    if let Some(rv) = pin {
+        patch["metadata"]["resourceVersion"] = json!(rv);
+    }
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_both_spellings() {
+        assert_eq!(ScaleKind::parse("Deployment"), Some(ScaleKind::Deployment));
+        assert_eq!(ScaleKind::parse("rollout"), Some(ScaleKind::Rollout));
+        assert_eq!(ScaleKind::parse("Job"), None);
+        assert_eq!(ScaleKind::Rollout.resource_name(), "rollouts.argoproj.io");
+    }
+
+    #[test]
+    fn controller_reference_is_found() {
+        let raw = json!({"metadata": {"ownerReferences": [
+            {"kind": "Other", "name": "o"},
+            {"kind": "Deployment", "name": "x", "controller": true}
+        ]}});
+        assert_eq!(
+            controller_of(&raw),
+            Some(("Deployment".to_string(), "x".to_string()))
+        );
+        assert_eq!(controller_of(&json!({"metadata": {}})), None);
+    }
+}
