@@ -452,20 +452,27 @@ fn list(
         Some(c) => Some(decode_continue(c)?),
         None => None,
     };
-    let keep = |o: &Value| ls.matches_object(o) && fs.matches_object(o);
-    let (items, rv, next) =
-        state
-            .store
-            .list_page(&r.rt, r.namespace.as_deref(), &keep, after.as_ref(), limit);
+    let (items, rv, next) = state.store.list_selected(
+        &r.rt,
+        r.namespace.as_deref(),
+        &ls,
+        &fs,
+        after.as_ref(),
+        limit,
+    );
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(k) = &next {
         meta["continue"] = json!(encode_continue(rv, k));
     }
     if table::wants_table(accept) {
-        return Ok(value_response(200, &table::table(&r.rt, &items, meta)));
+        let objs: Vec<Arc<Value>> = items
+            .iter()
+            .map(|b| Arc::new(serde_json::from_slice(b).unwrap()))
+            .collect();
+        return Ok(value_response(200, &table::table(&r.rt, &objs, meta)));
     }
-    // Serialize item by item into one buffer: no intermediate Value for the whole list.
-    let mut buf = Vec::with_capacity(256 + items.len() * 1024);
+    // The stored objects are already serialized: the list is a concatenation.
+    let mut buf = Vec::with_capacity(256 + items.iter().map(|b| b.len() + 1).sum::<usize>());
     buf.extend_from_slice(b"{\"kind\":\"");
     buf.extend_from_slice(r.rt.kind.as_bytes());
     buf.extend_from_slice(b"List\",\"apiVersion\":\"");
@@ -477,7 +484,7 @@ fn list(
         if i > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut buf, &**it).unwrap();
+        buf.extend_from_slice(it);
     }
     buf.extend_from_slice(b"]}");
     Ok(json_response(200, buf, "application/json"))
