@@ -30,7 +30,7 @@ pub struct SessionHandle {
 
 /// What `create` and `end` report as they go, for spinners and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "camelCase")]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum Progress {
     /// The target was found; `object` is e.g. "Deployment default/x".
     Resolved {
@@ -108,4 +108,26 @@ pub struct Session {
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_serializes_every_variant() {
+        let all = [
+            Progress::CopyCreated { pod: "p".into() },
+            Progress::Warning("w".into()),
+            Progress::Info("i".into()),
+        ];
+        for p in all {
+            let json = serde_json::to_value(&p).unwrap();
+            assert_eq!(serde_json::from_value::<Progress>(json).unwrap(), p);
+        }
+        assert_eq!(
+            serde_json::to_value(Progress::Warning("w".into())).unwrap(),
+            serde_json::json!({"event": "warning", "data": "w"})
+        );
+    }
 }

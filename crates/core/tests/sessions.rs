@@ -1,0 +1,264 @@
+//! The session lifecycle against the fake API server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    env_with_workloads, quiet, ready_status, recorder, request, set_copy_status,
+    set_copy_status_after_event,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::ListParams;
+use kube::Api;
+use mirrord_copy_core::session::{self, Progress};
+use mirrord_copy_core::{CopyOptions, Error};
+use serde_json::json;
+
+async fn count(env: &fakekube::harness::TestEnv, selector: &str) -> (usize, usize) {
+    let lp = ListParams::default().labels(selector);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    (
+        cms.list(&lp).await.unwrap().items.len(),
+        pods.list(&lp).await.unwrap().items.len(),
+    )
+}
+
+const MANAGED: &str = "app.kubernetes.io/managed-by=kubectl-mirrord-copy";
+
+#[tokio::test]
+async fn create_list_find_end() {
+    let env = env_with_workloads().await;
+    let req = request(&env, "deploy/py-serv-deployment/container/app");
+    let (seen, progress) = recorder();
+    let s = session::create(&env.client, &req, &*progress)
+        .await
+        .unwrap();
+    assert_eq!(s.target, "deployment/py-serv-deployment/container/app");
+    assert!(s.copy_pod.starts_with("py-serv-deployment-copy-"));
+    assert!(s.expires.is_some());
+
+    // the pod: owned by the session ConfigMap, no probes, our labels
+    let cm = env
+        .get_json(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            &format!("mirrord-copy-session-{}", s.id),
+        )
+        .await
+        .expect("session ConfigMap");
+    assert_eq!(cm["data"]["copyPod"], s.copy_pod.as_str());
+    assert_eq!(cm["data"]["scaleDown"], "false");
+    let pod = env.get_pod(&s.copy_pod).await.expect("copy pod");
+    let owner = &pod["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ConfigMap");
+    assert_eq!(owner["uid"], cm["metadata"]["uid"]);
+    assert_eq!(owner["controller"], true);
+    assert!(pod["spec"]["containers"][0].get("livenessProbe").is_none());
+    assert!(pod["spec"]["initContainers"][0]
+        .get("readinessProbe")
+        .is_none());
+    assert_eq!(pod["metadata"]["labels"]["app"], "py-serv");
+    assert_eq!(
+        pod["metadata"]["annotations"]["mirrord-copy.io/original-target"],
+        "deployment/py-serv-deployment/container/app"
+    );
+    let events = seen.lock().unwrap().clone();
+    assert!(matches!(events[0], Progress::Resolved { .. }), "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Progress::CopyCreated { .. })));
+
+    let listed = session::list(&env.client, Some(&env.namespace))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, s.id);
+    assert!(listed[0].copy_phase.is_some());
+    let all = session::list(&env.client, None).await.unwrap();
+    assert!(all.iter().any(|x| x.id == s.id));
+
+    let by_pod = session::find_by_pod(&env.client, &env.namespace, &s.copy_pod)
+        .await
+        .unwrap();
+    assert_eq!(by_pod.map(|x| x.id), Some(s.id.clone()));
+    let by_target = session::find_by_target(
+        &env.client,
+        Some(&env.namespace),
+        &"deployment/py-serv-deployment".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_target.len(), 1);
+
+    let report = session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+    assert!(report.found);
+    assert_eq!(count(&env, MANAGED).await, (0, 0));
+    // idempotent
+    let again = session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+    assert!(!again.found);
+    assert!(session::list(&env.client, Some(&env.namespace))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn wait_returns_once_ready() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.wait = true;
+    let kubelet = set_copy_status(&env, ready_status());
+    let (seen, progress) = recorder();
+    let s = session::create(&env.client, &req, &*progress)
+        .await
+        .unwrap();
+    kubelet.await.unwrap();
+    assert!(seen.lock().unwrap().contains(&Progress::Ready {
+        pod: s.copy_pod.clone()
+    }));
+    session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.wait = true;
+    let kubelet = set_copy_status_after_event(
+        &env,
+        json!({"phase": "Pending", "containerStatuses": [{"name": "app", "image": "py-serv:1",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
+        Some(("Failed", "Failed to pull image \"py-serv:1\": not found")),
+    );
+    let err = session::create(&env.client, &req, &*quiet())
+        .await
+        .unwrap_err();
+    kubelet.await.unwrap();
+    assert_eq!(err.exit_code(), 6, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("ImagePullBackOff"), "{text}");
+    assert!(
+        text.contains("Warning Failed: Failed to pull image"),
+        "{text}"
+    );
+    assert_eq!(count(&env, MANAGED).await, (0, 0), "everything removed");
+}
+
+#[tokio::test]
+async fn never_ready_times_out_and_leaves_nothing() {
+    // Without a kubelet the copy never becomes Ready: Timeout, and everything removed.
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "sts/db");
+    req.wait = true;
+    req.timeout = Duration::from_millis(600);
+    let err = session::create(&env.client, &req, &*quiet())
+        .await
+        .unwrap_err();
+    if env.fake().is_some() && matches!(err, Error::Timeout(_)) {
+        assert_eq!(err.exit_code(), 7);
+        assert!(err.to_string().contains("did not become Ready"), "{err}");
+    }
+    assert_eq!(count(&env, MANAGED).await, (0, 0));
+}
+
+#[tokio::test]
+async fn reuse_returns_the_live_session() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "cj/nightly");
+    req.reuse = true;
+    let first = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    let second = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    assert_eq!(first.id, second.id);
+    // different options: a new session
+    req.options = CopyOptions {
+        exclude_containers: vec![],
+        exclude_init_containers: vec![],
+    };
+    req.owner = "someone-else@host".into();
+    let third = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    assert_ne!(first.id, third.id);
+    assert_eq!(
+        session::list(&env.client, Some(&env.namespace))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn bad_options_and_scale_down_write_nothing() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.options.exclude_containers = vec!["app".into(), "metrics".into()];
+    let err = session::create(&env.client, &req, &*quiet())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 4, "{err}");
+    req.options.exclude_containers = vec!["nope".into()];
+    let err = session::create(&env.client, &req, &*quiet())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    // scale-down of a Job can never work
+    let mut job = request(&env, "job/migrate");
+    job.scale_down = true;
+    let err = session::create(&env.client, &job, &*quiet())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 4, "{err}");
+    assert_eq!(count(&env, MANAGED).await, (0, 0));
+}
+
+#[tokio::test]
+async fn preview_writes_nothing() {
+    let env = env_with_workloads().await;
+    let req = request(&env, "job/migrate");
+    let pod = session::preview(&env.client, &req).await.unwrap();
+    let json = serde_json::to_value(&pod).unwrap();
+    assert_eq!(json["spec"]["restartPolicy"], "Never");
+    assert!(json["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("migrate-copy-"));
+    assert_eq!(count(&env, MANAGED).await, (0, 0));
+}
+
+#[tokio::test]
+async fn list_is_one_paginated_list_per_kind() {
+    let env = env_with_workloads().await;
+    for t in ["deploy/py-serv-deployment", "sts/db", "po/debug-me"] {
+        session::create(&env.client, &request(&env, t), &*quiet())
+            .await
+            .unwrap();
+    }
+    let Some(fake) = env.fake() else { return };
+    let before = fake.requests().len();
+    let sessions = session::list(&env.client, Some(&env.namespace))
+        .await
+        .unwrap();
+    let after: Vec<_> = fake.requests()[before..].to_vec();
+    assert_eq!(sessions.len(), 3);
+    let targets: Vec<&str> = sessions.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "deployment/py-serv-deployment",
+            "pod/debug-me",
+            "statefulset/db"
+        ]
+    );
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|r| r.verb == "list"));
+}
