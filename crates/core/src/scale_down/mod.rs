@@ -22,14 +22,16 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::labels::{
-    session_config_map_name, DATA_COPY_POD, DATA_OWNER, ORIGINAL_REPLICAS_ANNOTATION,
-    SCALED_DOWN_BY_ANNOTATION,
+    session_config_map_name, DATA_COPY_POD, DATA_OWNER, DATA_WORKLOAD,
+    ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION,
 };
 use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
 use mirrord_copy_lock::{self as lock, LockError, LockRecord, MAX_REPLICAS};
 
-pub use autoscalers::{KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION};
+pub use autoscalers::{
+    scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
+};
 pub use guardrail::GUARDRAIL_BY_ANNOTATION;
 pub use restore::{restore, restore_workload, RestoreOutcome};
 pub use workload::{decide, ScaleKind, ScaleTarget};
@@ -109,7 +111,7 @@ pub async fn prepare(
         )));
     }
 
-    let (owner, copy_pod) = session_owner(client, session).await?;
+    let (owner, copy_pod) = session_owner(client, session, &target).await?;
     let now = Utc::now();
     let record = LockRecord {
         holder_session: session.id.clone(),
@@ -233,16 +235,23 @@ pub async fn renew(
     Ok(())
 }
 
-/// The session's owner (user@host) and copy pod, from its ConfigMap.
+/// The session's owner (user@host) and copy pod, from its ConfigMap; records the workload in
+/// it (`workload`, DESIGN.md) so `restore` finds the workload even if the lock is lost.
 async fn session_owner(
     client: &kube::Client,
     session: &SessionHandle,
+    target: &ScaleTarget,
 ) -> Result<(String, String), Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &session.namespace);
+    let patch = json!({"data": {DATA_WORKLOAD: target.workload_field()}});
     let cm = api
-        .get(&session.config_map)
+        .patch(
+            &session.config_map,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
         .await
-        .map_err(|e| Error::from_kube(e, "get", "configmaps"))?;
+        .map_err(|e| Error::from_kube(e, "patch", "configmaps"))?;
     let data = cm.data.unwrap_or_default();
     Ok((
         data.get(DATA_OWNER).cloned().unwrap_or_default(),

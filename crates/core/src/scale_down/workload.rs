@@ -25,6 +25,14 @@ pub enum ScaleKind {
 }
 
 impl ScaleKind {
+    pub const ALL: [ScaleKind; 5] = [
+        ScaleKind::Deployment,
+        ScaleKind::StatefulSet,
+        ScaleKind::ReplicaSet,
+        ScaleKind::Rollout,
+        ScaleKind::CronJob,
+    ];
+
     pub fn api_kind(self) -> &'static str {
         match self {
             ScaleKind::Deployment => "Deployment",
@@ -48,15 +56,9 @@ impl ScaleKind {
 
     /// From an API kind ("Deployment") or its lower-case form ("deployment").
     pub fn parse(kind: &str) -> Option<ScaleKind> {
-        [
-            ScaleKind::Deployment,
-            ScaleKind::StatefulSet,
-            ScaleKind::ReplicaSet,
-            ScaleKind::Rollout,
-            ScaleKind::CronJob,
-        ]
-        .into_iter()
-        .find(|k| k.api_kind() == kind || k.lower() == kind)
+        ScaleKind::ALL
+            .into_iter()
+            .find(|k| k.api_kind() == kind || k.lower() == kind)
     }
 
     pub fn resource(self) -> ApiResource {
