@@ -153,6 +153,34 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+fn key_only(fields: &FieldSelector) -> bool {
+    fields
+        .terms
+        .iter()
+        .all(|(f, _, _)| f == "metadata.name" || f == "metadata.namespace")
+}
+
+/// Labels from the index, name/namespace from the key; other fields need the parsed object.
+fn selected(
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+    key_only: bool,
+    (n, name): &(String, String),
+    st: &Stored,
+) -> bool {
+    if !labels.matches(|k| st.label(k)) {
+        return false;
+    }
+    if key_only {
+        fields.terms.iter().all(|(f, eq, want)| {
+            let have = if f == "metadata.name" { name } else { n };
+            (have == want) == *eq
+        })
+    } else {
+        fields.matches_object(&st.value())
+    }
+}
+
 fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
 }
@@ -463,6 +491,25 @@ impl Store {
         (parsed, rv, next)
     }
 
+    /// Objects of a type whose labels match `selector`, parsed (only the matching ones are):
+    /// the cheap way for controllers to find a workload's pods among thousands.
+    pub fn list_matching(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        selector: &LabelSelector,
+    ) -> (Vec<Arc<Value>>, u64) {
+        let mut out = Vec::new();
+        let (_, rv, _) = self.scan(rt, ns, None, 0, &mut |_, st| {
+            let hit = selector.matches(|k| st.label(k));
+            if hit {
+                out.push(st.value());
+            }
+            hit
+        });
+        (out, rv)
+    }
+
     /// The fast list behind `GET .../configmaps?labelSelector=...`: labels are matched on the
     /// label index and name/namespace field selectors on the key, so only objects selected by
     /// other fields are parsed; the objects come back serialized, ready to send.
@@ -476,24 +523,32 @@ impl Store {
         after: Option<&(String, String)>,
         limit: usize,
     ) -> (Vec<Bytes>, u64, Option<(String, String)>) {
-        let key_only = fields
-            .terms
-            .iter()
-            .all(|(f, _, _)| f == "metadata.name" || f == "metadata.namespace");
-        let (items, rv, next) = self.scan(rt, ns, after, limit, &mut |(n, name), st| {
-            if !labels.matches(|k| st.label(k)) {
-                return false;
-            }
-            if key_only {
-                fields.terms.iter().all(|(f, eq, want)| {
-                    let have = if f == "metadata.name" { name } else { n };
-                    (have == want) == *eq
-                })
-            } else {
-                fields.matches_object(&st.value())
-            }
+        let key_only = key_only(fields);
+        let (items, rv, next) = self.scan(rt, ns, after, limit, &mut |k, st| {
+            selected(labels, fields, key_only, k, st)
         });
         (items, rv, next)
+    }
+
+    /// The (namespace, name) keys of the objects a selector pair picks now (for watches that
+    /// must notice objects leaving or entering the selection).
+    pub fn matching_keys(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> std::collections::HashSet<(String, String)> {
+        let key_only = key_only(fields);
+        let mut keys = std::collections::HashSet::new();
+        self.scan(rt, ns, None, 0, &mut |k, st| {
+            let hit = selected(labels, fields, key_only, k, st);
+            if hit {
+                keys.insert(k.clone());
+            }
+            false
+        });
+        keys
     }
 
     /// Walk one type's objects in key order from `after`, keeping those `take` accepts, up to

@@ -4,8 +4,9 @@
 //! ERROR event carrying a 410 `Expired` Status, as upstream. BOOKMARKs are sent when
 //! `allowWatchBookmarks=true` (periodically and just before a `timeoutSeconds` expiry).
 //!
-//! Divergence: an object modified so that it stops matching the selector is not reported as
-//! DELETED (upstream's watch cache does that); only events whose new state matches are sent.
+//! With a selector, an object modified out of the selection is reported as DELETED and one
+//! modified into it as ADDED, as upstream's watch cache does (from a past resourceVersion the
+//! selection is approximated by the current one).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::api_error::ApiError;
 use crate::http::{selectors, Body, Query, ResReq};
 use crate::server::ServerState;
-use crate::store::StoreEvent;
+use crate::store::{EventType, StoreEvent};
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(20);
 /// Upstream picks a random timeout of 30-60 minutes when the client gives none.
@@ -33,6 +34,17 @@ fn line(kind: &str, obj: &Value) -> Bytes {
     buf.extend_from_slice(kind.as_bytes());
     buf.extend_from_slice(b"\",\"object\":");
     serde_json::to_writer(&mut buf, obj).unwrap();
+    buf.extend_from_slice(b"}\n");
+    Bytes::from(buf)
+}
+
+/// A watch line around an already serialized object.
+fn raw_line(kind: &str, obj: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(obj.len() + 32);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    buf.extend_from_slice(obj);
     buf.extend_from_slice(b"}\n");
     Bytes::from(buf)
 }
@@ -69,10 +81,11 @@ pub fn watch(
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
     let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
-    let keep = move |o: &Value| ls.matches_object(o) && fs.matches_object(o);
     let mut initial = Vec::new();
     let from_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
-        let (items, rv) = state.store.list(&rt, ns.as_deref(), &keep);
+        let (items, rv, _) = state
+            .store
+            .list_selected(&rt, ns.as_deref(), &ls, &fs, None, 0);
         initial = items;
         rv
     } else {
@@ -80,6 +93,15 @@ pub fn watch(
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?
     };
+    // With a selector, track which objects are in the selection so that one leaving it is
+    // reported as DELETED and one entering it as ADDED, as the watch cache does.
+    let selective = !ls.is_empty() || !fs.is_empty();
+    let mut selection = if selective {
+        state.store.matching_keys(&rt, ns.as_deref(), &ls, &fs)
+    } else {
+        Default::default()
+    };
+    let keep = move |o: &Value| ls.matches_object(o) && fs.matches_object(o);
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let (history, live) = match state.store.events_since(from_rv) {
         Ok(x) => x,
@@ -103,23 +125,48 @@ pub fn watch(
             &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
         )
     };
-    let wanted = move |ev: &StoreEvent| {
-        ev.resource == key && ns.as_deref().is_none_or(|n| n == ev.namespace) && keep(&ev.object)
+    let mut classify = move |ev: &StoreEvent| -> Option<&'static str> {
+        if ev.resource != key || ns.as_deref().is_some_and(|n| n != ev.namespace) {
+            return None;
+        }
+        if !selective {
+            return Some(ev.event.as_str());
+        }
+        let k = (ev.namespace.clone(), ev.name.clone());
+        let now = keep(&ev.object);
+        if ev.event == EventType::Deleted {
+            let was = selection.remove(&k);
+            return (was || now).then_some("DELETED");
+        }
+        match (selection.contains(&k), now) {
+            (true, true) => Some(ev.event.as_str()),
+            (false, true) => {
+                selection.insert(k);
+                Some("ADDED")
+            }
+            (true, false) => {
+                selection.remove(&k);
+                Some("DELETED")
+            }
+            (false, false) => None,
+        }
     };
     tokio::spawn(async move {
         let mut live = live;
         let deadline = tokio::time::Instant::now() + timeout;
         for o in &initial {
-            if tx.send(line("ADDED", o)).await.is_err() {
+            if tx.send(raw_line("ADDED", o)).await.is_err() {
                 return;
             }
         }
         if send_initial && bookmarks {
             let _ = tx.send(bookmark(from_rv, true)).await;
         }
-        for ev in history.iter().filter(|e| wanted(e)) {
-            if tx.send(line(ev.event.as_str(), &ev.object)).await.is_err() {
-                return;
+        for ev in &history {
+            if let Some(t) = classify(ev) {
+                if tx.send(line(t, &ev.object)).await.is_err() {
+                    return;
+                }
             }
         }
         let mut tick =
@@ -128,8 +175,10 @@ pub fn watch(
             tokio::select! {
                 ev = live.recv() => match ev {
                     Ok(ev) => {
-                        if wanted(&ev) && tx.send(line(ev.event.as_str(), &ev.object)).await.is_err() {
-                            return;
+                        if let Some(t) = classify(&ev) {
+                            if tx.send(line(t, &ev.object)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {

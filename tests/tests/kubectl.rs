@@ -84,6 +84,7 @@ async fn kubectl_get_describe_create_scale_delete() {
         .write_kubeconfig(&kubeconfig, "default", ADMIN_TOKEN)
         .unwrap();
     let manifest = dir.path().join("manifest.yaml");
+    let dir_path = dir.path().to_path_buf();
     std::fs::write(&manifest, MANIFEST).unwrap();
     let k = Kubectl { kubeconfig };
     let c2 = cluster.clone();
@@ -159,6 +160,22 @@ async fn kubectl_get_describe_create_scale_delete() {
         );
         let none = k.ok(&["get", "deployments", "-o", "name"]);
         assert_eq!(none.trim(), "");
+
+        // Pods: the Table columns kubectl prints, and describe (which lists the pod's events
+        // with an involvedObject field selector).
+        let pod = dir_path.join("pod.yaml");
+        std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: debug-me, labels: {app: dbg}}\nspec:\n  containers: [{name: app, image: busybox}]\n").unwrap();
+        k.ok(&["create", "-f", pod.to_str().unwrap()]);
+        let pods = k.ok(&["get", "pods"]);
+        let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods}");
+        let row: Vec<&str> = pods.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(&row[..4], ["debug-me", "0/1", "Pending", "0"], "{pods}");
+        let described = k.ok(&["describe", "pod", "debug-me"]);
+        assert!(described.contains("busybox") && described.contains("Pending"), "{described}");
+        let wide = k.ok(&["get", "pods", "-o", "wide", "-l", "app=dbg"]);
+        assert!(wide.contains("IP") && wide.contains("debug-me"), "{wide}");
+        k.ok(&["delete", "pod", "debug-me"]);
 
         let ns = k.ok(&["get", "namespaces"]);
         assert!(ns.contains("kube-system"), "{ns}");

@@ -940,3 +940,46 @@ async fn harness_test_env() {
     let kc = std::fs::read_to_string(&env.kubeconfig).unwrap();
     assert!(kc.contains(&format!("namespace: {}", env.namespace)));
 }
+
+#[tokio::test]
+async fn watch_reports_objects_leaving_and_entering_the_selection() {
+    let fake = plain_cluster().await;
+    let port = fake.port();
+    create_cm(port, "m", json!({"sel": "in"})).await;
+    let watch = tokio::spawn(async move {
+        send(
+            port,
+            "GET",
+            &format!("{NS}/configmaps?watch=1&labelSelector=sel%3Din&timeoutSeconds=1"),
+            &[],
+            Some(ADMIN_TOKEN),
+            None,
+            Duration::from_secs(3),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let relabel = |v: &'static str| async move {
+        admin(
+            port,
+            "PATCH",
+            &format!("{NS}/configmaps/m"),
+            Some(json!({"metadata": {"labels": {"sel": v}}})),
+        )
+        .await
+    };
+    relabel("out").await;
+    relabel("out").await; // no-op, and outside the selection anyway
+    admin(
+        port,
+        "PATCH",
+        &format!("{NS}/configmaps/m"),
+        Some(json!({"data": {"x": "1"}})),
+    )
+    .await;
+    relabel("in").await;
+    admin(port, "DELETE", &format!("{NS}/configmaps/m"), None).await;
+    let lines = watch.await.unwrap().lines();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "DELETED", "ADDED", "DELETED"]);
+}
