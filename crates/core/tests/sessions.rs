@@ -262,3 +262,99 @@ async fn list_is_one_paginated_list_per_kind() {
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(after.iter().all(|r| r.verb == "list"));
 }
+
+async fn replicas(env: &fakekube::harness::TestEnv, name: &str) -> i64 {
+    let d = env
+        .get_json("apps", "v1", "Deployment", "deployments", name)
+        .await
+        .expect("deployment");
+    d["spec"]["replicas"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn scale_down_session_scales_after_ready_and_restores_on_end() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.scale_down = true;
+    let kubelet = set_copy_status(&env, ready_status());
+    let (seen, progress) = recorder();
+    let s = session::create(&env.client, &req, &*progress)
+        .await
+        .unwrap();
+    kubelet.await.unwrap();
+    assert!(s.scale_down);
+    assert_eq!(replicas(&env, "py-serv-deployment").await, 0);
+    {
+        let events = seen.lock().unwrap();
+        let ready = events
+            .iter()
+            .position(|e| matches!(e, Progress::Ready { .. }));
+        let scaled = events
+            .iter()
+            .position(|e| matches!(e, Progress::ScaledDown { from: 2, .. }));
+        assert!(ready.is_some() && scaled > ready, "{events:?}");
+    }
+
+    // a second scale-down of the same workload: conflict, nothing created, first untouched
+    let mut second = request(&env, "deploy/py-serv-deployment");
+    second.scale_down = true;
+    second.owner = "other@host".into();
+    let err = session::create(&env.client, &second, &*quiet())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 9, "{err}");
+    assert_eq!(
+        session::list(&env.client, Some(&env.namespace))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(replicas(&env, "py-serv-deployment").await, 0);
+
+    session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, "py-serv-deployment").await, 2);
+    assert_eq!(
+        count(&env, MANAGED).await,
+        (0, 0),
+        "session, lock and copy gone"
+    );
+}
+
+#[tokio::test]
+async fn failed_scale_down_copy_restores_and_leaves_nothing() {
+    let env = env_with_workloads().await;
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.scale_down = true;
+    req.timeout = Duration::from_millis(500);
+    let err = session::create(&env.client, &req, &*quiet())
+        .await
+        .unwrap_err();
+    if env.fake().is_some() {
+        assert_eq!(err.exit_code(), 7, "{err}");
+    }
+    assert_eq!(replicas(&env, "py-serv-deployment").await, 2);
+    assert_eq!(count(&env, MANAGED).await, (0, 0));
+    let d = env
+        .get_json(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            "py-serv-deployment",
+        )
+        .await
+        .unwrap();
+    let annotations = d["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !annotations
+            .keys()
+            .any(|k| k.starts_with("mirrord-copy.io/")),
+        "{annotations:?}"
+    );
+}

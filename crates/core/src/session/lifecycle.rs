@@ -53,11 +53,6 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     if (req.wait || req.scale_down) && req.timeout.is_zero() {
         return Err(Error::Usage("--timeout must be longer than zero".into()));
     }
-    if req.scale_down && !scale::AVAILABLE {
-        return Err(Error::Unsupported(
-            "--scale-down is not available yet".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -120,6 +115,11 @@ pub async fn create(
         if let Some(session) = reuse(client, req, &options, on_progress).await? {
             return Ok(session);
         }
+    }
+    // Guardrail and conflict refuse before anything is written (prepare checks again, under
+    // the lock, so this is an early answer, not the guarantee).
+    if req.scale_down {
+        scale::check(client, &resolved).await?;
     }
 
     let new = NewSession {
@@ -342,8 +342,10 @@ pub async fn end(
         deleted: Vec::new(),
     };
 
-    // A record we cannot read might still have scaled something down: restore is idempotent.
-    let scaled_down = record.as_ref().is_some_and(|cm| {
+    // A record we cannot read, or one already gone while its lock lingers (the garbage
+    // collector has not caught up), might still have scaled something down: restore is
+    // idempotent and cheap when there is nothing to do.
+    let scaled_down = record.as_ref().is_none_or(|cm| {
         cm.data
             .as_ref()
             .and_then(|d| d.get(labels::DATA_SCALE_DOWN))

@@ -1,55 +1,53 @@
 //! The session lifecycle's view of scale-down (crates/core/src/scale_down, owned by the
-//! scale-down work). Until that lands, `--scale-down` is refused before anything is written.
+//! scale-down work): one place that names what the lifecycle calls.
 
 use std::time::Duration;
 
 use super::{ProgressFn, SessionHandle};
 use crate::error::Error;
 use crate::resolve::ResolvedTarget;
-
-/// Whether this build can scale workloads down.
-pub(crate) const AVAILABLE: bool = false;
+use crate::scale_down;
 
 /// What `prepare` decided; handed to `apply`.
-pub(crate) struct Plan;
+pub(crate) type Plan = scale_down::ScaleDownPlan;
 
-fn unavailable() -> Error {
-    Error::Unsupported("--scale-down is not available yet".into())
+/// Read-only, before anything is written: which workload, guardrail, conflict.
+pub(crate) async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<(), Error> {
+    scale_down::check(client, resolved).await.map(|_| ())
 }
 
 pub(crate) async fn prepare(
-    _client: &kube::Client,
-    _resolved: &ResolvedTarget,
-    _session: &SessionHandle,
-    _lease: Duration,
-    _on_progress: &ProgressFn,
+    client: &kube::Client,
+    resolved: &ResolvedTarget,
+    session: &SessionHandle,
+    lease: Duration,
+    on_progress: &ProgressFn,
 ) -> Result<Plan, Error> {
-    Err(unavailable())
+    scale_down::prepare(client, resolved, session, lease, on_progress).await
 }
 
 pub(crate) async fn apply(
-    _client: &kube::Client,
-    _plan: &Plan,
-    _on_progress: &ProgressFn,
+    client: &kube::Client,
+    plan: &Plan,
+    on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    Err(unavailable())
+    scale_down::apply(client, plan, on_progress).await
 }
 
 pub(crate) async fn restore(
-    _client: &kube::Client,
-    _namespace: &str,
-    _session_id: &str,
-    _on_progress: &ProgressFn,
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    // No session made by this build scaled anything down; nothing to restore.
-    Ok(())
+    scale_down::restore(client, namespace, session_id, on_progress).await
 }
 
 pub(crate) async fn renew(
-    _client: &kube::Client,
-    _namespace: &str,
-    _session_id: &str,
-    _lease: Duration,
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    lease: Duration,
 ) -> Result<(), Error> {
-    Ok(())
+    scale_down::renew(client, namespace, session_id, lease).await
 }
