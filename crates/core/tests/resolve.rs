@@ -111,3 +111,30 @@ async fn forbidden_names_verb_and_resource() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn bad_credentials_and_dead_servers_are_unreachable() {
+    let env = env_with_workloads().await;
+    let Some(fake) = env.fake() else { return };
+    let client = client_with_token(&env, "not-a-valid-token").await;
+    let err = resolve(
+        &client,
+        &env.namespace,
+        &target("deploy/py-serv-deployment"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 8, "{err}");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+
+    let client = client_with_token(&env, fakekube::ADMIN_TOKEN).await;
+    fake.stop().await;
+    let err = resolve(
+        &client,
+        &env.namespace,
+        &target("deploy/py-serv-deployment"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 8, "{err}");
+}
