@@ -187,16 +187,39 @@ pub fn copy_labels(
     out
 }
 
+/// Annotations a live pod carries that describe that pod, not its template: the kubelet's
+/// static-pod markers (the API server refuses to create a pod claiming to be a mirror pod) and
+/// kubectl's record of what was applied to the original object.
+const POD_ONLY_ANNOTATIONS: &[&str] = &[
+    "kubernetes.io/config.mirror",
+    "kubernetes.io/config.hash",
+    "kubernetes.io/config.seen",
+    "kubernetes.io/config.source",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// The template's annotations, minus a pod target's [`POD_ONLY_ANNOTATIONS`]. Everything else
+/// is kept, `kubectl.kubernetes.io/restartedAt` included: annotations are part of what the
+/// application saw, and some (sidecar injection, config checksums) change how the pod runs.
+pub fn copy_annotations(
+    template_annotations: Option<&BTreeMap<String, String>>,
+    kind: TargetKind,
+) -> BTreeMap<String, String> {
+    template_annotations
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| kind != TargetKind::Pod || !POD_ONLY_ANNOTATIONS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The copy pod, ready to create.
-///
-/// Template annotations are kept (including `kubectl.kubernetes.io/restartedAt`): they are part
-/// of what the application saw, and some (e.g. sidecar-injection or config checksums) change
-/// how the pod runs.
+/// The copy pod, ready to create: [`copy_pod_spec`], [`copy_labels`], [`copy_annotations`]
+/// plus ours, and the controller ownerReference to the session ConfigMap.
 pub fn build_copy_pod(
     resolved: &ResolvedTarget,
     opts: &CopyOptions,
@@ -214,9 +237,10 @@ pub fn build_copy_pod(
     }
     let spec = copy_pod_spec(&resolved.template, resolved.target.kind, opts)?;
     let template_meta = resolved.template.metadata.as_ref();
-    let mut annotations = template_meta
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
+    let mut annotations = copy_annotations(
+        template_meta.and_then(|m| m.annotations.as_ref()),
+        resolved.target.kind,
+    );
     annotations.extend([
         (
             labels::ORIGINAL_TARGET_ANNOTATION.to_string(),

@@ -66,13 +66,21 @@ pub async fn resolve(
     let (template, object, raw) = match target.kind {
         TargetKind::Pod => {
             let pod: Pod = get_typed(client, namespace, target).await?;
+            let mut spec = pod.spec.clone();
+            // The StatefulSet controller sets a pod's hostname to the pod's own name: the copy
+            // must not claim that identity (its DNS record would shadow the original's).
+            if let Some(spec) = spec.as_mut() {
+                if spec.hostname.as_deref() == pod.metadata.name.as_deref() {
+                    spec.hostname = None;
+                }
+            }
             let template = PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: pod.metadata.labels.clone(),
                     annotations: pod.metadata.annotations.clone(),
                     ..Default::default()
                 }),
-                spec: pod.spec.clone(),
+                spec,
             };
             typed_parts(template, &pod)?
         }

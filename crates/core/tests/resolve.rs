@@ -138,3 +138,40 @@ async fn bad_credentials_and_dead_servers_are_unreachable() {
     .unwrap_err();
     assert_eq!(err.exit_code(), 8, "{err}");
 }
+
+#[tokio::test]
+async fn a_statefulset_pods_own_hostname_is_not_copied() {
+    let env = env_with_workloads().await;
+    env.apply_yaml(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, labels: {app: db, statefulset.kubernetes.io/pod-name: db-0}}
+spec:
+  hostname: db-0
+  subdomain: db
+  containers: [{name: postgres, image: postgres:16}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: named-host}
+spec:
+  hostname: chosen-by-user
+  containers: [{name: c, image: c:1}]
+"#,
+    )
+    .await;
+    let r = resolve(&env.client, &env.namespace, &target("pod/db-0"))
+        .await
+        .unwrap();
+    let spec = r.template.spec.unwrap();
+    assert_eq!(spec.hostname, None);
+    assert_eq!(spec.subdomain.as_deref(), Some("db"));
+    let r = resolve(&env.client, &env.namespace, &target("pod/named-host"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.template.spec.unwrap().hostname.as_deref(),
+        Some("chosen-by-user")
+    );
+}

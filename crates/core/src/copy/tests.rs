@@ -301,3 +301,28 @@ fn options_json_is_normalized() {
     let back: CopyOptions = serde_json::from_str("{}").unwrap();
     assert_eq!(back, CopyOptions::default());
 }
+
+#[test]
+fn pod_only_annotations_are_dropped_from_pod_targets_only() {
+    let mut t = template();
+    let meta = t.metadata.as_mut().unwrap();
+    let ann = meta.annotations.as_mut().unwrap();
+    ann.insert("kubernetes.io/config.mirror".into(), "abc".into());
+    ann.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{}".into(),
+    );
+    let pod = pod_json("pod/debug-me", t.clone(), &CopyOptions::default());
+    let ann = pod["metadata"]["annotations"].as_object().unwrap();
+    assert!(!ann.contains_key("kubernetes.io/config.mirror"));
+    assert!(!ann.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    assert_eq!(
+        ann["kubectl.kubernetes.io/restartedAt"],
+        "2026-01-01T00:00:00Z"
+    );
+    let deploy = pod_json("deploy/py-serv", t, &CopyOptions::default());
+    assert!(deploy["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .contains_key("kubernetes.io/config.mirror"));
+}
