@@ -164,7 +164,7 @@ pub struct RequestLog {
 }
 
 /// Keep the log bounded so long benchmarks do not grow memory without limit.
-const MAX_RECORDS: usize = 100_000;
+const MAX_RECORDS: usize = 20_000;
 
 impl RequestLog {
     pub fn push(&self, r: RequestRecord) {

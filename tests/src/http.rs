@@ -373,6 +373,11 @@ async fn serve(
             authz_ns,
         ));
     }
+    // Authorization runs before the handler upstream, so an unsupported verb is 405 only for
+    // those allowed to try.
+    if !r.rt.verbs.contains(&verb) {
+        return Err(method_not_allowed(method));
+    }
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     match verb {
         "get" => get(state, &r, accept),

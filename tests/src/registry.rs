@@ -96,8 +96,21 @@ macro_rules! rt {
     };
 }
 
+/// Namespaces cannot be deleted as a collection (discovery.json).
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
 /// The resources a sandbox serves.
 pub fn builtin() -> Vec<ResourceType> {
+    let mut types = served();
+    for t in types.iter_mut().filter(|t| t.plural == "namespaces") {
+        t.verbs = NAMESPACE_VERBS;
+    }
+    types
+}
+
+fn served() -> Vec<ResourceType> {
     vec![
         rt!("", "v1", "namespaces", "namespace", "Namespace", false, short: &["ns"], sub: &["status"], cat: &[]),
         rt!("", "v1", "pods", "pod", "Pod", true, short: &["po"], sub: &["status"], cat: &["all"]),

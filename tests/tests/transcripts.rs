@@ -263,6 +263,42 @@ impl Replay {
                     has_continue(expected)
                 ));
             }
+        } else if kind == "APIResourceList" {
+            // Every resource the recording lists that this server serves must be described
+            // the same way (kind, scope, verbs, short names; subresources' kinds).
+            let ours_by_name: HashMap<&str, &Value> = ours["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["name"].as_str().unwrap(), r))
+                .collect();
+            for e in expected["resources"].as_array().unwrap() {
+                let name = e["name"].as_str().unwrap();
+                let Some(o) = ours_by_name.get(name) else {
+                    continue;
+                };
+                for k in [
+                    "kind",
+                    "namespaced",
+                    "verbs",
+                    "shortNames",
+                    "group",
+                    "version",
+                    "categories",
+                ] {
+                    let norm = |v: &Value| match v {
+                        Value::Array(a) => {
+                            let mut a: Vec<String> = a.iter().map(|x| x.to_string()).collect();
+                            a.sort();
+                            json!(a)
+                        }
+                        other => other.clone(),
+                    };
+                    if norm(&e[k]) != norm(&o[k]) {
+                        problems.push(format!("{name}.{k} {} != expected {}", o[k], e[k]));
+                    }
+                }
+            }
         } else if kind == "Scale" {
             for k in ["spec", "status"] {
                 if expected[k] != ours[k] {
