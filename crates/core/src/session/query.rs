@@ -26,10 +26,22 @@ pub(crate) async fn list_all<K>(
 where
     K: Clone + DeserializeOwned + Debug,
 {
+    list_pages(api, selector, resource, PAGE).await
+}
+
+async fn list_pages<K>(
+    api: &Api<K>,
+    selector: &str,
+    resource: &str,
+    page_size: u32,
+) -> Result<Vec<K>, Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut lp = ListParams::default().labels(selector).limit(PAGE);
+        let mut lp = ListParams::default().labels(selector).limit(page_size);
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
@@ -173,6 +185,33 @@ fn target_matches(wanted: &TargetRef, recorded: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn list_pages_follows_continue_tokens() {
+        let env = fakekube::harness::TestEnv::new().await;
+        let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+        for i in 0..5 {
+            let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("cm-{i}"), "labels": {"paged": "yes"}}
+            }))
+            .unwrap();
+            api.create(&Default::default(), &cm).await.unwrap();
+        }
+        let all = list_pages(&api, "paged=yes", "configmaps", 2)
+            .await
+            .unwrap();
+        let mut names: Vec<String> = all.iter().map(|c| c.name_any()).collect();
+        names.sort();
+        assert_eq!(names, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+        if let Some(fake) = env.fake() {
+            let lists = fake
+                .requests()
+                .iter()
+                .filter(|r| r.verb == "list" && r.query.contains("paged"))
+                .count();
+            assert_eq!(lists, 3);
+        }
+    }
 
     #[test]
     fn target_matching_ignores_container_only_when_unspecified() {
