@@ -1,0 +1,479 @@
+//! Scale-down through the core API, step by step: the full cycle for every kind, a crash
+//! (everything dropped) after each step of create followed by gc, two crashes in a row, the
+//! lock lost with its session, someone scaling meanwhile, the workload recreated, autoscalers.
+
+use std::time::Duration;
+
+use fakekube::harness::TestEnv;
+use mirrord_copy_core::gc::gc;
+use mirrord_copy_core::labels::{ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
+use mirrord_copy_core::scale_down::{self, ScaleKind, KEDA_PAUSED_BY_ANNOTATION};
+use mirrord_copy_core::Progress;
+use mirrord_copy_lock::LockRecord;
+
+use crate::scale_down_support::*;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn full_cycle_for_every_kind() {
+    let env = TestEnv::new().await;
+    let cases = [
+        (
+            ScaleKind::Deployment,
+            deployment("web", 3),
+            "deployment/web",
+            "web",
+            3,
+        ),
+        (
+            ScaleKind::StatefulSet,
+            statefulset("db", 2),
+            "statefulset/db",
+            "db",
+            2,
+        ),
+        (
+            ScaleKind::ReplicaSet,
+            replicaset("bare", 4),
+            "replicaset/bare",
+            "bare",
+            4,
+        ),
+        (
+            ScaleKind::CronJob,
+            cronjob("nightly"),
+            "cronjob/nightly",
+            "nightly",
+            1,
+        ),
+        (
+            ScaleKind::Rollout,
+            rollout("checkout", 2),
+            "rollout/checkout",
+            "checkout",
+            2,
+        ),
+    ];
+    for (i, (kind, yaml, target, name, n)) in cases.into_iter().enumerate() {
+        env.apply_yaml(&yaml).await;
+        let id = format!("cycle{i}");
+        let events = Events::default();
+        let sink = events.sink();
+        let handle = session(&env, &id, target, false).await;
+        let plan = scale_down::prepare(
+            &env.client,
+            &resolved(&env, target).await,
+            &handle,
+            LONG,
+            &sink,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert_eq!(plan.original_replicas, n, "{target}");
+        // Nothing is scaled before apply (the copy is not Ready yet).
+        assert_eq!(replicas(&env, kind, name).await, i64::from(n), "{target}");
+        assert_eq!(
+            annotation(&env, kind, name, ORIGINAL_REPLICAS_ANNOTATION)
+                .await
+                .as_deref(),
+            Some(n.to_string().as_str())
+        );
+        assert_eq!(
+            annotation(&env, kind, name, SCALED_DOWN_BY_ANNOTATION)
+                .await
+                .as_deref(),
+            Some(id.as_str())
+        );
+        scale_down::apply(&env.client, &plan, &sink).await.unwrap();
+        assert_eq!(replicas(&env, kind, name).await, 0, "{target} at zero");
+        let lock = &locks(&env).await[0];
+        let record = LockRecord::parse(lock.data.as_ref().unwrap()).unwrap();
+        assert!(record.scaled_down);
+        assert_eq!(record.original_replicas, n);
+
+        scale_down::restore(&env.client, &env.namespace, &id, &sink)
+            .await
+            .unwrap();
+        assert_eq!(
+            replicas(&env, kind, name).await,
+            i64::from(n),
+            "{target} restored"
+        );
+        assert_eq!(
+            annotation(&env, kind, name, SCALED_DOWN_BY_ANNOTATION).await,
+            None
+        );
+        assert_eq!(
+            annotation(&env, kind, name, ORIGINAL_REPLICAS_ANNOTATION).await,
+            None
+        );
+        assert!(locks(&env).await.is_empty(), "{target}: lock released");
+        assert!(events.all().contains(&Progress::Restored {
+            workload: target.to_string(),
+            to: n
+        }));
+        // Idempotent.
+        scale_down::restore(&env.client, &env.namespace, &id, &sink)
+            .await
+            .unwrap();
+        assert_eq!(replicas(&env, kind, name).await, i64::from(n));
+    }
+}
+
+/// The steps of `create --scale-down`; a crash after step N leaves exactly what steps 1..=N wrote.
+const STEPS: [&str; 5] = [
+    "session ConfigMap created",
+    "lock acquired, workload annotated",
+    "copy Ready (nothing more written)",
+    "lock marked scaledDown (write-ahead)",
+    "workload scaled to zero",
+];
+
+async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
+    let sink = Events::default().sink();
+    let target = format!("deployment/{name}");
+    // Expired from the start and a zero lease: as if the process died long ago.
+    let handle = session(env, id, &target, true).await;
+    if upto < 2 {
+        return;
+    }
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(env, &target).await,
+        &handle,
+        Duration::ZERO,
+        &sink,
+    )
+    .await
+    .unwrap();
+    if upto < 4 {
+        return;
+    }
+    if upto == 4 {
+        mirrord_copy_lock::update_record(&env.client, &env.namespace, &plan.lock_name, id, |r| {
+            r.scaled_down = true
+        })
+        .await
+        .unwrap();
+        return;
+    }
+    scale_down::apply(&env.client, &plan, &sink).await.unwrap();
+}
+
+#[tokio::test]
+async fn crash_after_each_step_of_create_then_gc_restores_the_exact_count() {
+    let env = TestEnv::new().await;
+    for step in 1..=STEPS.len() {
+        let name = format!("worker{step}");
+        env.apply_yaml(&deployment(&name, 3)).await;
+        run_steps(&env, &format!("crash{step}"), &name, step).await;
+        let_leases_expire().await;
+        let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
+            .await
+            .unwrap();
+        assert!(report.skipped.is_empty(), "step {step}: {report:?}");
+        assert_eq!(
+            replicas(&env, ScaleKind::Deployment, &name).await,
+            3,
+            "after a crash once {}",
+            STEPS[step - 1]
+        );
+        assert_eq!(
+            annotation(
+                &env,
+                ScaleKind::Deployment,
+                &name,
+                SCALED_DOWN_BY_ANNOTATION
+            )
+            .await,
+            None
+        );
+        assert!(locks(&env).await.is_empty(), "step {step}: {report:?}");
+        assert!(sessions(&env).await.is_empty(), "step {step}: {report:?}");
+        // gc again: nothing left to do.
+        let again = gc(&env.client, Some(&env.namespace), &Events::default().sink())
+            .await
+            .unwrap();
+        assert!(
+            again.ended_sessions.is_empty() && again.restored.is_empty(),
+            "{again:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn crash_during_end_is_finished_by_gc() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("w", 3)).await;
+    run_steps(&env, "s1", "w", 5).await;
+    // end crashed after scaling back but before removing the annotation and the lock.
+    scale_to(&env, ScaleKind::Deployment, "w", 3).await;
+    let_leases_expire().await;
+    gc(&env.client, Some(&env.namespace), &Events::default().sink())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "w").await, 3);
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "w", SCALED_DOWN_BY_ANNOTATION).await,
+        None
+    );
+    assert!(locks(&env).await.is_empty());
+}
+
+#[tokio::test]
+async fn two_crashes_in_a_row_keep_the_original_count() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("q", 5)).await;
+    run_steps(&env, "first", "q", 5).await;
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "q").await, 0);
+    let_leases_expire().await;
+    // The second session finds the workload at zero; it must carry 5 forward, not record 0.
+    let events = Events::default();
+    let handle = session(&env, "second", "deployment/q", true).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/q").await,
+        &handle,
+        Duration::ZERO,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.original_replicas, 5);
+    assert!(events
+        .warnings()
+        .iter()
+        .any(|w| w.contains("took over") && w.contains("first")));
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    let_leases_expire().await;
+    // Both sessions are dead now; gc from "another machine".
+    gc(&env.client, Some(&env.namespace), &Events::default().sink())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "q").await, 5);
+    assert!(locks(&env).await.is_empty());
+}
+
+#[tokio::test]
+async fn annotation_restores_when_the_lock_is_gone() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("a", 2)).await;
+    run_steps(&env, "gone", "a", 5).await;
+    // The lock and the session are gone (e.g. the ConfigMaps were deleted by hand).
+    for cm in locks(&env).await {
+        config_maps(&env)
+            .delete(&cm.metadata.name.unwrap(), &Default::default())
+            .await
+            .unwrap();
+    }
+    for name in sessions(&env).await {
+        config_maps(&env)
+            .delete(&name, &Default::default())
+            .await
+            .unwrap();
+    }
+    let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
+        .await
+        .unwrap();
+    assert_eq!(
+        replicas(&env, ScaleKind::Deployment, "a").await,
+        2,
+        "{report:?}"
+    );
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "a", SCALED_DOWN_BY_ANNOTATION).await,
+        None
+    );
+    assert_eq!(report.restored.len(), 1, "{report:?}");
+}
+
+#[tokio::test]
+async fn someone_scaling_meanwhile_keeps_their_count() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("m", 3)).await;
+    let events = Events::default();
+    let handle = session(&env, "s", "deployment/m", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/m").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    scale_to(&env, ScaleKind::Deployment, "m", 7).await;
+    scale_down::restore(&env.client, &env.namespace, "s", &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "m").await, 7);
+    assert!(
+        events.warnings().iter().any(|w| w.contains("scaled to 7")),
+        "{:?}",
+        events.warnings()
+    );
+    assert!(locks(&env).await.is_empty());
+}
+
+#[tokio::test]
+async fn workload_recreated_mid_session_is_left_alone() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("r", 3)).await;
+    let events = Events::default();
+    let handle = session(&env, "s", "deployment/r", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/r").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    api(&env, ScaleKind::Deployment)
+        .delete("r", &Default::default())
+        .await
+        .unwrap();
+    env.wait_until("deployment gone", Duration::from_secs(10), || async {
+        object(&env, ScaleKind::Deployment, "r")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.apply_yaml(&deployment("r", 0)).await;
+    scale_down::restore(&env.client, &env.namespace, "s", &events.sink())
+        .await
+        .unwrap();
+    // Another object: its 0 is its own, not ours to change.
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "r").await, 0);
+    assert!(
+        events.warnings().iter().any(|w| w.contains("recreated")),
+        "{:?}",
+        events.warnings()
+    );
+    assert!(locks(&env).await.is_empty());
+
+    // Deleted and not recreated: a warning, the lock released.
+    env.apply_yaml(&deployment("d", 2)).await;
+    let handle = session(&env, "s2", "deployment/d", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/d").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    api(&env, ScaleKind::Deployment)
+        .delete("d", &Default::default())
+        .await
+        .unwrap();
+    scale_down::restore(&env.client, &env.namespace, "s2", &events.sink())
+        .await
+        .unwrap();
+    assert!(events
+        .warnings()
+        .iter()
+        .any(|w| w.contains("no longer exists")));
+    assert!(locks(&env).await.is_empty());
+}
+
+#[tokio::test]
+async fn hpa_warns_and_keda_is_paused_then_put_back() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("queue-worker", 2)).await;
+    env.apply_yaml(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: queue-worker
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: queue-worker}
+  minReplicas: 1
+  maxReplicas: 5
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: queue-worker
+  annotations:
+    autoscaling.keda.sh/paused-replicas: "3"
+spec:
+  scaleTargetRef: {name: queue-worker}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: queue-worker-unpaused
+spec:
+  scaleTargetRef: {kind: Deployment, name: queue-worker}
+"#,
+    )
+    .await;
+    let events = Events::default();
+    let handle = session(&env, "k", "deployment/queue-worker", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/queue-worker").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.hpas, vec!["queue-worker".to_string()]);
+    assert!(events
+        .warnings()
+        .iter()
+        .any(|w| w.contains("HorizontalPodAutoscaler queue-worker")));
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    let so = |name: &'static str| {
+        let env = &env;
+        async move {
+            env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", name)
+                .await
+                .unwrap()["metadata"]["annotations"]
+                .clone()
+        }
+    };
+    for name in ["queue-worker", "queue-worker-unpaused"] {
+        let a = so(name).await;
+        assert_eq!(a["autoscaling.keda.sh/paused-replicas"], "0", "{name}: {a}");
+        assert_eq!(a[KEDA_PAUSED_BY_ANNOTATION], "k");
+    }
+    scale_down::restore(&env.client, &env.namespace, "k", &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(
+        replicas(&env, ScaleKind::Deployment, "queue-worker").await,
+        2
+    );
+    let a = so("queue-worker").await;
+    assert_eq!(
+        a["autoscaling.keda.sh/paused-replicas"], "3",
+        "previous value back: {a}"
+    );
+    assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null());
+    let a = so("queue-worker-unpaused").await;
+    assert!(
+        a.get("autoscaling.keda.sh/paused-replicas")
+            .is_none_or(|v| v.is_null()),
+        "{a}"
+    );
+}

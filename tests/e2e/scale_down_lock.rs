@@ -1,0 +1,209 @@
+//! crates/lock against the API server: create-or-conflict, takeover of an expired lease by
+//! compare-and-swap carrying the count forward, uid checks, renew and release preconditions.
+
+use chrono::{Duration, Utc};
+use fakekube::harness::TestEnv;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use mirrord_copy_lock::{self as lock, LockError, LockRecord, Released, WorkloadKey};
+
+use crate::scale_down_support::*;
+
+fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecord {
+    let now = Utc::now();
+    LockRecord {
+        holder_session: session.into(),
+        holder: format!("{session}@host"),
+        since: now,
+        lease_expires: now + lease,
+        workload_uid: uid.into(),
+        workload_kind: "Deployment".into(),
+        workload_name: "w".into(),
+        original_replicas: replicas,
+        copy_pod: format!("{session}-copy"),
+        scaled_down: false,
+    }
+}
+
+async fn owner(env: &TestEnv, session_id: &str) -> OwnerReference {
+    let h = session(env, session_id, "deployment/w", false).await;
+    mirrord_copy_core::scale_down::owner_reference(&h)
+}
+
+#[tokio::test]
+async fn takeover_carries_the_count_and_repoints_the_owner() {
+    let env = TestEnv::new().await;
+    let key = WorkloadKey::new("deployment", "w");
+    let ns = &env.namespace;
+    let c = &env.client;
+    let dead = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("a", "uid-1", 5, Duration::zero()),
+        owner(&env, "a").await,
+    )
+    .await
+    .unwrap();
+    lock::update_record(c, ns, &dead.name, "a", |r| r.scaled_down = true)
+        .await
+        .unwrap();
+    let_leases_expire().await;
+    // The new caller sees the workload at 0 (because of the dead session): it must not win.
+    let b_owner = owner(&env, "b").await;
+    let guard = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("b", "uid-1", 0, Duration::hours(1)),
+        b_owner.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(guard.record.original_replicas, 5);
+    assert!(
+        guard.record.scaled_down,
+        "the workload may still be at zero"
+    );
+    assert_eq!(guard.took_over_from.as_ref().unwrap().holder_session, "a");
+    let cm = config_maps(&env).get(&guard.name).await.unwrap();
+    assert_eq!(cm.metadata.owner_references.unwrap(), vec![b_owner]);
+    assert_eq!(cm.metadata.labels.unwrap()["mirrord-copy.io/session"], "b");
+
+    // A valid lease is held: the third caller gets the holder's record, nothing written.
+    let err = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("c", "uid-1", 9, Duration::hours(1)),
+        owner(&env, "c").await,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, LockError::Held(r) if r.holder_session == "b"),
+        "{err}"
+    );
+
+    // The dead holder can neither renew nor release it any more.
+    let err = lock::renew(c, ns, &guard.name, "a", Utc::now() + Duration::hours(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Lost(_)), "{err}");
+    assert!(matches!(
+        lock::release(c, ns, &guard.name, "a").await.unwrap(),
+        Released::HeldByOther(_)
+    ));
+    assert_eq!(
+        lock::release(c, ns, &guard.name, "b").await.unwrap(),
+        Released::Deleted
+    );
+    assert_eq!(
+        lock::release(c, ns, &guard.name, "b").await.unwrap(),
+        Released::Absent
+    );
+}
+
+#[tokio::test]
+async fn a_record_for_another_workload_uid_is_not_trusted() {
+    let env = TestEnv::new().await;
+    let key = WorkloadKey::new("deployment", "w");
+    let (c, ns) = (&env.client, &env.namespace);
+    lock::acquire(
+        c,
+        ns,
+        &key,
+        record("a", "old-uid", 5, Duration::zero()),
+        owner(&env, "a").await,
+    )
+    .await
+    .unwrap();
+    let_leases_expire().await;
+    let guard = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("b", "new-uid", 2, Duration::hours(1)),
+        owner(&env, "b").await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(guard.record.original_replicas, 2);
+    assert_eq!(guard.record.workload_uid, "new-uid");
+}
+
+#[tokio::test]
+async fn concurrent_takeovers_have_one_winner() {
+    let env = TestEnv::new().await;
+    let key = WorkloadKey::new("deployment", "w");
+    let (c, ns) = (&env.client, &env.namespace);
+    lock::acquire(
+        c,
+        ns,
+        &key,
+        record("dead", "u", 4, Duration::zero()),
+        owner(&env, "dead").await,
+    )
+    .await
+    .unwrap();
+    let_leases_expire().await;
+    let mut owners = Vec::new();
+    for i in 0..10 {
+        owners.push(owner(&env, &format!("t{i}")).await);
+    }
+    let results = futures::future::join_all(owners.into_iter().enumerate().map(|(i, o)| {
+        let key = key.clone();
+        async move {
+            lock::acquire(
+                c,
+                ns,
+                &key,
+                record(&format!("t{i}"), "u", 0, Duration::hours(1)),
+                o,
+            )
+            .await
+        }
+    }))
+    .await;
+    let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert_eq!(won[0].record.original_replicas, 4);
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, LockError::Held(_))));
+}
+
+#[tokio::test]
+async fn same_session_reacquires_untouched_and_releases() {
+    let env = TestEnv::new().await;
+    let key = WorkloadKey::new("deployment", "w");
+    let (c, ns) = (&env.client, &env.namespace);
+    let a_owner = owner(&env, "a").await;
+    let g = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("a", "u", 1, Duration::hours(1)),
+        a_owner.clone(),
+    )
+    .await
+    .unwrap();
+    // Same session re-acquiring (a retried call) gets its lock back, untouched.
+    let again = lock::acquire(
+        c,
+        ns,
+        &key,
+        record("a", "u", 7, Duration::hours(1)),
+        a_owner,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.record.original_replicas, 1);
+    let read = lock::read(c, ns, &g.name).await.unwrap().unwrap();
+    assert_eq!(read.0.original_replicas, 1);
+    assert_eq!(
+        lock::release(c, ns, &g.name, "a").await.unwrap(),
+        Released::Deleted
+    );
+    assert!(lock::read(c, ns, &g.name).await.unwrap().is_none());
+}
