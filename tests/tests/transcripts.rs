@@ -299,6 +299,68 @@ impl Replay {
                     }
                 }
             }
+        } else if kind == "APIGroupDiscoveryList" {
+            // Aggregated discovery: same comparison, per group and version.
+            let index = |v: &Value| -> HashMap<String, Value> {
+                let mut m = HashMap::new();
+                for g in v["items"].as_array().unwrap() {
+                    let group = g["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    for ver in g["versions"].as_array().unwrap() {
+                        for r in ver["resources"].as_array().unwrap() {
+                            let key = format!(
+                                "{group}/{}/{}",
+                                ver["version"].as_str().unwrap(),
+                                r["resource"].as_str().unwrap()
+                            );
+                            m.insert(key, r.clone());
+                        }
+                    }
+                }
+                m
+            };
+            let (e_idx, o_idx) = (index(expected), index(&ours));
+            if !e_idx.keys().any(|k| o_idx.contains_key(k)) {
+                problems.push("no recorded resource is served here".to_string());
+            }
+            for (key, e) in &e_idx {
+                let Some(o) = o_idx.get(key) else { continue };
+                for k in [
+                    "responseKind",
+                    "scope",
+                    "singularResource",
+                    "verbs",
+                    "shortNames",
+                    "categories",
+                ] {
+                    if e[k] != o[k] {
+                        problems.push(format!("{key}.{k} {} != expected {}", o[k], e[k]));
+                    }
+                }
+                let subs = |v: &Value| -> Vec<String> {
+                    let mut s: Vec<String> = v["subresources"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|x| format!("{}:{}", x["subresource"], x["responseKind"]))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    s.sort();
+                    s
+                };
+                // Only the subresources this server implements (no exec, logs, eviction ...).
+                let ours_subs = subs(o);
+                let missing: Vec<String> = subs(e)
+                    .into_iter()
+                    .filter(|s| s.starts_with("\"status\"") || s.starts_with("\"scale\""))
+                    .filter(|s| !ours_subs.contains(s))
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "{key} subresources missing or different: {missing:?}"
+                    ));
+                }
+            }
         } else if kind == "Scale" {
             for k in ["spec", "status"] {
                 if expected[k] != ours[k] {
