@@ -232,6 +232,11 @@ async fn preview_writes_nothing() {
         .as_str()
         .unwrap()
         .starts_with("migrate-copy-"));
+    // a dry run of an impossible scale-down says so
+    let mut scale_job = request(&env, "job/migrate");
+    scale_job.scale_down = true;
+    let err = session::preview(&env.client, &scale_job).await.unwrap_err();
+    assert_eq!(err.exit_code(), 4, "{err}");
     assert_eq!(count(&env, MANAGED).await, (0, 0));
 }
 

@@ -61,6 +61,10 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
 pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, Error> {
     validate(req)?;
     let resolved = resolve(client, &req.namespace, &req.target).await?;
+    // Read-only: a dry run also says when the guardrail or another session would refuse.
+    if req.scale_down {
+        scale::check(client, &resolved).await?;
+    }
     let id = naming::session_id();
     let handle = SessionHandle {
         config_map: labels::session_config_map_name(&id),
