@@ -477,3 +477,92 @@ spec:
         "{a}"
     );
 }
+
+/// The writes of `end`'s restore, in order; a failure injected at one of them leaves the state
+/// a SIGKILL at that point would.
+const END_WRITES: [(&str, &str, u64); 4] = [
+    ("PUT", "/configmaps/mirrord-copy-lock-", 1),    // fence
+    ("PATCH", "/scale", 1),                          // back to the recorded count
+    ("PATCH", "/deployments/", 2),                   // annotations removed (1st was /scale)
+    ("DELETE", "/configmaps/mirrord-copy-lock-", 1), // release
+];
+
+#[tokio::test]
+async fn crash_at_each_write_of_end_then_gc_restores_the_exact_count() {
+    let env = TestEnv::new().await;
+    let Some(fake) = env.fake() else {
+        return; // fault injection needs the fake
+    };
+    for (i, (method, path, nth)) in END_WRITES.into_iter().enumerate() {
+        let name = format!("end{i}");
+        env.apply_yaml(&deployment(&name, 4)).await;
+        run_steps(&env, &format!("e{i}"), &name, 5).await;
+        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 0);
+        fake.faults().fail_nth(method, path, nth, 500);
+        let err = scale_down::restore(
+            &env.client,
+            &env.namespace,
+            &format!("e{i}"),
+            &Events::default().sink(),
+        )
+        .await;
+        fake.faults().clear();
+        assert!(err.is_err(), "the fault at {method} {path} #{nth} was hit");
+        let_leases_expire().await;
+        let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
+            .await
+            .unwrap();
+        assert!(report.skipped.is_empty(), "{method} {path}: {report:?}");
+        assert_eq!(
+            replicas(&env, ScaleKind::Deployment, &name).await,
+            4,
+            "{method} {path}"
+        );
+        assert_eq!(
+            annotation(
+                &env,
+                ScaleKind::Deployment,
+                &name,
+                SCALED_DOWN_BY_ANNOTATION
+            )
+            .await,
+            None
+        );
+        assert!(locks(&env).await.is_empty(), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn many_gc_at_once_restore_exactly_once() {
+    let env = TestEnv::new().await;
+    for i in 0..3 {
+        let name = format!("g{i}");
+        env.apply_yaml(&deployment(&name, i + 2)).await;
+        run_steps(&env, &format!("dead{i}"), &name, 5).await;
+    }
+    let_leases_expire().await;
+    let runs = futures::future::join_all((0..6).map(|_| {
+        let env = &env;
+        async move { gc(&env.client, Some(&env.namespace), &Events::default().sink()).await }
+    }))
+    .await;
+    for r in &runs {
+        let report = r
+            .as_ref()
+            .expect("gc never fails because another gc raced it");
+        assert!(report.skipped.is_empty(), "{report:?}");
+    }
+    let ended: usize = runs
+        .iter()
+        .map(|r| r.as_ref().unwrap().ended_sessions.len())
+        .sum();
+    assert!(ended >= 3, "every session ended by someone");
+    for i in 0..3 {
+        assert_eq!(
+            replicas(&env, ScaleKind::Deployment, &format!("g{i}")).await,
+            i64::from(i + 2)
+        );
+    }
+    assert!(locks(&env).await.is_empty());
+    assert!(sessions(&env).await.is_empty());
+}
