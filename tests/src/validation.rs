@@ -154,11 +154,26 @@ fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
         }),
         Some(_) => {}
     }
+    let mut seen = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
         if let Some(cs) = obj["spec"][list].as_array() {
             for (i, c) in cs.iter().enumerate() {
                 let n = c["name"].as_str().unwrap_or("");
                 let field = format!("spec.{list}[{i}].name");
+                if c["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
+                    causes.push(Cause {
+                        reason: "FieldValueRequired".into(),
+                        message: "Required value".into(),
+                        field: format!("spec.{list}[{i}].image"),
+                    });
+                }
+                if !n.is_empty() && !seen.insert(n.to_string()) {
+                    causes.push(Cause {
+                        reason: "FieldValueDuplicate".into(),
+                        message: format!("Duplicate value: \"{n}\""),
+                        field: field.clone(),
+                    });
+                }
                 if n.is_empty() {
                     causes.push(Cause {
                         reason: "FieldValueRequired".into(),
@@ -177,8 +192,10 @@ fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
         // Pod spec is immutable except images and a few fields; adding or removing containers
         // is the failure the transcript records (validation.ValidatePodUpdate).
         let count = |v: &Value, l: &str| v["spec"][l].as_array().map(|a| a.len()).unwrap_or(0);
+        let mut resized = false;
         for list in ["containers", "initContainers"] {
             if count(obj, list) != count(old, list) {
+                resized = true;
                 causes.push(Cause {
                     reason: "FieldValueForbidden".into(),
                     message: "Forbidden: pod updates may not add or remove containers".into(),
@@ -186,7 +203,44 @@ fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
                 });
             }
         }
+        if !resized && mutable_view(&obj["spec"]) != mutable_view(&old["spec"]) {
+            // Upstream appends a diff of the specs to this message; that part is not reproduced.
+            causes.push(Cause {
+                reason: "FieldValueForbidden".into(),
+                message: POD_SPEC_IMMUTABLE.into(),
+                field: "spec".into(),
+            });
+        }
     }
+}
+
+const POD_SPEC_IMMUTABLE: &str = "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// A pod spec without the fields an update may change: images, activeDeadlineSeconds,
+/// tolerations, terminationGracePeriodSeconds. `nodeName` is left out too: upstream sets it
+/// through the binding subresource, which the simulated scheduler does not use.
+fn mutable_view(spec: &Value) -> Value {
+    let mut v = spec.clone();
+    if let Some(m) = v.as_object_mut() {
+        for k in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+            "nodeName",
+        ] {
+            m.remove(k);
+        }
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        if let Some(cs) = v[list].as_array_mut() {
+            for c in cs {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("image");
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Five characters from the alphabet upstream uses for generateName suffixes.

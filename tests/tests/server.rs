@@ -392,15 +392,43 @@ async fn patch_kinds_and_server_side_apply() {
         )
         .await
     };
-    let r = smp(json!({"spec": {"containers": [{"name": "app", "image": "httpd", "env": [{"name": "B", "value": "2"}]}]}})).await;
+    // A pod's image may change; anything else in its spec may not (ValidatePodUpdate).
+    let r = smp(json!({"spec": {"containers": [{"name": "app", "image": "httpd"}]}})).await;
     assert_eq!(r.status, 200);
-    let p = r.json();
-    assert_eq!(p["spec"]["containers"][0]["image"], "httpd");
+    assert_eq!(r.json()["spec"]["containers"][0]["image"], "httpd");
+    let r = smp(
+        json!({"spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "2"}]}]}}),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "spec");
+    // On a Deployment's template, env lists merge by name.
+    fake.seed_yaml(DEPLOYMENT).unwrap();
+    let r = send(
+        port,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        &[("Content-Type", "application/strategic-merge-patch+json")],
+        Some(ADMIN_TOKEN),
+        Some(
+            serde_json::to_vec(&json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "env": [{"name": "A", "value": "1"}]}]}}}}))
+            .unwrap(),
+        ),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let d = r.json();
     assert_eq!(
-        p["spec"]["containers"][0]["env"].as_array().unwrap().len(),
-        2,
-        "env merged by name"
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
     );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
+        "A"
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
     let r = smp(json!({"spec": {"containers": [{"name": "extra", "image": "nginx"}]}})).await;
     assert_eq!(r.status, 422, "adding a container to a pod");
     let jp = |body: Value| async move {
