@@ -145,6 +145,20 @@ impl TestEnv {
         }
     }
 
+    /// A kubeconfig for the same cluster and namespace that authenticates as ServiceAccount
+    /// `sa` of the test namespace, bound to the Roles/ClusterRoles in `rbac_yaml` (e.g. the
+    /// project's `plugin-manifest/role.yaml`). Fake cluster only: None on a real cluster.
+    pub fn kubeconfig_with_roles(&self, sa: &str, rbac_yaml: &str) -> Option<PathBuf> {
+        let fake = self.fake.as_ref()?;
+        let token = fake
+            .token_with_roles(&self.namespace, sa, rbac_yaml)
+            .expect("binding roles");
+        let path = self._tmp.path().join(format!("kubeconfig-{sa}"));
+        fake.write_kubeconfig(&path, &self.namespace, &token)
+            .unwrap();
+        Some(path)
+    }
+
     /// A command for `bin` with KUBECONFIG, an isolated MIRRORD_COPY_STATE_DIR and NO_COLOR.
     pub fn command(&self, bin: &str) -> std::process::Command {
         let mut c = std::process::Command::new(bin);

@@ -800,6 +800,15 @@ fn delete(
         DeleteOutcome::Deleted(obj) if !r.rt.returns_deleted_object() => {
             Ok(value_response(200, &deleted_status(&r.rt, &obj)))
         }
+        // A Namespace answers as upstream's does while its content is being removed:
+        // Terminating, with a deletionTimestamp (here the content is already gone).
+        DeleteOutcome::Deleted(obj) if r.rt.plural == "namespaces" && r.rt.group.is_empty() => {
+            let mut ns = (*obj).clone();
+            ns["status"]["phase"] = json!("Terminating");
+            ns["metadata"]["deletionTimestamp"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            Ok(value_response(200, &ns))
+        }
         DeleteOutcome::Deleted(obj) | DeleteOutcome::Pending(obj) => Ok(json_response(
             200,
             serde_json::to_vec(&*obj).unwrap(),

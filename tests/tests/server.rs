@@ -965,6 +965,34 @@ async fn harness_test_env() {
         out.contains("kubeconfig 1 ") && out.trim_end().ends_with("state"),
         "{out}"
     );
+    // A restricted identity bound to the shipped Role.
+    let role = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugin-manifest/role.yaml"
+    ))
+    .unwrap();
+    let restricted = env.kubeconfig_with_roles("user", &role).unwrap();
+    let kc = Kubeconfig::read_from(&restricted).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let limited: Api<Pod> = Api::namespaced(kube::Client::try_from(cfg).unwrap(), &env.namespace);
+    assert_eq!(
+        limited
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let err = limited.delete("p", &DeleteParams::default()).await;
+    assert!(err.is_ok(), "the Role allows deleting pods: {err:?}");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(limited.into_client(), &env.namespace);
+    assert!(
+        matches!(secrets.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403)
+    );
     let kc = std::fs::read_to_string(&env.kubeconfig).unwrap();
     assert!(kc.contains(&format!("namespace: {}", env.namespace)));
 }
