@@ -363,3 +363,69 @@ async fn failed_scale_down_copy_restores_and_leaves_nothing() {
         "{annotations:?}"
     );
 }
+
+#[tokio::test]
+async fn forbidden_pod_create_names_it_and_cleans_up() {
+    let env = env_with_workloads().await;
+    let Some(fake) = env.fake() else { return };
+    let token = fake.rbac().user_token("no-pods");
+    fake.rbac().allow(
+        "no-pods",
+        fakekube::Rule::new(&["get", "list", "watch"], &["*"], &["*"]),
+    );
+    fake.rbac().allow(
+        "no-pods",
+        fakekube::Rule::new(&["create", "patch", "delete"], &[""], &["configmaps"]),
+    );
+    let client = common::client_with_token(&env, &token).await;
+    let (seen, progress) = recorder();
+    let req = request(&env, "deploy/py-serv-deployment");
+    let err = session::create(&client, &req, &*progress)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 5, "{err}");
+    assert!(
+        matches!(&err, Error::Forbidden { verb, resource, .. } if verb == "create" && resource == "pods"),
+        "{err:?}"
+    );
+    let warnings: Vec<Progress> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| matches!(p, Progress::Warning(_)))
+        .cloned()
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        count(&env, MANAGED).await,
+        (0, 0),
+        "the session ConfigMap was removed"
+    );
+}
+
+#[tokio::test]
+async fn end_deletes_a_copy_whose_labels_were_edited_away() {
+    let env = env_with_workloads().await;
+    let s = session::create(&env.client, &request(&env, "po/debug-me"), &*quiet())
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    pods.patch(
+        &s.copy_pod,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"mirrord-copy.io/role": null}}})),
+    )
+    .await
+    .unwrap();
+    let report = session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+    assert!(
+        report.deleted.contains(&format!("pod/{}", s.copy_pod)),
+        "{report:?}"
+    );
+    assert!(env
+        .get_pod(&s.copy_pod)
+        .await
+        .is_none_or(|p| p["metadata"].get("deletionTimestamp").is_some()));
+}

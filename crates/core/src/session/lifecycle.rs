@@ -368,9 +368,26 @@ pub async fn end(
     .iter()
     .map(|p| p.name_any())
     .collect();
-    if let Some(Ok(session)) = record.as_ref().map(session_from_config_map) {
+    // The recorded copy pod, should its labels have been edited away: only if it exists (a
+    // DELETE of a pod that was never created can still be refused by RBAC) and is owned by
+    // this session's ConfigMap.
+    if let Some((Ok(session), cm_uid)) = record
+        .as_ref()
+        .map(|cm| (session_from_config_map(cm), cm.uid()))
+    {
         if !copy_pods.contains(&session.copy_pod) {
-            copy_pods.push(session.copy_pod);
+            match pods.get(&session.copy_pod).await {
+                Ok(p)
+                    if p.owner_references()
+                        .iter()
+                        .any(|o| Some(&o.uid) == cm_uid.as_ref()) =>
+                {
+                    copy_pods.push(session.copy_pod)
+                }
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+            }
         }
     }
     for pod in copy_pods {
