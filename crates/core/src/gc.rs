@@ -242,11 +242,12 @@ async fn restore_annotated(
                 namespace: ns.clone(),
                 uid: obj.uid().unwrap_or_default(),
             };
-            // A lock still held by that session on this workload means step 2 could not fence
-            // it (taken over, or malformed): its holder decides, not us.
+            // Any lock on this workload (still the dead session's because step 2 could not
+            // fence it, or a new session's that is about to re-annotate) or an unreadable one:
+            // its holder decides, not us.
             if lock::read(client, &ns, &target.key().lock_name())
                 .await
-                .map_or(true, |l| l.is_some_and(|(r, _)| r.holder_session == id))
+                .map_or(true, |l| l.is_some())
             {
                 continue;
             }
