@@ -429,3 +429,24 @@ async fn end_deletes_a_copy_whose_labels_were_edited_away() {
         .await
         .is_none_or(|p| p["metadata"].get("deletionTimestamp").is_some()));
 }
+
+#[tokio::test]
+async fn waiting_survives_a_server_blip() {
+    let env = env_with_workloads().await;
+    let Some(fake) = env.fake() else { return };
+    fake.faults().fail_nth("GET", "-copy-", 1, 503);
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.wait = true;
+    let kubelet = set_copy_status(&env, ready_status());
+    let s = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    kubelet.await.unwrap();
+    let failed_gets = fake
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "get" && r.path.contains("-copy-") && r.status == 503)
+        .count();
+    assert_eq!(failed_gets, 1);
+    session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+}

@@ -155,6 +155,9 @@ pub(crate) async fn wait_ready(
         let state = match api.get(pod_name).await {
             Ok(pod) => pod_state(&pod),
             Err(e) if is_not_found(&e) => PodState::Failed(vec!["the copy pod was deleted".into()]),
+            // A blip (overloaded or restarting API server) is not the copy's failure: keep
+            // polling until the deadline.
+            Err(e) if is_transient(&e) => PodState::Pending(format!("API server: {e}")),
             Err(e) => return Err(Error::from_kube(e, "get", "pods")),
         };
         match state {
@@ -196,6 +199,15 @@ pub(crate) async fn wait_ready(
         }
         tokio::time::sleep(interval.min(deadline - now)).await;
         interval = (interval * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Errors worth retrying: throttling, server errors, and requests that got no answer.
+fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
     }
 }
 
