@@ -566,3 +566,89 @@ async fn many_gc_at_once_restore_exactly_once() {
     assert!(locks(&env).await.is_empty());
     assert!(sessions(&env).await.is_empty());
 }
+
+#[tokio::test]
+async fn restore_finds_the_workload_through_the_session_when_the_lock_is_gone() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("s", 3)).await;
+    let events = Events::default();
+    let handle = session(&env, "live", "deployment/s", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/s").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    config_maps(&env)
+        .delete(&plan.lock_name, &Default::default())
+        .await
+        .unwrap();
+    scale_down::restore(&env.client, &env.namespace, "live", &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "s").await, 3);
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "s", SCALED_DOWN_BY_ANNOTATION).await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn renew_extends_the_lease_until_the_lock_is_taken_over() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("h", 1)).await;
+    let sink = Events::default().sink();
+    let handle = session(&env, "beat", "deployment/h", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/h").await,
+        &handle,
+        Duration::ZERO,
+        &sink,
+    )
+    .await
+    .unwrap();
+    scale_down::renew(&env.client, &env.namespace, "beat", LONG)
+        .await
+        .unwrap();
+    let (record, _) = mirrord_copy_lock::read(&env.client, &env.namespace, &plan.lock_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.lease_valid(chrono::Utc::now() + chrono::Duration::minutes(30)));
+    // Renewed: a newcomer is refused.
+    let other = session(&env, "other", "deployment/h", false).await;
+    let err = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/h").await,
+        &other,
+        LONG,
+        &sink,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 9);
+    // Expired and taken over: renew tells the old holder.
+    scale_down::renew(&env.client, &env.namespace, "beat", Duration::ZERO)
+        .await
+        .unwrap();
+    let_leases_expire().await;
+    scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/h").await,
+        &other,
+        LONG,
+        &sink,
+    )
+    .await
+    .unwrap();
+    assert!(scale_down::renew(&env.client, &env.namespace, "beat", LONG)
+        .await
+        .is_err());
+}
