@@ -29,7 +29,9 @@ const MANAGED: &str = "app.kubernetes.io/managed-by=kubectl-mirrord-copy";
 
 #[tokio::test]
 async fn create_list_find_end() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let req = request(&env, "deploy/py-serv-deployment/container/app");
     let (seen, progress) = recorder();
     let s = session::create(&env.client, &req, &*progress)
@@ -112,7 +114,9 @@ async fn create_list_find_end() {
 
 #[tokio::test]
 async fn wait_returns_once_ready() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
     let kubelet = set_copy_status(&env, ready_status());
@@ -131,7 +135,9 @@ async fn wait_returns_once_ready() {
 
 #[tokio::test]
 async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
     let kubelet = set_copy_status_after_event(
@@ -158,7 +164,9 @@ async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
 #[tokio::test]
 async fn never_ready_times_out_and_leaves_nothing() {
     // Without a kubelet the copy never becomes Ready: Timeout, and everything removed.
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "sts/db");
     req.wait = true;
     req.timeout = Duration::from_millis(600);
@@ -174,7 +182,9 @@ async fn never_ready_times_out_and_leaves_nothing() {
 
 #[tokio::test]
 async fn reuse_returns_the_live_session() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "cj/nightly");
     req.reuse = true;
     let first = session::create(&env.client, &req, &*quiet()).await.unwrap();
@@ -199,7 +209,9 @@ async fn reuse_returns_the_live_session() {
 
 #[tokio::test]
 async fn bad_options_and_scale_down_write_nothing() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.options.exclude_containers = vec!["app".into(), "metrics".into()];
     let err = session::create(&env.client, &req, &*quiet())
@@ -223,7 +235,9 @@ async fn bad_options_and_scale_down_write_nothing() {
 
 #[tokio::test]
 async fn preview_writes_nothing() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let req = request(&env, "job/migrate");
     let pod = session::preview(&env.client, &req).await.unwrap();
     let json = serde_json::to_value(&pod).unwrap();
@@ -242,7 +256,9 @@ async fn preview_writes_nothing() {
 
 #[tokio::test]
 async fn list_is_one_paginated_list_per_kind() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     for t in ["deploy/py-serv-deployment", "sts/db", "po/debug-me"] {
         session::create(&env.client, &request(&env, t), &*quiet())
             .await
@@ -278,7 +294,9 @@ async fn replicas(env: &fakekube::harness::TestEnv, name: &str) -> i64 {
 
 #[tokio::test]
 async fn scale_down_session_scales_after_ready_and_restores_on_end() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     let kubelet = set_copy_status(&env, ready_status());
@@ -330,7 +348,9 @@ async fn scale_down_session_scales_after_ready_and_restores_on_end() {
 
 #[tokio::test]
 async fn failed_scale_down_copy_restores_and_leaves_nothing() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     req.timeout = Duration::from_millis(500);
@@ -366,7 +386,9 @@ async fn failed_scale_down_copy_restores_and_leaves_nothing() {
 
 #[tokio::test]
 async fn forbidden_pod_create_names_it_and_cleans_up() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let Some(fake) = env.fake() else { return };
     let token = fake.rbac().user_token("no-pods");
     fake.rbac().allow(
@@ -405,7 +427,9 @@ async fn forbidden_pod_create_names_it_and_cleans_up() {
 
 #[tokio::test]
 async fn end_deletes_a_copy_whose_labels_were_edited_away() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let s = session::create(&env.client, &request(&env, "po/debug-me"), &*quiet())
         .await
         .unwrap();
@@ -432,7 +456,9 @@ async fn end_deletes_a_copy_whose_labels_were_edited_away() {
 
 #[tokio::test]
 async fn waiting_survives_a_server_blip() {
-    let env = env_with_workloads().await;
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
     let Some(fake) = env.fake() else { return };
     fake.faults().fail_nth("GET", "-copy-", 1, 503);
     let mut req = request(&env, "deploy/py-serv-deployment");

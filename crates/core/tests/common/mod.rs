@@ -110,10 +110,16 @@ spec:
   workloadRef: {apiVersion: apps/v1, kind: Deployment, name: py-serv-deployment}
 "#;
 
-pub async fn env_with_workloads() -> TestEnv {
+/// A fake cluster seeded with [`WORKLOADS`]; None when the tests are pointed at a real cluster
+/// (MIRRORD_COPY_TEST_KUBECONFIG): these tests play kubelet and use the fake's RBAC and faults,
+/// so they only mean something against the fake. The e2e tests cover real clusters.
+pub async fn env_with_workloads() -> Option<TestEnv> {
+    if std::env::var_os(fakekube::harness::REAL_CLUSTER_ENV).is_some() {
+        return None;
+    }
     let env = TestEnv::new().await;
     env.apply_yaml(WORKLOADS).await;
-    env
+    Some(env)
 }
 
 pub fn request(env: &TestEnv, target: &str) -> CreateRequest {
