@@ -18,12 +18,30 @@ use crate::scale_down_support::*;
 
 const LONG: Duration = Duration::from_secs(3600);
 
-/// A ReplicaSet controlled by Deployment `owner` (the Deployment controller's, if it made one).
+/// A ReplicaSet controlled by Deployment `owner`: the Deployment controller's if it makes one
+/// (a real cluster, or the fake with its controllers), else one made here.
 async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
     let uid = object(env, ScaleKind::Deployment, owner).await.unwrap()["metadata"]["uid"]
         .as_str()
         .unwrap()
         .to_string();
+    for _ in 0..30 {
+        let sets = api(env, ScaleKind::ReplicaSet)
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let made = sets.items.iter().find(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid && r.controller == Some(true))
+        });
+        if let Some(rs) = made {
+            return rs.metadata.name.clone().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let name = format!("{owner}-5d8f7c9b4");
     let yaml = replicaset(&name, 3).replace(
         &format!("metadata:\n  name: {name}\n"),
@@ -280,6 +298,7 @@ async fn pods_and_jobs_are_refused_with_the_reason() {
 kind: Pod
 metadata:
   name: web-pod
+  labels: {{app: web}}
   ownerReferences:
     - {{apiVersion: apps/v1, kind: ReplicaSet, name: {rs}, uid: {rs_uid}, controller: true}}
 spec:

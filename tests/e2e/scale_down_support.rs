@@ -218,3 +218,11 @@ pub async fn sessions(env: &TestEnv) -> Vec<String> {
 pub async fn let_leases_expire() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 }
+
+/// Is this kind served? (A real cluster may lack Argo Rollouts or KEDA: those cases are skipped.)
+pub async fn served(env: &TestEnv, group: &str, version: &str, kind: &str) -> bool {
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+    kube::discovery::pinned_kind(&env.client, &gvk)
+        .await
+        .is_ok()
+}
