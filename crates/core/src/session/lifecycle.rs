@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
@@ -40,6 +40,11 @@ pub struct EndReport {
     pub deleted: Vec<String>,
 }
 
+/// `now + ttl`, or None when that is not a representable time.
+pub(crate) fn expiry(now: DateTime<Utc>, ttl: Duration) -> Option<DateTime<Utc>> {
+    now.checked_add_signed(chrono::Duration::from_std(ttl).ok()?)
+}
+
 fn validate(req: &CreateRequest) -> Result<(), Error> {
     if req.namespace.is_empty() {
         return Err(Error::Usage("a namespace is required".into()));
@@ -49,6 +54,9 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     }
     if req.ttl.is_some_and(|ttl| ttl.is_zero()) {
         return Err(Error::Usage("--ttl must be longer than zero".into()));
+    }
+    if req.ttl.is_some_and(|ttl| expiry(Utc::now(), ttl).is_none()) {
+        return Err(Error::Usage("--ttl is too long".into()));
     }
     if (req.wait || req.scale_down) && req.timeout.is_zero() {
         return Err(Error::Usage("--timeout must be longer than zero".into()));
@@ -244,8 +252,10 @@ async fn reuse(
             "reusing session {} (copy pod {})",
             session.id, session.copy_pod
         )));
-        if let Some(ttl) = req.ttl.and_then(|t| chrono::Duration::from_std(t).ok()) {
-            let expires = (now + ttl).max(session.expires.unwrap_or(now));
+        if let Some(ttl) = req.ttl {
+            let expires = expiry(now, ttl)
+                .unwrap_or(now)
+                .max(session.expires.unwrap_or(now));
             patch_data(
                 client,
                 &session.namespace,
@@ -256,13 +266,7 @@ async fn reuse(
             .await?;
             session.expires = Some(expires);
             if session.scale_down {
-                scale::renew(
-                    client,
-                    &session.namespace,
-                    &session.id,
-                    ttl.to_std().unwrap_or(RUN_LEASE),
-                )
-                .await?;
+                scale::renew(client, &session.namespace, &session.id, ttl).await?;
             }
         }
         if req.wait {
@@ -473,4 +477,59 @@ async fn delete_own_locks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> CreateRequest {
+        CreateRequest {
+            namespace: "default".into(),
+            target: "deploy/x".parse().unwrap(),
+            options: CopyOptions::default(),
+            scale_down: false,
+            ttl: Some(Duration::from_secs(3600)),
+            owner: "me@host".into(),
+            wait: true,
+            timeout: Duration::from_secs(60),
+            reuse: false,
+        }
+    }
+
+    #[test]
+    fn validation_rejects_nonsense_as_usage_errors() {
+        validate(&req()).unwrap();
+        type Change = Box<dyn Fn(&mut CreateRequest)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("zero ttl", Box::new(|r| r.ttl = Some(Duration::ZERO))),
+            (
+                "huge ttl",
+                Box::new(|r| r.ttl = Some(Duration::from_secs(u64::MAX))),
+            ),
+            ("zero timeout", Box::new(|r| r.timeout = Duration::ZERO)),
+            ("no owner", Box::new(|r| r.owner.clear())),
+            ("no namespace", Box::new(|r| r.namespace.clear())),
+        ];
+        for (what, change) in cases {
+            let mut r = req();
+            change(&mut r);
+            let err = validate(&r).expect_err(what);
+            assert_eq!(err.exit_code(), 2, "{what}: {err}");
+        }
+        let mut no_wait = req();
+        no_wait.wait = false;
+        no_wait.timeout = Duration::ZERO;
+        validate(&no_wait).unwrap();
+    }
+
+    #[test]
+    fn expiry_is_checked() {
+        let now = Utc::now();
+        assert_eq!(
+            expiry(now, Duration::from_secs(60)),
+            Some(now + chrono::Duration::seconds(60))
+        );
+        assert_eq!(expiry(now, Duration::from_secs(u64::MAX)), None);
+    }
 }

@@ -30,8 +30,7 @@ pub(crate) struct NewSession<'a> {
 impl NewSession<'_> {
     pub fn expires(&self) -> Option<DateTime<Utc>> {
         self.ttl
-            .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
-            .map(|ttl| self.now + ttl)
+            .and_then(|ttl| super::lifecycle::expiry(self.now, ttl))
     }
 
     pub fn config_map(&self) -> ConfigMap {
