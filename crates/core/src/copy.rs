@@ -92,6 +92,11 @@ pub fn copy_pod_spec(
 fn strip_runtime_fields(spec: &mut PodSpec) {
     spec.node_name = None;
     spec.ephemeral_containers = None;
+    // Filled in by the Priority and RuntimeClass admission plugins from the class named in the
+    // spec; they refuse a pod that carries values differing from the class's current ones.
+    spec.priority = None;
+    spec.preemption_policy = None;
+    spec.overhead = None;
     let injected: Vec<String> = spec
         .volumes
         .iter()

@@ -239,6 +239,11 @@ fn pod_target_drops_what_the_cluster_filled_in() {
         "metadata": {"labels": {"app": "debug", "pod-template-hash": "abc"}},
         "spec": {
             "nodeName": "node-1",
+            "priorityClassName": "high",
+            "priority": 1000,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "runtimeClassName": "gvisor",
+            "overhead": {"cpu": "250m"},
             "restartPolicy": "Never",
             "serviceAccountName": "default",
             "ephemeralContainers": [{"name": "debugger", "image": "busybox"}],
@@ -259,6 +264,14 @@ fn pod_target_drops_what_the_cluster_filled_in() {
     let spec = &pod["spec"];
     assert!(spec.get("nodeName").is_none());
     assert!(spec.get("ephemeralContainers").is_none());
+    for filled_by_admission in ["priority", "preemptionPolicy", "overhead"] {
+        assert!(
+            spec.get(filled_by_admission).is_none(),
+            "{filled_by_admission}"
+        );
+    }
+    assert_eq!(spec["priorityClassName"], "high");
+    assert_eq!(spec["runtimeClassName"], "gvisor");
     assert_eq!(names(&spec["volumes"]), ["data"]);
     assert_eq!(names(&spec["containers"][0]["volumeMounts"]), ["data"]);
     assert!(spec["containers"][0].get("livenessProbe").is_none());
