@@ -76,11 +76,17 @@ async fn twenty_concurrent_sessions_one_winner() {
                     let handle = session(env, &id, &target, false).await;
                     let r = scale_down::prepare(&env.client, &resolved, &handle, LONG, &sink).await;
                     if r.is_err() {
-                        // What create does on failure: remove the session it made.
-                        config_maps(env)
-                            .delete(&handle.config_map, &Default::default())
-                            .await
-                            .unwrap();
+                        // What create does on failure: end the session it made.
+                        let events = Events::default();
+                        mirrord_copy_core::session::end(
+                            &env.client,
+                            &env.namespace,
+                            &id,
+                            &events.sink(),
+                        )
+                        .await
+                        .unwrap();
+                        assert!(events.warnings().is_empty(), "{:?}", events.warnings());
                     }
                     r
                 }

@@ -137,7 +137,12 @@ pub async fn restore_workload(
     on_progress: &ProgressFn,
 ) -> Result<RestoreOutcome, Error> {
     let outcome = restore_count(client, target, session_id, record, on_progress).await?;
-    if matches!(outcome, RestoreOutcome::OtherSession(_)) {
+    // Nothing of ours on the workload: KEDA was never paused by us, or was unpaused before
+    // the annotation went (the order below); gc sweeps any leftover pause.
+    if matches!(
+        outcome,
+        RestoreOutcome::OtherSession(_) | RestoreOutcome::NothingRecorded
+    ) {
         return Ok(outcome);
     }
     // After the count: an unpaused ScaledObject at zero would scale from zero itself and we
@@ -178,9 +183,13 @@ async fn restore_count(
         }
         let by = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
         if let Some(other) = by.filter(|b| *b != session_id) {
-            on_progress(Progress::Warning(format!(
-                "{what} is now scaled down by session {other}; left to it"
-            )));
+            // Worth a warning only if we held the lock (a session that lost the race for it
+            // sees the winner's annotation, as it should).
+            if record.is_some() {
+                on_progress(Progress::Warning(format!(
+                    "{what} is now scaled down by session {other}; left to it"
+                )));
+            }
             return Ok(RestoreOutcome::OtherSession(other.to_string()));
         }
         let annotated = by == Some(session_id);
