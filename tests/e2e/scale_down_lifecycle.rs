@@ -659,3 +659,38 @@ async fn renew_extends_the_lease_until_the_lock_is_taken_over() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn gc_restores_through_an_orphan_lock_when_the_session_is_gone() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("o", 6)).await;
+    run_steps(&env, "orphaned", "o", 5).await;
+    // The session ConfigMap is gone but its lock was not collected (no garbage collector ran).
+    for name in sessions(&env).await {
+        config_maps(&env)
+            .delete(&name, &Default::default())
+            .await
+            .unwrap();
+    }
+    let events = Events::default();
+    let report = gc(&env.client, Some(&env.namespace), &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(
+        replicas(&env, ScaleKind::Deployment, "o").await,
+        6,
+        "{report:?}"
+    );
+    assert!(
+        report
+            .restored
+            .iter()
+            .any(|r| r.contains("lock of dead session orphaned")),
+        "{report:?}"
+    );
+    assert!(locks(&env).await.is_empty());
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "o", SCALED_DOWN_BY_ANNOTATION).await,
+        None
+    );
+}
