@@ -233,6 +233,16 @@ impl Store {
         &self,
         rv: u64,
     ) -> Result<(Vec<StoreEvent>, broadcast::Receiver<StoreEvent>), ApiError> {
+        self.events_since_for(rv, None)
+    }
+
+    /// [`Store::events_since`] for one resource type (only its history is parsed).
+    #[allow(clippy::type_complexity)]
+    pub fn events_since_for(
+        &self,
+        rv: u64,
+        resource: Option<ResKey>,
+    ) -> Result<(Vec<StoreEvent>, broadcast::Receiver<StoreEvent>), ApiError> {
         let inner = self.inner.lock().unwrap();
         let rx = self.events.subscribe();
         let oldest = inner
@@ -250,7 +260,7 @@ impl Store {
         let evs = inner
             .history
             .iter()
-            .filter(|e| e.resource_version > rv)
+            .filter(|e| e.resource_version > rv && resource.is_none_or(|r| r == e.resource))
             .map(|h| StoreEvent {
                 event: h.event,
                 resource: h.resource,

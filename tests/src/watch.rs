@@ -103,7 +103,10 @@ pub fn watch(
     };
     let keep = move |o: &Value| ls.matches_object(o) && fs.matches_object(o);
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
-    let (history, live) = match state.store.events_since(from_rv) {
+    let (history, live) = match state
+        .store
+        .events_since_for(from_rv, Some((rt.group, rt.plural)))
+    {
         Ok(x) => x,
         Err(e) => {
             // Expired: 200, then one ERROR event, then the end of the stream.
