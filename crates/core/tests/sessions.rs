@@ -476,3 +476,41 @@ async fn waiting_survives_a_server_blip() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn run_sessions_have_no_expiry_and_take_heartbeats() {
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.ttl = None;
+    req.wait = true;
+    let kubelet = set_copy_status(&env, ready_status());
+    let s = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    kubelet.await.unwrap();
+    assert_eq!(s.expires, None);
+    let cm_name = format!("mirrord-copy-session-{}", s.id);
+    let before = env
+        .get_json("", "v1", "ConfigMap", "configmaps", &cm_name)
+        .await
+        .unwrap();
+    assert!(before["data"].get("expires").is_none());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    session::heartbeat(&env.client, &s).await.unwrap();
+    let after = env
+        .get_json("", "v1", "ConfigMap", "configmaps", &cm_name)
+        .await
+        .unwrap();
+    assert_ne!(before["data"]["heartbeat"], after["data"]["heartbeat"]);
+    // reuse never picks a run session: it ends with its command
+    let mut detached = request(&env, "deploy/py-serv-deployment");
+    detached.reuse = true;
+    let other = session::create(&env.client, &detached, &*quiet())
+        .await
+        .unwrap();
+    assert_ne!(other.id, s.id);
+    session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+    assert!(session::heartbeat(&env.client, &s).await.is_err());
+}

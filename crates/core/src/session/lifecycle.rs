@@ -210,7 +210,7 @@ async fn start_copy(
     });
     // Scale-down always waits: the originals go only once the copy can take their place.
     if req.wait || plan.is_some() {
-        wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress).await?;
+        wait_keeping_alive(client, req, handle, pod_name, on_progress).await?;
     }
     if let Some(plan) = &plan {
         scale::apply(client, plan, on_progress).await?;
@@ -311,18 +311,50 @@ async fn patch_data(
 
 /// Keep a `run` session alive: record the heartbeat and renew the scale-down lease.
 pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<(), Error> {
-    patch_data(
-        client,
-        &session.namespace,
-        &session.id,
-        labels::DATA_HEARTBEAT,
-        &timestamp(Utc::now()),
-    )
-    .await?;
-    if session.scale_down {
-        scale::renew(client, &session.namespace, &session.id, RUN_LEASE).await?;
+    beat(client, &session.namespace, &session.id, session.scale_down).await
+}
+
+async fn beat(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    scale_down: bool,
+) -> Result<(), Error> {
+    let now = timestamp(Utc::now());
+    patch_data(client, namespace, session_id, labels::DATA_HEARTBEAT, &now).await?;
+    if scale_down {
+        scale::renew(client, namespace, session_id, RUN_LEASE).await?;
     }
     Ok(())
+}
+
+/// Wait for Ready. A `run` session (no ttl) lives by its heartbeat and its lock by a lease of
+/// [`RUN_LEASE`]; a wait longer than that must keep both alive, or gc (or a takeover) would
+/// end the session while it is still being created.
+async fn wait_keeping_alive(
+    client: &kube::Client,
+    req: &CreateRequest,
+    handle: &SessionHandle,
+    pod_name: &str,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let wait = wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress);
+    if req.ttl.is_some() {
+        return wait.await;
+    }
+    tokio::pin!(wait);
+    let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticker.tick().await; // the first tick is immediate; the session was just created
+    loop {
+        tokio::select! {
+            result = &mut wait => return result,
+            _ = ticker.tick() => {
+                if let Err(e) = beat(client, &handle.namespace, &handle.id, req.scale_down).await {
+                    on_progress(Progress::Warning(format!("heartbeat of session {}: {e}", handle.id)));
+                }
+            }
+        }
+    }
 }
 
 /// End a session: restore a scaled-down workload, delete the copy pod, the session's lock and
