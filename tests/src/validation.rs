@@ -129,13 +129,80 @@ pub fn validate_object(
             }
         }
     }
+    if let Some(annotations) = obj["metadata"]["annotations"].as_object() {
+        for k in annotations.keys() {
+            if let Err(e) = label_key_error(k) {
+                causes.push(invalid("metadata.annotations", k, &e));
+            }
+        }
+    }
+    validate_owner_references(obj, &mut causes);
     if rt.plural == "pods" {
         validate_pod(obj, old, &mut causes);
+    }
+    if rt.plural == "configmaps" || rt.plural == "secrets" {
+        for field in ["data", "binaryData"] {
+            if let Some(m) = obj[field].as_object() {
+                for k in m.keys() {
+                    let ok = !k.is_empty()
+                        && k.len() <= 253
+                        && k.bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                    if !ok {
+                        causes.push(invalid(&format!("{field}[{k}]"), k, CONFIG_KEY_MSG));
+                    }
+                }
+            }
+        }
     }
     if causes.is_empty() {
         Ok(())
     } else {
         Err(ApiError::invalid(rt, name, causes))
+    }
+}
+
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// ValidateOwnerReferences: apiVersion, kind, name and uid set; at most one controller.
+fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+        return;
+    };
+    let mut controllers = Vec::new();
+    for r in refs {
+        for (k, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r[k].as_str().is_none_or(str::is_empty) {
+                causes.push(invalid(
+                    &format!("metadata.ownerReferences.{k}"),
+                    "",
+                    &format!("{what} must not be empty"),
+                ));
+            }
+        }
+        if r["controller"].as_bool() == Some(true) {
+            controllers.push(format!(
+                "{}/{}",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if controllers.len() > 1 {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "Invalid value: {}: Only one reference can have Controller set to true. Found \"true\" in references for {}",
+                serde_json::Value::Array(refs.clone()),
+                controllers.join(" and ")
+            ),
+            field: "metadata.ownerReferences".into(),
+        });
     }
 }
 
@@ -266,5 +333,39 @@ mod tests {
         assert!(label_name_errors("App").len() == 1);
         assert!(label_value_error(&"v".repeat(64)).is_err());
         assert!(label_key_error("mirrord-copy.io/session").is_ok());
+    }
+
+    #[test]
+    fn owner_references_and_config_keys() {
+        let rt = crate::registry::builtin()
+            .into_iter()
+            .find(|t| t.plural == "configmaps")
+            .unwrap();
+        let two = serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1", "controller": true},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": "2", "controller": true}]}});
+        let e = validate_object(&rt, "x", &two, None).unwrap_err();
+        assert!(e
+            .message
+            .contains("Only one reference can have Controller set to true"));
+        let no_uid = serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a"}]}});
+        let e = validate_object(&rt, "x", &no_uid, None).unwrap_err();
+        assert!(
+            e.message.contains(
+                "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
+            ),
+            "{}",
+            e.message
+        );
+        let bad_key = serde_json::json!({"metadata": {}, "data": {"a/b": "v"}});
+        let e = validate_object(&rt, "x", &bad_key, None).unwrap_err();
+        assert!(
+            e.message.starts_with(
+                "ConfigMap \"x\" is invalid: data[a/b]: Invalid value: \"a/b\": a valid config key"
+            ),
+            "{}",
+            e.message
+        );
     }
 }
