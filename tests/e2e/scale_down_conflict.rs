@@ -20,7 +20,7 @@ const LONG: Duration = Duration::from_secs(3600);
 
 /// A ReplicaSet controlled by Deployment `owner`: the Deployment controller's if it makes one
 /// (a real cluster, or the fake with its controllers), else one made here.
-async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
+pub async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
     let uid = object(env, ScaleKind::Deployment, owner).await.unwrap()["metadata"]["uid"]
         .as_str()
         .unwrap()

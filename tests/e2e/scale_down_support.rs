@@ -30,7 +30,7 @@ spec:
     spec:
       containers:
         - name: app
-          image: busybox
+          image: registry.k8s.io/pause:3.10
 "#
     )
 }
@@ -225,4 +225,74 @@ pub async fn served(env: &TestEnv, group: &str, version: &str, kind: &str) -> bo
     kube::discovery::pinned_kind(&env.client, &gvk)
         .await
         .is_ok()
+}
+
+/// Plays kubelet on the fake (the real one does it on a real cluster): every copy pod that
+/// appears is marked Running and Ready. Aborted when dropped.
+pub struct CopyKubelet(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for CopyKubelet {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn copy_kubelet(env: &TestEnv) -> CopyKubelet {
+    if env.fake().is_none() {
+        return CopyKubelet(None);
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    CopyKubelet(Some(tokio::spawn(async move {
+        loop {
+            let selector = labels::role_selector(Role::Copy);
+            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                for pod in list.items {
+                    let ready = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    if ready || pod.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let status = json!({"status": {
+                        "phase": "Running",
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    }});
+                    let _ = pods
+                        .patch_status(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(status),
+                        )
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })))
+}
+
+/// A `create --scale-down` request as the CLI makes it.
+pub fn scale_down_request(
+    env: &TestEnv,
+    target: &str,
+    owner: &str,
+) -> mirrord_copy_core::CreateRequest {
+    mirrord_copy_core::CreateRequest {
+        namespace: env.namespace.clone(),
+        target: target.parse().unwrap(),
+        options: CopyOptions::default(),
+        scale_down: true,
+        ttl: Some(Duration::from_secs(3600)),
+        owner: owner.to_string(),
+        wait: true,
+        timeout: Duration::from_secs(30),
+        reuse: false,
+    }
 }

@@ -1,0 +1,120 @@
+//! `session::create` with scale-down, as `create --scale-down` runs it: the mutex under 20
+//! concurrent creates through the Deployment and its ReplicaSet, the order (scaled to zero
+//! only once the copy is Ready), `end` restoring, `list` marking the scale-down session.
+
+use fakekube::harness::TestEnv;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use mirrord_copy_core::labels::{self, Role, SCALED_DOWN_BY_ANNOTATION};
+use mirrord_copy_core::scale_down::ScaleKind;
+use mirrord_copy_core::{session, Progress};
+
+use crate::scale_down_support::*;
+
+async fn copy_pods(env: &TestEnv) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    pods.list(&ListParams::default().labels(&labels::role_selector(Role::Copy)))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.metadata.name.unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn twenty_concurrent_creates_one_winner_then_end_restores() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("x", 3)).await;
+    let rs = crate::scale_down_conflict::owned_replicaset(&env, "x").await;
+    let _kubelet = copy_kubelet(&env);
+    let results = futures::future::join_all((0..20).map(|i| {
+        let target = if i % 2 == 0 {
+            "deployment/x".to_string()
+        } else {
+            format!("replicaset/{rs}")
+        };
+        let req = scale_down_request(&env, &target, &format!("user{i}@host{i}"));
+        let env = &env;
+        async move {
+            let events = Events::default();
+            let r = session::create(&env.client, &req, &events.sink()).await;
+            (r, events)
+        }
+    }))
+    .await;
+    let winners: Vec<_> = results.iter().filter(|(r, _)| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    let (won, events) = winners[0];
+    let won = won.as_ref().unwrap();
+    for (r, _) in &results {
+        if let Err(e) = r {
+            assert_eq!(e.exit_code(), 9, "{e}");
+            assert!(e.to_string().contains(&won.id), "names the holder: {e}");
+        }
+    }
+    // The winner scaled down only after its copy was Ready.
+    let all = events.all();
+    let ready = all.iter().position(|e| matches!(e, Progress::Ready { .. }));
+    let scaled = all
+        .iter()
+        .position(|e| matches!(e, Progress::ScaledDown { from: 3, .. }));
+    assert!(ready.is_some() && ready < scaled, "{all:?}");
+    // Nothing left by the 19 losers; the winner intact.
+    assert_eq!(copy_pods(&env).await, vec![won.copy_pod.clone()]);
+    assert_eq!(
+        sessions(&env).await,
+        vec![labels::session_config_map_name(&won.id)]
+    );
+    assert_eq!(locks(&env).await.len(), 1);
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "x", SCALED_DOWN_BY_ANNOTATION)
+            .await
+            .as_deref(),
+        Some(won.id.as_str())
+    );
+    // `status` marks it.
+    let listed = session::list(&env.client, Some(&env.namespace))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].scale_down);
+
+    let quiet = Events::default();
+    session::end(&env.client, &env.namespace, &won.id, &quiet.sink())
+        .await
+        .unwrap();
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 3);
+    assert_eq!(
+        annotation(&env, ScaleKind::Deployment, "x", SCALED_DOWN_BY_ANNOTATION).await,
+        None
+    );
+    assert!(locks(&env).await.is_empty());
+    assert!(sessions(&env).await.is_empty());
+    assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
+}
+
+#[tokio::test]
+async fn a_refused_create_leaves_nothing() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("g", 2).replace(
+        "metadata:\n  name: g\n",
+        "metadata:\n  name: g\n  annotations:\n    mirrord-copy.io/scale-down: forbidden\n",
+    ))
+    .await;
+    let _kubelet = copy_kubelet(&env);
+    let err = session::create(
+        &env.client,
+        &scale_down_request(&env, "deployment/g", "u@h"),
+        &Events::default().sink(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 10);
+    assert!(sessions(&env).await.is_empty());
+    assert!(copy_pods(&env).await.is_empty());
+    assert!(locks(&env).await.is_empty());
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "g").await, 2);
+}
