@@ -88,7 +88,7 @@ impl ApiError {
             "Conflict",
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the UID in the precondition ({want}) does not match the UID in record ({have}). The object might have been deleted and then recreated",
-                rt.kind
+                qualified_kind(rt)
             ),
         )
         .with_details(kind_details(rt, name))
@@ -100,7 +100,7 @@ impl ApiError {
             "Conflict",
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({have}). The object might have been modified",
-                rt.kind
+                qualified_kind(rt)
             ),
         )
         .with_details(kind_details(rt, name))
@@ -127,7 +127,7 @@ impl ApiError {
         Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {joined}", rt.kind),
+            format!("{} \"{name}\" is invalid: {joined}", qualified_kind(rt)),
         )
         .with_details(d)
     }
@@ -217,6 +217,16 @@ impl ApiError {
             v["details"] = d.clone();
         }
         v
+    }
+}
+
+/// `ConfigMap` for core, `Deployment.apps` otherwise (GroupKind.String(), as NewInvalid and
+/// precondition conflicts word it).
+fn qualified_kind(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.kind.to_string()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
     }
 }
 

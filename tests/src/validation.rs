@@ -140,6 +140,9 @@ pub fn validate_object(
     if rt.plural == "pods" {
         validate_pod(obj, old, &mut causes);
     }
+    if rt.group == "apps" && matches!(rt.plural, "deployments" | "replicasets" | "statefulsets") {
+        validate_workload(obj, old, &mut causes);
+    }
     if rt.plural == "configmaps" || rt.plural == "secrets" {
         for field in ["data", "binaryData"] {
             if let Some(m) = obj[field].as_object() {
@@ -163,6 +166,68 @@ pub fn validate_object(
 }
 
 const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// Go's `%#v` of a `map[string]string` (sorted keys), as upstream messages print label maps.
+fn go_map(m: &serde_json::Map<String, Value>) -> String {
+    let mut kv: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or("")))
+        .collect();
+    kv.sort();
+    format!("map[string]string{{{}}}", kv.join(", "))
+}
+
+/// apps/v1 workloads: replicas >= 0, a selector that selects the template's labels, and (on
+/// update) an unchanged selector.
+fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let spec = &obj["spec"];
+    if let Some(r) = spec["replicas"].as_i64().filter(|r| *r < 0) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {r}: must be greater than or equal to 0"),
+            field: "spec.replicas".into(),
+        });
+    }
+    let selector = &spec["selector"];
+    let empty = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.is_empty())
+        && selector["matchExpressions"]
+            .as_array()
+            .is_none_or(|a| a.is_empty());
+    if empty {
+        causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.selector".into(),
+        });
+    } else {
+        let labels = spec["template"]["metadata"]["labels"].as_object();
+        let sel = crate::selectors::LabelSelector::from_object(selector);
+        let matches = labels.is_some_and(|l| sel.matches(|k| l.get(k).and_then(|v| v.as_str())));
+        if !matches {
+            let shown = labels
+                .map(go_map)
+                .unwrap_or_else(|| "map[string]string(nil)".into());
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {shown}: `selector` does not match template `labels`"
+                ),
+                field: "spec.template.metadata.labels".into(),
+            });
+        }
+    }
+    if let Some(old) = old {
+        if old["spec"]["selector"] != *selector {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {selector}: field is immutable"),
+                field: "spec.selector".into(),
+            });
+        }
+    }
+}
 
 /// ValidateOwnerReferences: apiVersion, kind, name and uid set; at most one controller.
 fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {

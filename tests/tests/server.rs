@@ -563,6 +563,21 @@ async fn create_generate_name_dry_run_and_validation() {
     .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "namespaces \"nope\" not found");
+    // apps/v1 workloads: the selector must select the template.
+    let bad = json!({"metadata": {"name": "bad"}, "spec": {"selector": {"matchLabels": {"app": "x"}},
+        "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    let r = admin(
+        port,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(bad),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Deployment.apps \"bad\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`"
+    );
     // Pods are defaulted as upstream does, and start Pending.
     let r = admin(port, "POST", &format!("{NS}/pods"), Some(json!({"metadata": {"name": "ok"}, "spec": {"containers": [{"name": "c", "image": "nginx:1.2"}]}}))).await;
     let p = r.json();
