@@ -694,3 +694,51 @@ async fn gc_restores_through_an_orphan_lock_when_the_session_is_gone() {
         None
     );
 }
+
+#[tokio::test]
+async fn keda_pause_of_a_dead_session_is_carried_forward_by_the_next() {
+    let env = TestEnv::new().await;
+    if !served(&env, "keda.sh", "v1alpha1", "ScaledObject").await {
+        return;
+    }
+    env.apply_yaml(&deployment("kw", 2)).await;
+    env.apply_yaml(
+        r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: kw
+  annotations:
+    autoscaling.keda.sh/paused-replicas: "3"
+spec:
+  scaleTargetRef: {name: kw}
+"#,
+    )
+    .await;
+    run_steps(&env, "first", "kw", 5).await;
+    let_leases_expire().await;
+    let events = Events::default();
+    let handle = session(&env, "second", "deployment/kw", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/kw").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    scale_down::restore(&env.client, &env.namespace, "second", &events.sink())
+        .await
+        .unwrap();
+    let so = env
+        .get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "kw")
+        .await
+        .unwrap();
+    let a = &so["metadata"]["annotations"];
+    assert_eq!(a["autoscaling.keda.sh/paused-replicas"], "3", "{a}");
+    assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null(), "{a}");
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "kw").await, 2);
+}

@@ -86,35 +86,62 @@ pub async fn pause_keda(
     let api = scaled_objects(client, &target.namespace);
     let mut paused = Vec::new();
     for so in keda_objects(client, target).await? {
-        let annotations = so.annotations();
-        if annotations
-            .get(KEDA_PAUSED_BY_ANNOTATION)
-            .map(String::as_str)
-            == Some(session)
-        {
-            paused.push(so.name_any());
-            continue;
+        let name = so.name_any();
+        let mut current = Some(so);
+        for _ in 0..8 {
+            let Some(so) = current.take() else {
+                break; // deleted meanwhile: nothing to pause
+            };
+            match pause_one(&api, &so, session).await {
+                Ok(()) => {
+                    paused.push(name.clone());
+                    break;
+                }
+                // KEDA updates its objects too: read again and retry.
+                Err(e) if is_conflict(&e) => {
+                    current = api
+                        .get_opt(&name)
+                        .await
+                        .map_err(|e| Error::from_kube(e, "get", "scaledobjects.keda.sh"))?;
+                }
+                Err(e) if is_not_found(&e) => break,
+                Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
+            }
         }
-        let previous = annotations
-            .get(KEDA_PAUSED_REPLICAS_ANNOTATION)
-            .map_or(Value::Null, |v| json!(v));
-        // One merge patch: the pause and the way back are written together.
-        let patch = json!({
-            KEDA_PAUSED_REPLICAS_ANNOTATION: "0",
-            KEDA_PAUSED_BY_ANNOTATION: session,
-            KEDA_PREVIOUS_ANNOTATION: previous.to_string(),
-        });
-        patch_annotations(
-            &api,
-            &so.name_any(),
-            patch,
-            so.resource_version().as_deref(),
-        )
-        .await
-        .map_err(|e| Error::from_kube(e, "patch", "scaledobjects.keda.sh"))?;
-        paused.push(so.name_any());
     }
     Ok(paused)
+}
+
+/// Pause one ScaledObject, pinned to the resourceVersion read. Already ours: nothing to do.
+/// Paused by another (dead) session: its recorded previous value is carried forward, so the
+/// value put back is the one from before any session paused it.
+async fn pause_one(
+    api: &Api<DynamicObject>,
+    so: &DynamicObject,
+    session: &str,
+) -> Result<(), kube::Error> {
+    let annotations = so.annotations();
+    let previous = match annotations
+        .get(KEDA_PAUSED_BY_ANNOTATION)
+        .map(String::as_str)
+    {
+        Some(by) if by == session => return Ok(()),
+        Some(_) => annotations
+            .get(KEDA_PREVIOUS_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| Value::Null.to_string()),
+        None => annotations
+            .get(KEDA_PAUSED_REPLICAS_ANNOTATION)
+            .map_or(Value::Null, |v| json!(v))
+            .to_string(),
+    };
+    // One merge patch: the pause and the way back are written together.
+    let patch = json!({
+        KEDA_PAUSED_REPLICAS_ANNOTATION: "0",
+        KEDA_PAUSED_BY_ANNOTATION: session,
+        KEDA_PREVIOUS_ANNOTATION: previous,
+    });
+    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref()).await
 }
 
 /// Put back what we changed on every ScaledObject in `namespace` whose pausing session
@@ -132,37 +159,59 @@ pub async fn unpause_keda(
     };
     let mut restored = Vec::new();
     for so in list.items {
-        let annotations = so.annotations();
-        let Some(by) = annotations.get(KEDA_PAUSED_BY_ANNOTATION) else {
-            continue;
-        };
-        if !paused_by(by) {
-            continue;
-        }
-        let previous: Value = annotations
-            .get(KEDA_PREVIOUS_ANNOTATION)
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or(Value::Null);
-        let patch = json!({
-            KEDA_PAUSED_REPLICAS_ANNOTATION: previous,
-            KEDA_PAUSED_BY_ANNOTATION: null,
-            KEDA_PREVIOUS_ANNOTATION: null,
-        });
-        match patch_annotations(
-            &api,
-            &so.name_any(),
-            patch,
-            so.resource_version().as_deref(),
-        )
-        .await
-        {
-            Ok(()) => restored.push(so.name_any()),
-            // Changed or deleted meanwhile (another gc, or its owner): the next run looks again.
-            Err(e) if is_conflict(&e) || is_not_found(&e) => {}
-            Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
+        let name = so.name_any();
+        let mut current = Some(so);
+        for _ in 0..8 {
+            let Some(so) = current.take() else {
+                break;
+            };
+            match unpause_one(&api, &so, paused_by).await {
+                Ok(true) => restored.push(name.clone()),
+                Ok(false) => {}
+                // Changed meanwhile (KEDA, another gc): read again and decide again.
+                Err(e) if is_conflict(&e) => {
+                    current = api
+                        .get_opt(&name)
+                        .await
+                        .map_err(|e| Error::from_kube(e, "get", "scaledobjects.keda.sh"))?;
+                    continue;
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
+            }
+            break;
         }
     }
     Ok(restored)
+}
+
+/// Put back the recorded paused-replicas value (none: the annotation is removed and KEDA
+/// resumes) if `paused_by` accepts the pausing session. Pinned to what we read.
+async fn unpause_one(
+    api: &Api<DynamicObject>,
+    so: &DynamicObject,
+    paused_by: &dyn Fn(&str) -> bool,
+) -> Result<bool, kube::Error> {
+    let annotations = so.annotations();
+    let Some(by) = annotations.get(KEDA_PAUSED_BY_ANNOTATION) else {
+        return Ok(false);
+    };
+    if !paused_by(by) {
+        return Ok(false);
+    }
+    // An unreadable previous value resumes KEDA: its normal state, rather than paused forever.
+    let previous: Value = annotations
+        .get(KEDA_PREVIOUS_ANNOTATION)
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(Value::is_string)
+        .unwrap_or(Value::Null);
+    let patch = json!({
+        KEDA_PAUSED_REPLICAS_ANNOTATION: previous,
+        KEDA_PAUSED_BY_ANNOTATION: null,
+        KEDA_PREVIOUS_ANNOTATION: null,
+    });
+    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref()).await?;
+    Ok(true)
 }
 
 #[cfg(test)]
