@@ -153,7 +153,8 @@ pub async fn acquire(
     Err(LockError::Contended(name))
 }
 
-/// The lock on `key`, if any. Malformed data is an error (with the lock's name), never a guess.
+/// The lock ConfigMap `name` (see [`WorkloadKey::lock_name`]), if any. Malformed data is an
+/// error naming the lock, never a guess.
 pub async fn read(
     client: &kube::Client,
     namespace: &str,
