@@ -36,7 +36,7 @@ impl WorkloadKey {
 
     /// The lock ConfigMap's name: `mirrord-copy-lock-<kind>-<name>`, or, when that is longer
     /// than 63 characters, a truncation of it followed by `-` and 10 hex digits of
-    /// sha256("<kind>/<name>") (the hash keeps two long names that share a prefix apart).
+    /// `sha256("<kind>/<name>")` (the hash keeps two long names that share a prefix apart).
     pub fn lock_name(&self) -> String {
         let full = format!("{LOCK_NAME_PREFIX}{}-{}", self.kind, self.name);
         if full.len() <= MAX_NAME_LEN && is_valid_name(&full) {
