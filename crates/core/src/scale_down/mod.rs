@@ -1,11 +1,38 @@
 //! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
 //! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
 //!
-//! create: [`check`] (decide the workload, guardrail, conflict) -> session ConfigMap ->
-//! [`prepare`] (lock with the original count, annotation on the workload) -> copy pod ->
-//! Ready -> [`apply`] (write-ahead `scaledDown=true`, pause KEDA, scale to zero).
-//! end: [`restore`] (scale back only if still at zero, unpause KEDA, remove the annotation,
-//! release the lock). See `crash_safety` in the crate docs of each step.
+//! create: [`check`] (decide the workload, guardrail, conflict; read-only) -> session
+//! ConfigMap -> [`prepare`] (session `workload` field, lock with the original count, annotation
+//! on the workload) -> copy pod -> Ready -> [`apply`] (write-ahead `scaledDown=true`, pause
+//! KEDA, scale to zero).
+//! end: [`restore`] (fence the lock, scale back only if still at zero, unpause KEDA, remove
+//! the annotation, release the lock), then `session::end` deletes the copy and the session.
+//!
+//! # Crash safety (SIGKILL after each step; what is on the cluster, and who repairs it)
+//!
+//! Repair is always one of: `delete` run again (idempotent), `gc` once the session expired
+//! (detached: `expires`; `run`: heartbeat older than the lease), or a later session taking the
+//! expired lease over (it carries the recorded count forward and restores it itself).
+//!
+//! | after | on the cluster | repair does |
+//! |---|---|---|
+//! | session ConfigMap | session only | ends it; workload never touched |
+//! | lock created | + lock (N, scaledDown=false) | restore: never scaled, count untouched; release |
+//! | annotation | + `original-replicas=N` on the workload | as above, annotation removed; if the lock is lost, the annotation alone: workload at N, nothing to do |
+//! | copy pod / Ready | + copy pod (owned by the session) | as above; copy deleted with the session |
+//! | write-ahead `scaledDown=true` | lock says "maybe at zero" | workload still at N: nothing to do |
+//! | KEDA paused | paused-replicas=0, previous value recorded on the ScaledObject | back to N if KEDA zeroed it; previous value put back |
+//! | scaled to zero | workload at 0 | back to N (pinned to the resourceVersion seen at 0) |
+//! | end: fence | lease renewed 2 min as the holder | restore runs again |
+//! | end: count back | workload at N, annotation and lock remain | at N already: annotation removed, lock released |
+//! | end: annotation removed | lock remains (scaledDown=true) | at N: lock released |
+//! | end: lock released | copy and session remain | `session::end` / gc delete them |
+//!
+//! A second crash after a takeover keeps N: the lock CAS carries `originalReplicas` and
+//! `scaledDown` forward, and `prepare` takes the count from the dead session's annotation, not
+//! from the workload (which is at zero because of it). The annotation on the workload is the
+//! way back even when every ConfigMap is lost (gc restores from it). A workload whose uid no
+//! longer matches the record was recreated: it is left alone with a warning.
 
 mod autoscalers;
 mod guardrail;
