@@ -107,9 +107,7 @@ impl Stored {
     }
 
     fn value(&self) -> Arc<Value> {
-        self.cache
-            .upgrade()
-            .unwrap_or_else(|| Arc::new(serde_json::from_slice(&self.bytes).expect("stored JSON")))
+        materialize(&self.bytes, &self.cache)
     }
 
     fn label(&self, k: &str) -> Option<&str> {
@@ -118,6 +116,12 @@ impl Stored {
             .find(|(key, _)| &**key == k)
             .map(|(_, v)| &**v)
     }
+}
+
+fn materialize(bytes: &Bytes, cache: &Weak<Value>) -> Arc<Value> {
+    cache
+        .upgrade()
+        .unwrap_or_else(|| Arc::new(serde_json::from_slice(bytes).expect("stored JSON")))
 }
 
 type Bucket = BTreeMap<(String, String), Stored>;
@@ -136,6 +140,8 @@ struct Inner {
     resource_version: u64,
     objects: HashMap<ResKey, Bucket>,
     history: VecDeque<Hist>,
+    /// uid -> where the object is (owner lookups without a scan).
+    uids: HashMap<String, (ResKey, String, String)>,
 }
 
 /// Thread-safe object store; clone the `Arc` to share.
@@ -194,6 +200,7 @@ impl Store {
                 resource_version: 1,
                 objects: HashMap::new(),
                 history: VecDeque::new(),
+                uids: HashMap::new(),
             }),
             events,
         })
@@ -424,6 +431,11 @@ impl Store {
         let obj = Arc::new(obj);
         let stored = Stored::new(&obj);
         let bytes = stored.bytes.clone();
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            inner
+                .uids
+                .insert(uid.to_string(), (key(rt), ns.to_string(), name.clone()));
+        }
         inner
             .objects
             .entry(key(rt))
@@ -486,37 +498,48 @@ impl Store {
         after: Option<&(String, String)>,
         limit: usize,
     ) -> (Vec<Arc<Value>>, u64, Option<(String, String)>) {
-        let mut parsed = Vec::new();
-        let (items, rv, next) = self.scan(rt, ns, after, limit, &mut |_, st| {
-            let v = st.value();
-            if keep(&v) {
-                parsed.push(v);
-                true
-            } else {
-                false
-            }
+        // Copy the candidates out under the lock (cheap: shared bytes), parse outside it so a
+        // big list never blocks other requests.
+        let mut candidates = Vec::new();
+        let (_, rv, _) = self.scan(rt, ns, after, 0, &mut |k, st| {
+            candidates.push((k.clone(), st.bytes.clone(), st.cache.clone()));
+            false
         });
-        // The look-ahead match that found another page is not part of this one.
-        parsed.truncate(items.len());
-        (parsed, rv, next)
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut more = false;
+        for (k, bytes, cache) in candidates {
+            let v = materialize(&bytes, &cache);
+            if !keep(&v) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(v);
+            last_key = Some(k);
+        }
+        (items, rv, if more { last_key } else { None })
     }
 
-    /// Objects of a type whose labels match `selector`, parsed (only the matching ones are):
-    /// the cheap way for controllers to find a workload's pods among thousands.
+    /// Objects of a type whose labels match `selector`, parsed (only the matching ones are,
+    /// outside the store's lock): the cheap way for controllers to find a workload's pods
+    /// among thousands.
     pub fn list_matching(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
         selector: &LabelSelector,
     ) -> (Vec<Arc<Value>>, u64) {
-        let mut out = Vec::new();
+        let mut hits = Vec::new();
         let (_, rv, _) = self.scan(rt, ns, None, 0, &mut |_, st| {
-            let hit = selector.matches(|k| st.label(k));
-            if hit {
-                out.push(st.value());
+            if selector.matches(|k| st.label(k)) {
+                hits.push((st.bytes.clone(), st.cache.clone()));
             }
-            hit
+            false
         });
+        let out = hits.iter().map(|(b, c)| materialize(b, c)).collect();
         (out, rv)
     }
 
@@ -717,6 +740,9 @@ impl Store {
         let bucket = inner.objects.entry(key(rt)).or_default();
         let event = if finalizing {
             bucket.remove(&(ns.to_string(), name.to_string()));
+            if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                inner.uids.remove(uid);
+            }
             EventType::Deleted
         } else {
             let stored = Stored::new(&obj);
@@ -759,6 +785,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         let cm = meta(&current);
         let cur_uid = cm["uid"].as_str().unwrap_or("");
+        let cur_uid_owned = cur_uid.to_string();
         let cur_rv = cm["resourceVersion"].as_str().unwrap_or("");
         if let Some(uid) = &opts.uid {
             if uid != cur_uid {
@@ -801,6 +828,7 @@ impl Store {
                 .entry(key(rt))
                 .or_default()
                 .remove(&(ns.to_string(), name.to_string()));
+            inner.uids.remove(cur_uid_owned.as_str());
             self.emit(
                 &mut inner,
                 StoreEvent {
@@ -870,6 +898,9 @@ impl Store {
                 continue;
             };
             let mut last = (*obj.value()).clone();
+            if let Some(uid) = last["metadata"]["uid"].as_str() {
+                inner.uids.remove(uid);
+            }
             last["metadata"]["resourceVersion"] = json!(rv.to_string());
             self.emit(
                 inner,
@@ -903,12 +934,49 @@ impl Store {
 
     /// Every object of every type, for the garbage collector's owner index and for snapshots.
     pub fn all_objects(&self) -> Vec<(ResKey, Arc<Value>)> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .objects
-            .iter()
-            .flat_map(|(k, b)| b.values().map(move |v| (*k, v.value())))
+        let raw: Vec<(ResKey, Bytes, Weak<Value>)> = {
+            let inner = self.inner.lock().unwrap();
+            inner
+                .objects
+                .iter()
+                .flat_map(|(k, b)| {
+                    b.values()
+                        .map(move |v| (*k, v.bytes.clone(), v.cache.clone()))
+                })
+                .collect()
+        };
+        raw.iter()
+            .map(|(k, b, c)| (*k, materialize(b, c)))
             .collect()
+    }
+
+    /// Objects that have ownerReferences (found without parsing the others): what a garbage
+    /// collector scans.
+    pub fn owned_objects(&self) -> Vec<(ResKey, Arc<Value>)> {
+        const NEEDLE: &[u8] = b"\"ownerReferences\"";
+        let raw: Vec<(ResKey, Bytes, Weak<Value>)> = {
+            let inner = self.inner.lock().unwrap();
+            inner
+                .objects
+                .iter()
+                .flat_map(|(k, b)| {
+                    b.values()
+                        .filter(|v| v.bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE))
+                        .map(move |v| (*k, v.bytes.clone(), v.cache.clone()))
+                })
+                .collect()
+        };
+        raw.iter()
+            .map(|(k, b, c)| (*k, materialize(b, c)))
+            .collect()
+    }
+
+    /// The object with this uid, if any (an owner lookup for the garbage collector).
+    pub fn get_by_uid(&self, uid: &str) -> Option<(ResKey, Arc<Value>)> {
+        let inner = self.inner.lock().unwrap();
+        let (k, ns, name) = inner.uids.get(uid)?;
+        let st = inner.objects.get(k)?.get(&(ns.clone(), name.clone()))?;
+        Some((*k, st.value()))
     }
 }
 
@@ -936,9 +1004,30 @@ mod tests {
         assert_eq!(page.len(), 3);
         assert_eq!(page[2]["metadata"]["name"], "c4");
         assert!(next.is_none());
+        let uid = store.get(&cm, Some("n"), "c3").unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(store.get_by_uid(&uid).unwrap().1["metadata"]["name"], "c3");
+        store
+            .delete(&cm, Some("n"), "c3", &DeleteOptions::default())
+            .unwrap();
+        assert!(store.get_by_uid(&uid).is_none());
+        let owned = json!({"metadata": {"name": "o", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "c0", "uid": "u", "controller": true}]}});
+        store.create(&cm, Some("n"), owned, false).unwrap();
+        let owned = store.owned_objects();
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0].1["metadata"]["name"], "o");
         // Values handed out are independent of what is stored.
         let got = store.get(&cm, Some("n"), "c0").unwrap();
         assert_eq!(got["metadata"]["namespace"], "n");
         assert_eq!(store.len(), 5 + 1 + 1);
+        let ns_rt = store.resource("", "namespaces").unwrap().clone();
+        store
+            .delete(&ns_rt, None, "n", &DeleteOptions::default())
+            .unwrap();
+        assert!(store.get_by_uid(&uid).is_none());
+        assert_eq!(store.len(), 0);
     }
 }
