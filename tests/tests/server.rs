@@ -1029,7 +1029,13 @@ async fn watch_reports_objects_leaving_and_entering_the_selection() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Go on once the server has answered the watch (it subscribes before answering).
+    for _ in 0..100 {
+        if fake.request_log().count("watch", "/configmaps") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let relabel = |v: &'static str| async move {
         admin(
             port,
