@@ -742,3 +742,47 @@ spec:
     assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null(), "{a}");
     assert_eq!(replicas(&env, ScaleKind::Deployment, "kw").await, 2);
 }
+
+#[tokio::test]
+async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
+    let env = TestEnv::new().await;
+    for step in 1..=STEPS.len() {
+        let name = format!("take{step}");
+        env.apply_yaml(&deployment(&name, 3)).await;
+        run_steps(&env, &format!("died{step}"), &name, step).await;
+        let_leases_expire().await;
+        let target = format!("deployment/{name}");
+        let events = Events::default();
+        let next = format!("next{step}");
+        let handle = session(&env, &next, &target, false).await;
+        let plan = scale_down::prepare(
+            &env.client,
+            &resolved(&env, &target).await,
+            &handle,
+            LONG,
+            &events.sink(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("after {}: {e}", STEPS[step - 1]));
+        assert_eq!(plan.original_replicas, 3, "after {}", STEPS[step - 1]);
+        scale_down::apply(&env.client, &plan, &events.sink())
+            .await
+            .unwrap();
+        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 0);
+        scale_down::restore(&env.client, &env.namespace, &next, &events.sink())
+            .await
+            .unwrap();
+        assert_eq!(
+            replicas(&env, ScaleKind::Deployment, &name).await,
+            3,
+            "after a crash once {}",
+            STEPS[step - 1]
+        );
+        // The dead session's leftovers (its ConfigMap) go with gc, which must not touch the count.
+        gc(&env.client, Some(&env.namespace), &Events::default().sink())
+            .await
+            .unwrap();
+        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 3);
+        assert!(locks(&env).await.is_empty());
+    }
+}
