@@ -79,6 +79,9 @@ pub enum DeleteOutcome {
 /// A watch from before the window gets 410 Expired, as from a compacted etcd revision.
 const HISTORY_WINDOW: usize = 20_000;
 
+/// Live events queued per subscriber before it lags.
+const EVENT_QUEUE: usize = 4096;
+
 /// One stored object, kept as compact JSON: a parsed `serde_json::Value` costs ~10x its
 /// serialized size (every map is a B-tree node), and the benchmark holds 20,000 objects under
 /// 200 MB. Labels are kept parsed for selector matching without a parse; `cache` hands out the
@@ -193,7 +196,10 @@ fn meta(obj: &Value) -> &Value {
 
 impl Store {
     pub fn new(types: Vec<ResourceType>) -> Arc<Store> {
-        let (events, _) = broadcast::channel(65_536);
+        // Each queued event holds its object alive until every receiver has read it, so the
+        // queue is kept short: a receiver that falls behind gets `Lagged` and must re-list,
+        // as a watcher dropped by the watch cache would.
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
         Arc::new(Store {
             types,
             inner: Mutex::new(Inner {
