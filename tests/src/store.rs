@@ -376,8 +376,14 @@ impl Store {
         let name = match obj["metadata"]["name"].as_str() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => match obj["metadata"]["generateName"].as_str() {
+                // names.SimpleNameGenerator: the prefix is cut to 58 characters so that the
+                // generated name fits in 63.
                 Some(prefix) => loop {
-                    let candidate = format!("{prefix}{}", validation::random_suffix(5));
+                    let cut = prefix
+                        .char_indices()
+                        .nth(58)
+                        .map_or(prefix, |(i, _)| &prefix[..i]);
+                    let candidate = format!("{cut}{}", validation::random_suffix(5));
                     let taken = inner
                         .objects
                         .get(&key(rt))
@@ -1025,10 +1031,13 @@ mod tests {
         let owned = store.owned_objects();
         assert_eq!(owned.len(), 1);
         assert_eq!(owned[0].1["metadata"]["name"], "o");
+        let long = json!({"metadata": {"generateName": format!("{}-", "x".repeat(70))}});
+        let made = store.create(&cm, Some("n"), long, false).unwrap();
+        assert_eq!(made["metadata"]["name"].as_str().unwrap().len(), 63);
         // Values handed out are independent of what is stored.
         let got = store.get(&cm, Some("n"), "c0").unwrap();
         assert_eq!(got["metadata"]["namespace"], "n");
-        assert_eq!(store.len(), 5 + 1 + 1);
+        assert_eq!(store.len(), 5 + 1 + 1 + 1);
         let ns_rt = store.resource("", "namespaces").unwrap().clone();
         store
             .delete(&ns_rt, None, "n", &DeleteOptions::default())
