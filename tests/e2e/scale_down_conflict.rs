@@ -190,6 +190,33 @@ async fn guardrail_on_workload_and_namespace() {
         "{text}"
     );
 
+    // On the ReplicaSet named, while its Deployment (the one scaled) carries none.
+    env.apply_yaml(&deployment("owner", 2)).await;
+    let rs = owned_replicaset(&env, "owner").await;
+    api(&env, ScaleKind::ReplicaSet)
+        .patch(
+            &rs,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"mirrord-copy.io/scale-down": "forbidden"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let err = scale_down::check(
+        &env.client,
+        &resolved(&env, &format!("replicaset/{rs}")).await,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Guardrail { location, .. } if location.starts_with("ReplicaSet")),
+        "{err}"
+    );
+    scale_down::check(&env.client, &resolved(&env, "deployment/owner").await)
+        .await
+        .unwrap();
+
     env.apply_yaml(&deployment("free", 2)).await;
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     namespaces

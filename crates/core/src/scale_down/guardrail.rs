@@ -8,15 +8,19 @@ use kube::Api;
 use super::workload::ScaleTarget;
 use crate::error::Error;
 use crate::labels::{GUARDRAIL_ANNOTATION, GUARDRAIL_FORBIDDEN};
+use crate::resolve::ResolvedTarget;
 
 /// Optional annotation next to the guardrail naming who set it (free text, e.g. "team-payments").
 pub const GUARDRAIL_BY_ANNOTATION: &str = "mirrord-copy.io/scale-down-guardrail-by";
 
 /// Refuse with [`Error::Guardrail`] if the workload or its Namespace forbids scale-down.
+/// The object the user named (e.g. a ReplicaSet whose owning Deployment is scaled) is checked
+/// as well as the workload scaled.
 pub async fn check(
     client: &kube::Client,
     target: &ScaleTarget,
     workload_meta: &ObjectMeta,
+    resolved: &ResolvedTarget,
 ) -> Result<(), Error> {
     if let Some(set_by) = forbidden_by(workload_meta) {
         return Err(Error::Guardrail {
@@ -24,6 +28,17 @@ pub async fn check(
             location: target.describe(),
             set_by,
         });
+    }
+    if resolved.object.uid != target.uid {
+        let named: ObjectMeta =
+            serde_json::from_value(resolved.raw["metadata"].clone()).unwrap_or_default();
+        if let Some(set_by) = forbidden_by(&named) {
+            return Err(Error::Guardrail {
+                workload: target.workload_field(),
+                location: resolved.object.describe(),
+                set_by,
+            });
+        }
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = namespaces

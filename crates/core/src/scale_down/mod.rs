@@ -85,7 +85,7 @@ pub async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<S
     let object = workload::get(client, &target)
         .await?
         .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
-    guardrail::check(client, &target, &object.metadata).await?;
+    guardrail::check(client, &target, &object.metadata, resolved).await?;
     match lock::read(client, &target.namespace, &target.key().lock_name()).await {
         Ok(Some((held, _))) if held.lease_valid(Utc::now()) => Err(conflict(&target, &held)),
         Ok(_) => Ok(target),
@@ -109,7 +109,7 @@ pub async fn prepare(
     let observed = workload::observe(client, &target)
         .await?
         .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
-    guardrail::check(client, &target, &observed.object.metadata).await?;
+    guardrail::check(client, &target, &observed.object.metadata, resolved).await?;
     let target = ScaleTarget {
         uid: observed.uid(),
         ..target
