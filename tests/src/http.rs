@@ -419,7 +419,9 @@ fn encode_continue(rv: u64, key: &(String, String)) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
 }
 
-fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+fn decode_continue(token: &str) -> Result<((String, String), u64), ApiError> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
@@ -433,7 +435,10 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
         .ok_or_else(bad)?
         .trim_end_matches('\u{0}');
     let (ns, name) = start.split_once('/').ok_or_else(bad)?;
-    Ok((ns.to_string(), name.to_string()))
+    Ok((
+        (ns.to_string(), name.to_string()),
+        v["rv"].as_u64().unwrap_or(0),
+    ))
 }
 
 pub fn selectors(r: &ResReq, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -454,7 +459,19 @@ fn list(
     let (ls, fs) = selectors(r, query)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let after = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_continue(c)?),
+        Some(c) => {
+            let (key, rv) = decode_continue(c)?;
+            if rv < state.store.compacted_revision() {
+                // As etcd after a compaction: 410, with a token to go on inconsistently.
+                let mut e = ApiError::expired(CONTINUE_EXPIRED);
+                e.details = None;
+                let mut status = e.to_status();
+                let now = state.store.current_resource_version();
+                status["metadata"] = json!({"continue": encode_continue(now, &key)});
+                return Ok(value_response(410, &status));
+            }
+            Some(key)
+        }
         None => None,
     };
     let (items, rv, next) = state.store.list_selected(

@@ -145,6 +145,8 @@ struct Inner {
     history: VecDeque<Hist>,
     /// uid -> where the object is (owner lookups without a scan).
     uids: HashMap<String, (ResKey, String, String)>,
+    /// The resourceVersion of the last compaction (0: never).
+    compacted: u64,
 }
 
 /// Thread-safe object store; clone the `Arc` to share.
@@ -207,6 +209,7 @@ impl Store {
                 objects: HashMap::new(),
                 history: VecDeque::new(),
                 uids: HashMap::new(),
+                compacted: 0,
             }),
             events,
         })
@@ -289,7 +292,15 @@ impl Store {
     /// Forget the watch history, as etcd compaction does: a watch from any earlier
     /// resourceVersion then gets 410 Expired (watch.json's "too old resource version").
     pub fn compact(&self) {
-        self.inner.lock().unwrap().history.clear();
+        let mut inner = self.inner.lock().unwrap();
+        inner.history.clear();
+        inner.compacted = inner.resource_version;
+    }
+
+    /// The resourceVersion of the last [`Store::compact`] (0 if never): continue tokens from
+    /// before it are expired.
+    pub fn compacted_revision(&self) -> u64 {
+        self.inner.lock().unwrap().compacted
     }
 
     /// Record and broadcast an event; `bytes` is the object serialized (shared with the store).

@@ -265,6 +265,40 @@ async fn pagination_with_limit_and_continue() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..7).map(|i| format!("p-{i}")).collect::<Vec<_>>());
+    // After a compaction an old token is 410 Expired, with a token to go on anyway.
+    let first = admin(
+        port,
+        "GET",
+        &format!("{NS}/configmaps?labelSelector=page%3Dyes&limit=3"),
+        None,
+    )
+    .await
+    .json();
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    create_cm(port, "later", json!({})).await;
+    fake.store().compact();
+    let r = admin(
+        port,
+        "GET",
+        &format!("{NS}/configmaps?labelSelector=page%3Dyes&limit=3&continue={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 410);
+    let s = r.json();
+    assert_eq!(
+        (s["reason"].as_str(), s["code"].as_u64()),
+        (Some("Expired"), Some(410))
+    );
+    let fresh = s["metadata"]["continue"].as_str().unwrap();
+    let r = admin(
+        port,
+        "GET",
+        &format!("{NS}/configmaps?labelSelector=page%3Dyes&limit=3&continue={fresh}"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&r.json()), ["p-3", "p-4", "p-5"]);
     let r = admin(
         port,
         "GET",
