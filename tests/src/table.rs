@@ -218,6 +218,134 @@ fn columns_and_cells(rt: &ResourceType, objs: &[Arc<Value>]) -> (Vec<Value>, Vec
                 })
                 .collect(),
         ),
+        ("", "services") => (
+            vec![
+                col("Name", "string", 0),
+                col("Type", "string", 0),
+                col("Cluster-IP", "string", 0),
+                col("External-IP", "string", 0),
+                col("Port(s)", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let ports: Vec<String> = o["spec"]["ports"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| {
+                                    format!(
+                                        "{}/{}",
+                                        int(&p["port"]),
+                                        p["protocol"].as_str().unwrap_or("TCP")
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        name(o),
+                        json!(o["spec"]["type"].as_str().unwrap_or("ClusterIP")),
+                        json!(o["spec"]["clusterIP"].as_str().unwrap_or("<none>")),
+                        json!("<none>"),
+                        json!(if ports.is_empty() {
+                            "<none>".to_string()
+                        } else {
+                            ports.join(",")
+                        }),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("batch", "jobs") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Completions", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let s = &o["status"];
+                    let status = if int(&s["succeeded"]) >= int(&o["spec"]["completions"]).max(1) {
+                        "Complete"
+                    } else if int(&s["failed"]) > 0 && int(&s["active"]) == 0 {
+                        "Failed"
+                    } else {
+                        "Running"
+                    };
+                    vec![
+                        name(o),
+                        json!(status),
+                        json!(format!(
+                            "{}/{}",
+                            int(&s["succeeded"]),
+                            int(&o["spec"]["completions"]).max(1)
+                        )),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("batch", "cronjobs") => (
+            vec![
+                col("Name", "string", 0),
+                col("Schedule", "string", 0),
+                col("Suspend", "boolean", 0),
+                col("Active", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    vec![
+                        name(o),
+                        json!(o["spec"]["schedule"]),
+                        json!(o["spec"]["suspend"].as_bool().unwrap_or(false)),
+                        json!(o["status"]["active"]
+                            .as_array()
+                            .map(|a| a.len())
+                            .unwrap_or(0)),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        ("", "events") => (
+            vec![
+                col("Last Seen", "string", 0),
+                col("Type", "string", 0),
+                col("Reason", "string", 0),
+                col("Object", "string", 0),
+                col("Message", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let last = o["lastTimestamp"]
+                        .as_str()
+                        .or(o["eventTime"].as_str())
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| {
+                            human_duration(
+                                (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds(),
+                            )
+                        })
+                        .unwrap_or_else(|| age(o));
+                    let inv = &o["involvedObject"];
+                    vec![
+                        json!(last),
+                        json!(o["type"].as_str().unwrap_or("Normal")),
+                        json!(o["reason"].as_str().unwrap_or("")),
+                        json!(format!(
+                            "{}/{}",
+                            inv["kind"].as_str().unwrap_or("").to_lowercase(),
+                            inv["name"].as_str().unwrap_or("")
+                        )),
+                        json!(o["message"].as_str().unwrap_or("")),
+                    ]
+                })
+                .collect(),
+        ),
         ("", "namespaces") => (
             vec![
                 col("Name", "string", 0),

@@ -242,6 +242,14 @@ spec:
   minReplicas: 1
   maxReplicas: 3
 ---
+apiVersion: v1
+kind: Event
+metadata: {name: ev1}
+involvedObject: {kind: Pod, name: p, namespace: default}
+reason: BackOff
+message: Back-off pulling image "nope"
+type: Warning
+---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata: {name: so}
@@ -288,6 +296,28 @@ async fn kubectl_handles_every_served_kind() {
             let described = k.ok(&["describe", kind, name]);
             assert!(described.contains(name), "describe {kind}: {described}");
         }
+        let svc = k.ok(&["get", "svc", "svc"]);
+        let header: Vec<&str> = svc.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE"
+            ],
+            "{svc}"
+        );
+        assert!(svc.contains("80/TCP"), "{svc}");
+        let events = k.ok(&["get", "events"]);
+        assert!(
+            events.contains("BackOff") && events.contains("pod/p"),
+            "{events}"
+        );
+        let jobs = k.ok(&["get", "jobs"]);
+        assert!(jobs.contains("0/1"), "{jobs}");
         let scaled = k.ok(&["scale", "statefulset/db", "--replicas=0"]);
         assert!(scaled.contains("scaled"), "{scaled}");
         let scaled = k.ok(&["scale", "rollout/checkout", "--replicas=0"]);
