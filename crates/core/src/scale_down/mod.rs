@@ -312,7 +312,7 @@ fn lock_error(target: &ScaleTarget, e: LockError) -> Error {
             "the scale-down lock of {} is malformed and was left untouched: {why}",
             target.describe()
         )),
-        LockError::Kube(k) => Error::from_kube(k, "write", "configmaps"),
+        LockError::Kube(k) => Error::from_kube(k, "create or update", "configmaps"),
         other => Error::Other(format!("scale-down lock of {}: {other}", target.describe())),
     }
 }
