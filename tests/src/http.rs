@@ -375,7 +375,12 @@ async fn serve(
     }
     // Authorization runs before the handler upstream, so an unsupported verb is 405 only for
     // those allowed to try.
-    if !r.rt.verbs.contains(&verb) {
+    // A namespaced type has no create (or deletecollection) across all namespaces.
+    if !r.rt.verbs.contains(&verb)
+        || (r.rt.namespaced
+            && r.namespace.is_none()
+            && matches!(verb, "create" | "deletecollection"))
+    {
         return Err(method_not_allowed(method));
     }
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
