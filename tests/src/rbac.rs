@@ -149,6 +149,15 @@ impl Rbac {
         token
     }
 
+    /// A new user with exactly these rules, and its token.
+    pub fn token_with_rules(&self, user: &str, rules: Vec<Rule>) -> String {
+        let token = self.user_token(user);
+        for r in rules {
+            self.allow(user, r);
+        }
+        token
+    }
+
     /// A token for ServiceAccount `ns/name`, authorized by stored (Cluster)RoleBindings, as a
     /// projected ServiceAccount token is.
     pub fn service_account_token(&self, ns: &str, name: &str) -> String {

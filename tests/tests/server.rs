@@ -127,6 +127,41 @@ async fn kube_client_crud_scale_and_discovery_over_tls() {
         Some(0)
     );
 
+    // kube's watch parser accepts our events and bookmarks.
+    {
+        use futures::StreamExt;
+        let wp = kube::api::WatchParams::default().labels("w=1").timeout(2);
+        let stream = cms.watch(&wp, "0").await.unwrap();
+        let creator = {
+            let cms = cms.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": "w", "labels": {"w": "1"}}}),
+                )
+                .unwrap();
+                cms.create(&PostParams::default(), &cm).await.unwrap();
+                cms.delete("w", &DeleteParams::default()).await.unwrap();
+            })
+        };
+        let events: Vec<String> = stream
+            .map(|e| match e.unwrap() {
+                kube::api::WatchEvent::Added(o) => format!("added {}", o.metadata.name.unwrap()),
+                kube::api::WatchEvent::Modified(o) => {
+                    format!("modified {}", o.metadata.name.unwrap())
+                }
+                kube::api::WatchEvent::Deleted(o) => {
+                    format!("deleted {}", o.metadata.name.unwrap())
+                }
+                kube::api::WatchEvent::Bookmark(_) => "bookmark".to_string(),
+                kube::api::WatchEvent::Error(e) => format!("error {}", e.code),
+            })
+            .collect()
+            .await;
+        creator.await.unwrap();
+        assert_eq!(events, ["added w", "deleted w", "bookmark"]);
+    }
+
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
     for g in [
