@@ -786,3 +786,115 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
         assert!(locks(&env).await.is_empty());
     }
 }
+
+/// The ClusterRole shipped for the gc CronJob is enough for everything gc does, across all
+/// namespaces (`gc -A`).
+#[tokio::test]
+async fn gc_cronjob_clusterrole_suffices() {
+    let env = TestEnv::new().await;
+    let manifest = include_str!("../../plugin-manifest/gc-cronjob.yaml");
+    let cluster_role = manifest
+        .split("\n---\n")
+        .find(|doc| doc.contains("kind: ClusterRole\n"))
+        .expect("the manifest has a ClusterRole");
+    let Some(kubeconfig) = env.kubeconfig_with_roles("mirrord-copy-gc", cluster_role) else {
+        return; // binding a token needs the fake
+    };
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let gc_client = kube::Client::try_from(config).unwrap();
+
+    let keda = served(&env, "keda.sh", "v1alpha1", "ScaledObject").await;
+    env.apply_yaml(&deployment("expired", 3)).await;
+    if keda {
+        env.apply_yaml(
+            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: expired\nspec:\n  scaleTargetRef: {name: expired}\n",
+        )
+        .await;
+    }
+    run_steps(&env, "expired", "expired", 5).await;
+    env.apply_yaml(&deployment("annotated", 2)).await;
+    run_steps(&env, "annotated", "annotated", 5).await;
+    for cm in locks(&env).await {
+        if cm.data.as_ref().unwrap()["workloadName"] == "annotated" {
+            config_maps(&env)
+                .delete(&cm.metadata.name.unwrap(), &Default::default())
+                .await
+                .unwrap();
+        }
+    }
+    config_maps(&env)
+        .delete("mirrord-copy-session-annotated", &Default::default())
+        .await
+        .unwrap();
+    let_leases_expire().await;
+
+    let report = gc(&gc_client, None, &Events::default().sink())
+        .await
+        .unwrap_or_else(|e| panic!("gc with the CronJob's ClusterRole: {e}"));
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "expired").await, 3);
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "annotated").await, 2);
+    assert!(locks(&env).await.is_empty());
+    assert!(sessions(&env).await.is_empty());
+    if keda {
+        let so = env
+            .get_json(
+                "keda.sh",
+                "v1alpha1",
+                "ScaledObject",
+                "scaledobjects",
+                "expired",
+            )
+            .await
+            .unwrap();
+        assert!(
+            so["metadata"]["annotations"][KEDA_PAUSED_BY_ANNOTATION].is_null(),
+            "{so}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keda_writes_retry_after_a_conflict() {
+    let env = TestEnv::new().await;
+    let Some(fake) = env.fake() else {
+        return;
+    };
+    env.apply_yaml(&deployment("kc", 2)).await;
+    env.apply_yaml(
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: kc\nspec:\n  scaleTargetRef: {name: kc}\n",
+    )
+    .await;
+    let events = Events::default();
+    let handle = session(&env, "kc", "deployment/kc", false).await;
+    let plan = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/kc").await,
+        &handle,
+        LONG,
+        &events.sink(),
+    )
+    .await
+    .unwrap();
+    let annotations = || async {
+        env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "kc")
+            .await
+            .unwrap()["metadata"]["annotations"]
+            .clone()
+    };
+    fake.faults().fail_nth("PATCH", "/scaledobjects/kc", 1, 409);
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(annotations().await[KEDA_PAUSED_BY_ANNOTATION], "kc");
+    fake.faults().fail_nth("PATCH", "/scaledobjects/kc", 1, 409);
+    scale_down::restore(&env.client, &env.namespace, "kc", &events.sink())
+        .await
+        .unwrap();
+    fake.faults().clear();
+    assert!(annotations().await[KEDA_PAUSED_BY_ANNOTATION].is_null());
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "kc").await, 2);
+}

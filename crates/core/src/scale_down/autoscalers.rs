@@ -99,10 +99,7 @@ pub async fn pause_keda(
                 }
                 // KEDA updates its objects too: read again and retry.
                 Err(e) if is_conflict(&e) => {
-                    current = api
-                        .get_opt(&name)
-                        .await
-                        .map_err(|e| Error::from_kube(e, "get", "scaledobjects.keda.sh"))?;
+                    current = reread(&api, &name).await?;
                 }
                 Err(e) if is_not_found(&e) => break,
                 Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
@@ -110,6 +107,16 @@ pub async fn pause_keda(
         }
     }
     Ok(paused)
+}
+
+/// Read one ScaledObject again, by a LIST on its name: the shipped Roles grant list and patch
+/// on ScaledObjects, not get.
+async fn reread(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, Error> {
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    api.list(&lp)
+        .await
+        .map(|l| l.items.into_iter().next())
+        .map_err(|e| Error::from_kube(e, "list", "scaledobjects.keda.sh"))
 }
 
 /// Pause one ScaledObject, pinned to the resourceVersion read. Already ours: nothing to do.
@@ -170,10 +177,7 @@ pub async fn unpause_keda(
                 Ok(false) => {}
                 // Changed meanwhile (KEDA, another gc): read again and decide again.
                 Err(e) if is_conflict(&e) => {
-                    current = api
-                        .get_opt(&name)
-                        .await
-                        .map_err(|e| Error::from_kube(e, "get", "scaledobjects.keda.sh"))?;
+                    current = reread(&api, &name).await?;
                     continue;
                 }
                 Err(e) if is_not_found(&e) => {}
