@@ -118,3 +118,57 @@ async fn a_refused_create_leaves_nothing() {
     assert!(locks(&env).await.is_empty());
     assert_eq!(replicas(&env, ScaleKind::Deployment, "g").await, 2);
 }
+
+/// `create --scale-down` and `end` with a token bound only to the shipped Role and ClusterRole
+/// (plugin-manifest/), on a workload with an HPA and a KEDA ScaledObject.
+#[tokio::test]
+async fn the_shipped_roles_suffice_for_scale_down() {
+    let env = TestEnv::new().await;
+    let rbac = format!(
+        "{}\n---\n{}",
+        include_str!("../../plugin-manifest/role.yaml"),
+        include_str!("../../plugin-manifest/clusterrole.yaml")
+    );
+    let Some(kubeconfig) = env.kubeconfig_with_roles("mirrord-copy-user", &rbac) else {
+        return;
+    };
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let user = kube::Client::try_from(config).unwrap();
+    env.apply_yaml(&deployment("qw", 2)).await;
+    env.apply_yaml(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: qw
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: qw}
+  maxReplicas: 4
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: qw
+spec:
+  scaleTargetRef: {name: qw}
+"#,
+    )
+    .await;
+    let _kubelet = copy_kubelet(&env);
+    let events = Events::default();
+    let s = session::create(
+        &user,
+        &scale_down_request(&env, "deployment/qw", "u@h"),
+        &events.sink(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create --scale-down with the shipped Role: {e}"));
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "qw").await, 0);
+    session::end(&user, &env.namespace, &s.id, &events.sink())
+        .await
+        .unwrap_or_else(|e| panic!("end with the shipped Role: {e}"));
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "qw").await, 2);
+    assert!(locks(&env).await.is_empty());
+}
