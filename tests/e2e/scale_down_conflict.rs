@@ -375,3 +375,51 @@ spec:
     );
     assert!(locks(&env).await.is_empty());
 }
+
+#[tokio::test]
+async fn malformed_annotation_is_refused_and_never_acted_upon() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("bad", 0).replace(
+        "metadata:\n  name: bad\n",
+        "metadata:\n  name: bad\n  annotations:\n    mirrord-copy.io/original-replicas: \"99999999\"\n    mirrord-copy.io/scaled-down-by: gone\n",
+    ))
+    .await;
+    let handle = session(&env, "new", "deployment/bad", false).await;
+    let err = scale_down::prepare(
+        &env.client,
+        &resolved(&env, "deployment/bad").await,
+        &handle,
+        LONG,
+        &Events::default().sink(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::CorruptRecord(_)), "{err}");
+    assert!(locks(&env).await.is_empty());
+    config_maps(&env)
+        .delete(&handle.config_map, &Default::default())
+        .await
+        .unwrap();
+    let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains("original-replicas")),
+        "{report:?}"
+    );
+    assert_eq!(replicas(&env, ScaleKind::Deployment, "bad").await, 0);
+    assert_eq!(
+        annotation(
+            &env,
+            ScaleKind::Deployment,
+            "bad",
+            SCALED_DOWN_BY_ANNOTATION
+        )
+        .await
+        .as_deref(),
+        Some("gone")
+    );
+}
