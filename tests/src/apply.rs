@@ -207,7 +207,7 @@ pub fn apply(
     }
     let mut out = live_v.clone();
     let mut body = applied.clone();
-    if let Some(o) = body["metadata"].as_object_mut() {
+    if let Some(o) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         o.remove("managedFields");
         o.remove("resourceVersion");
     }

@@ -13,7 +13,7 @@ fn set_default(obj: &mut Value, key: &str, v: Value) {
 
 fn default_containers(spec: &mut Value) {
     for list in ["initContainers", "containers"] {
-        if let Some(cs) = spec[list].as_array_mut() {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 let image = c["image"].as_str().unwrap_or("").to_string();
                 let tag = image.rsplit('/').next().unwrap_or("");
@@ -26,7 +26,7 @@ fn default_containers(spec: &mut Value) {
                 set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
                 set_default(c, "terminationMessagePolicy", json!("File"));
                 set_default(c, "resources", json!({}));
-                if let Some(ports) = c["ports"].as_array_mut() {
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));
                     }
@@ -48,6 +48,70 @@ fn default_pod_spec(spec: &mut Value) {
     default_containers(spec);
 }
 
+/// The DefaultTolerationSeconds admission plugin: tolerate not-ready/unreachable for 300 s.
+fn default_tolerations(spec: &mut Value) {
+    if !spec["tolerations"].is_array() {
+        spec["tolerations"] = json!([]);
+    }
+    let tolerations = spec["tolerations"].as_array_mut().unwrap();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        if !tolerations.iter().any(|t| t["key"] == key) {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+}
+
+const SA_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin: a projected `kube-api-access-xxxxx` volume mounted in
+/// every container, unless automounting is off or something is already mounted there.
+fn mount_service_account_token(spec: &mut Value) {
+    if spec["automountServiceAccountToken"] == json!(false) {
+        return;
+    }
+    let lists = ["initContainers", "containers"];
+    let mounted = lists.iter().any(|l| {
+        spec[*l].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["volumeMounts"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|m| m["mountPath"] == SA_TOKEN_PATH))
+            })
+        })
+    });
+    if mounted {
+        return;
+    }
+    let name = format!("kube-api-access-{}", crate::validation::random_suffix(5));
+    if !spec["volumes"].is_array() {
+        spec["volumes"] = json!([]);
+    }
+    spec["volumes"].as_array_mut().unwrap().push(json!({
+        "name": name,
+        "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ], "defaultMode": 420}
+    }));
+    for l in lists {
+        if let Some(cs) = spec.get_mut(l).and_then(Value::as_array_mut) {
+            for c in cs {
+                if !c["volumeMounts"].is_array() {
+                    c["volumeMounts"] = json!([]);
+                }
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": name, "readOnly": true, "mountPath": SA_TOKEN_PATH}));
+            }
+        }
+    }
+}
+
 /// Called by the store on create, after uid and name are set.
 pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
     match (rt.group, rt.plural) {
@@ -60,6 +124,9 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                 set_default(spec, "serviceAccount", sa);
                 set_default(spec, "enableServiceLinks", json!(true));
                 set_default(spec, "priority", json!(0));
+                set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+                default_tolerations(spec);
+                mount_service_account_token(spec);
             }
             if obj["status"]["phase"].is_null() {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
@@ -85,7 +152,7 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                     spec["clusterIP"] = json!(ip);
                     spec["clusterIPs"] = json!([ip]);
                 }
-                if let Some(ports) = spec["ports"].as_array_mut() {
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));
                         let port = p["port"].clone();

@@ -286,6 +286,52 @@ fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
         }),
         Some(_) => {}
     }
+    let mut volumes = std::collections::HashSet::new();
+    if let Some(vs) = obj["spec"]["volumes"].as_array() {
+        for (i, v) in vs.iter().enumerate() {
+            let n = v["name"].as_str().unwrap_or("");
+            if !volumes.insert(n.to_string()) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate".into(),
+                    message: format!("Duplicate value: \"{n}\""),
+                    field: format!("spec.volumes[{i}].name"),
+                });
+            }
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for (i, c) in obj["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mut paths = std::collections::HashSet::new();
+            for (j, m) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let n = m["name"].as_str().unwrap_or("");
+                if !volumes.contains(n) {
+                    causes.push(Cause {
+                        reason: "FieldValueNotFound".into(),
+                        message: format!("Not found: \"{n}\""),
+                        field: format!("spec.{list}[{i}].volumeMounts[{j}].name"),
+                    });
+                }
+                let p = m["mountPath"].as_str().unwrap_or("");
+                if !paths.insert(p.to_string()) {
+                    causes.push(invalid(
+                        &format!("spec.{list}[{i}].volumeMounts[{j}].mountPath"),
+                        p,
+                        "must be unique",
+                    ));
+                }
+            }
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
         if let Some(cs) = obj["spec"][list].as_array() {
@@ -364,7 +410,7 @@ fn mutable_view(spec: &Value) -> Value {
         }
     }
     for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(cs) = v[list].as_array_mut() {
+        if let Some(cs) = v.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 if let Some(m) = c.as_object_mut() {
                     m.remove("image");

@@ -431,6 +431,34 @@ impl Replay {
                     om["deletionTimestamp"], em["deletionTimestamp"]
                 ));
             }
+            // What the server fills into a new pod (defaults and admission): the same fields.
+            if kind == "Pod" && step["request"]["method"] == "POST" {
+                let keys = |v: &Value| -> Vec<String> {
+                    let mut k: Vec<String> = v
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    k.sort();
+                    k
+                };
+                for path in [
+                    &["spec"][..],
+                    &["spec", "containers", "0"][..],
+                    &["status"][..],
+                ] {
+                    let pick = |v: &Value| {
+                        path.iter()
+                            .fold(v.clone(), |cur, seg| match seg.parse::<usize>() {
+                                Ok(i) => cur[i].clone(),
+                                Err(_) => cur[*seg].clone(),
+                            })
+                    };
+                    let (e, o) = (keys(&pick(expected)), keys(&pick(&ours)));
+                    if e != o {
+                        problems.push(format!("{} fields {o:?} != expected {e:?}", path.join(".")));
+                    }
+                }
+            }
             let owners = |m: &Value| {
                 m["ownerReferences"]
                     .as_array()
