@@ -187,8 +187,18 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                     "updateStrategy",
                     json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
                 );
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
                 default_pod_spec(&mut spec["template"]["spec"]);
             }
+            set_default(
+                obj,
+                "status",
+                json!({"replicas": 0, "availableReplicas": 0}),
+            );
         }
         ("apps", "replicasets") => {
             let spec = &mut obj["spec"];
@@ -196,6 +206,8 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                 set_default(spec, "replicas", json!(1));
                 default_pod_spec(&mut spec["template"]["spec"]);
             }
+            // Zero values of non-omitempty status fields, as a new object serializes upstream.
+            set_default(obj, "status", json!({"replicas": 0}));
         }
         ("batch", "jobs") => default_job(obj),
         _ => {}
@@ -216,7 +228,9 @@ fn default_job(obj: &mut Value) {
     set_default(spec, "backoffLimit", json!(6));
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
     if spec["manualSelector"].as_bool() != Some(true) {
+        spec["manualSelector"] = json!(false);
         spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
         let labels = &mut spec["template"]["metadata"]["labels"];
         if !labels.is_object() {

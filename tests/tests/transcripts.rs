@@ -432,6 +432,41 @@ impl Replay {
                 ));
             }
             // What the server fills into a new pod (defaults and admission): the same fields.
+            if step["request"]["method"] == "POST"
+                && kind != "Pod"
+                && kind != "CustomResourceDefinition"
+            {
+                let keys = |v: &Value| -> Vec<String> {
+                    let mut k: Vec<String> = v
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    k.sort();
+                    k
+                };
+                for (label, e, o) in [
+                    ("spec", &expected["spec"], &ours["spec"]),
+                    (
+                        "spec.template.spec",
+                        &expected["spec"]["template"]["spec"],
+                        &ours["spec"]["template"]["spec"],
+                    ),
+                    (
+                        "spec.template.metadata",
+                        &expected["spec"]["template"]["metadata"],
+                        &ours["spec"]["template"]["metadata"],
+                    ),
+                    ("status", &expected["status"], &ours["status"]),
+                ] {
+                    if keys(e) != keys(o) {
+                        problems.push(format!(
+                            "{kind} {label} fields {:?} != expected {:?}",
+                            keys(o),
+                            keys(e)
+                        ));
+                    }
+                }
+            }
             if kind == "Pod" && step["request"]["method"] == "POST" {
                 let keys = |v: &Value| -> Vec<String> {
                     let mut k: Vec<String> = v
