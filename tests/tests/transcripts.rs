@@ -432,6 +432,12 @@ impl Replay {
                 ));
             }
             // What the server fills into a new pod (defaults and admission): the same fields.
+            if em["generation"] != om["generation"] {
+                problems.push(format!(
+                    "generation {} != expected {}",
+                    om["generation"], em["generation"]
+                ));
+            }
             if step["request"]["method"] == "POST"
                 && kind != "Pod"
                 && kind != "CustomResourceDefinition"
