@@ -432,6 +432,25 @@ impl Replay {
                 ));
             }
             // What the server fills into a new pod (defaults and admission): the same fields.
+            // Server-side apply: the Apply managers and the fields they own.
+            let applied = |m: &Value| -> Vec<Value> {
+                m["managedFields"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|e| e["operation"] == "Apply")
+                            .map(|e| json!([e["manager"], e["fieldsV1"]]))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if applied(em) != applied(om) {
+                problems.push(format!(
+                    "Apply managedFields {:?} != expected {:?}",
+                    applied(om),
+                    applied(em)
+                ));
+            }
             if em["generation"] != om["generation"] {
                 problems.push(format!(
                     "generation {} != expected {}",
