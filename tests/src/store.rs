@@ -360,6 +360,15 @@ impl Store {
                 });
                 let _ = self.create_locked(&mut inner, cm, Some(&name), root_ca, false);
             }
+            // ... and the ServiceAccount controller a `default` ServiceAccount.
+            if let Some(sa) = self.resource("", "serviceaccounts") {
+                let name = created["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let default_sa = json!({"metadata": {"name": "default"}});
+                let _ = self.create_locked(&mut inner, sa, Some(&name), default_sa, false);
+            }
         }
         Ok(created)
     }
@@ -1048,7 +1057,8 @@ mod tests {
         // Values handed out are independent of what is stored.
         let got = store.get(&cm, Some("n"), "c0").unwrap();
         assert_eq!(got["metadata"]["namespace"], "n");
-        assert_eq!(store.len(), 5 + 1 + 1 + 1);
+        // 5 + generated + root CA + default ServiceAccount + the namespace
+        assert_eq!(store.len(), 5 + 1 + 1 + 1 + 1);
         let ns_rt = store.resource("", "namespaces").unwrap().clone();
         store
             .delete(&ns_rt, None, "n", &DeleteOptions::default())
