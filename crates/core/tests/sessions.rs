@@ -514,3 +514,48 @@ async fn run_sessions_have_no_expiry_and_take_heartbeats() {
         .unwrap();
     assert!(session::heartbeat(&env.client, &s).await.is_err());
 }
+
+#[tokio::test]
+async fn a_pod_targets_copy_is_admitted_afresh() {
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
+    let s = session::create(&env.client, &request(&env, "po/debug-me"), &*quiet())
+        .await
+        .unwrap();
+    let original = env.get_pod("debug-me").await.unwrap();
+    let copy = env.get_pod(&s.copy_pod).await.unwrap();
+    let token_volumes = |pod: &serde_json::Value| -> Vec<String> {
+        pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .filter(|n| n.starts_with("kube-api-access-"))
+            .map(str::to_string)
+            .collect()
+    };
+    // whatever admission injected into the original, the copy has exactly what admission
+    // injected into it: at most one token volume, mounted once per container
+    assert!(token_volumes(&copy).len() <= 1, "{copy}");
+    if env.fake().is_some() {
+        // the fake's admission injects one, as the real ServiceAccount plugin does: the
+        // original's was dropped and a fresh one injected
+        assert_eq!(token_volumes(&copy).len(), 1);
+        assert_ne!(token_volumes(&original), token_volumes(&copy));
+    }
+    assert_eq!(
+        token_volumes(&original).len(),
+        token_volumes(&copy).len(),
+        "admission treats the copy like the original"
+    );
+    let mounts = copy["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(mounts, token_volumes(&copy).len());
+    assert!(copy["spec"]["containers"][0]
+        .get("readinessProbe")
+        .is_none());
+    assert!(copy["spec"].get("nodeName").is_none());
+}
