@@ -12,7 +12,7 @@ case "$(uname -m)" in x86_64|amd64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *
 cargo build --release --locked -p kubectl-mirrord-copy
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-cp target/release/kubectl-mirrord_copy LICENSE README.md "$stage/"
+cp "${CARGO_TARGET_DIR:-target}/release/kubectl-mirrord_copy" LICENSE README.md "$stage/"
 mkdir -p dist
 archive="dist/kubectl-mirrord-copy-${version}-${os}-${arch}.tar.gz"
 tar -C "$stage" -czf "$archive" kubectl-mirrord_copy LICENSE README.md

@@ -1,0 +1,164 @@
+//! krew.yaml is a valid Krew Plugin manifest, and the renderer that makes it from release
+//! archives produces one for every platform with the archives' real sha256.
+//!
+//! The rules mirror Krew's own manifest validation (pkg/index/validation): apiVersion/kind,
+//! a plugin name matching the binary's `kubectl-<name>`, a `v`-prefixed semantic version,
+//! shortDescription, and per platform a selector, an https uri, a 64-hex sha256, a `bin` that
+//! one of the `files` provides (`.exe` on windows).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+const PLATFORMS: [(&str, &str); 6] = [
+    ("linux", "amd64"),
+    ("linux", "arm64"),
+    ("darwin", "amd64"),
+    ("darwin", "arm64"),
+    ("windows", "amd64"),
+    ("windows", "arm64"),
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every problem found, so one run reports them all.
+fn validate(manifest: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut need = |cond: bool, what: String| {
+        if !cond {
+            problems.push(what);
+        }
+    };
+    need(
+        manifest["apiVersion"].as_str() == Some("krew.googlecontainertools.github.com/v1alpha2"),
+        "apiVersion must be krew.googlecontainertools.github.com/v1alpha2".into(),
+    );
+    need(manifest["kind"].as_str() == Some("Plugin"), "kind must be Plugin".into());
+    need(
+        manifest["metadata"]["name"].as_str() == Some("mirrord-copy"),
+        "metadata.name must be mirrord-copy (binary kubectl-mirrord_copy)".into(),
+    );
+    let spec = &manifest["spec"];
+    let version = spec["version"].as_str().unwrap_or("");
+    let semver = version
+        .strip_prefix('v')
+        .map(|v| v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u64>().is_ok()))
+        .unwrap_or(false);
+    need(semver, format!("spec.version {version:?} must look like v1.2.3"));
+    for field in ["shortDescription", "description", "caveats", "homepage"] {
+        need(
+            spec[field].as_str().is_some_and(|s| !s.trim().is_empty()),
+            format!("spec.{field} is required"),
+        );
+    }
+    need(
+        spec["homepage"].as_str().is_some_and(|h| h.starts_with("https://")),
+        "spec.homepage must be an https URL".into(),
+    );
+    need(
+        spec["shortDescription"].as_str().is_some_and(|s| s.len() <= 80),
+        "spec.shortDescription must fit in 80 characters".into(),
+    );
+    let platforms = spec["platforms"].as_sequence().cloned().unwrap_or_default();
+    need(!platforms.is_empty(), "spec.platforms must not be empty".into());
+    for (i, p) in platforms.iter().enumerate() {
+        let labels = &p["selector"]["matchLabels"];
+        let os = labels["os"].as_str().unwrap_or("");
+        let arch = labels["arch"].as_str().unwrap_or("");
+        need(
+            PLATFORMS.contains(&(os, arch)),
+            format!("platforms[{i}]: unexpected selector {os}/{arch}"),
+        );
+        let uri = p["uri"].as_str().unwrap_or("");
+        need(uri.starts_with("https://"), format!("platforms[{i}].uri must be https"));
+        let sha = p["sha256"].as_str().unwrap_or("");
+        need(
+            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()),
+            format!("platforms[{i}].sha256 must be 64 lowercase hex digits"),
+        );
+        let bin = p["bin"].as_str().unwrap_or("");
+        let want_bin = if os == "windows" {
+            "kubectl-mirrord_copy.exe"
+        } else {
+            "kubectl-mirrord_copy"
+        };
+        need(bin == want_bin, format!("platforms[{i}].bin must be {want_bin}"));
+        let provides_bin = p["files"]
+            .as_sequence()
+            .is_some_and(|files| files.iter().any(|f| f["from"].as_str() == Some(bin)));
+        need(provides_bin, format!("platforms[{i}].files must include {bin}"));
+    }
+    problems
+}
+
+#[test]
+fn committed_krew_manifest_is_valid() {
+    let path = repo_root().join("krew.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (render it with plugin-manifest/package.sh)", path.display()));
+    let manifest: Value = serde_yaml::from_str(&text).expect("krew.yaml is YAML");
+    let problems = validate(&manifest);
+    assert!(problems.is_empty(), "krew.yaml: {problems:#?}");
+}
+
+#[test]
+fn renderer_covers_every_platform_with_the_archives_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    for (os, arch) in PLATFORMS {
+        let ext = if os == "windows" { "zip" } else { "tar.gz" };
+        let name = format!("kubectl-mirrord-copy-v9.8.7-{os}-{arch}.{ext}");
+        let content = format!("archive for {os}/{arch}");
+        std::fs::write(dir.path().join(&name), &content).unwrap();
+        expected.push((os, arch, name, hex(&Sha256::digest(content.as_bytes()))));
+    }
+    let out = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/render_krew.py"))
+        .args(["--version", "v9.8.7", "--archives"])
+        .arg(dir.path())
+        .args(["--base-url", "https://example.test/releases"])
+        .output()
+        .expect("python3 runs render_krew.py");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let problems = validate(&manifest);
+    assert!(problems.is_empty(), "rendered manifest: {problems:#?}");
+    assert_eq!(manifest["spec"]["version"].as_str(), Some("v9.8.7"));
+    let platforms = manifest["spec"]["platforms"].as_sequence().unwrap();
+    assert_eq!(platforms.len(), PLATFORMS.len());
+    for (os, arch, name, sha) in expected {
+        let p = platforms
+            .iter()
+            .find(|p| {
+                p["selector"]["matchLabels"]["os"].as_str() == Some(os)
+                    && p["selector"]["matchLabels"]["arch"].as_str() == Some(arch)
+            })
+            .unwrap_or_else(|| panic!("no platform {os}/{arch}"));
+        assert_eq!(p["sha256"].as_str(), Some(sha.as_str()), "{os}/{arch}");
+        assert_eq!(
+            p["uri"].as_str(),
+            Some(format!("https://example.test/releases/v9.8.7/{name}").as_str())
+        );
+    }
+}
+
+#[test]
+fn renderer_refuses_to_invent_a_manifest_without_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/render_krew.py"))
+        .args(["--version", "v1.0.0", "--archives"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no archives found"));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
