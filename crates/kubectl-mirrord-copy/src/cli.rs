@@ -1,0 +1,285 @@
+//! Command-line surface: kubectl's global flags plus one subcommand per verb.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+/// Exit codes, as documented in DESIGN.md and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success (run: the command's own exit code)
+  1   unexpected error
+  2   usage error: bad flags, malformed target, bad duration, bad config file
+  3   target not found
+  4   unsupported: the kind cannot be copied or scaled down
+  5   permission denied
+  6   the copy pod failed to start
+  7   timed out
+  8   cluster unreachable or authentication failed
+  9   the workload is already scaled down by another session
+  10  refused by the scale-down guardrail annotation";
+
+const TARGETS: &str = "\
+TARGET is KIND/NAME[/container/CONTAINER] with KIND one of pod, deployment, statefulset,
+replicaset, rollout (Argo Rollouts), job, cronjob, or kubectl's short and plural names
+(po, deploy, sts, rs, ro, cj, deployments, ...).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-mirrord_copy",
+    bin_name = "kubectl mirrord-copy",
+    version,
+    about = "Copy a workload's pod into a standalone pod without probes, optionally scaling the original down",
+    long_about = "Creates a new pod from the pod spec of a target (a pod, Deployment, StatefulSet, \
+ReplicaSet, Argo Rollout, Job or CronJob) with no liveness, readiness or startup probes, so it \
+survives a debugger on a breakpoint, a target that keeps crashing, or a Job that ends. With \
+--scale-down the original workload is scaled to zero while the copy lives and restored afterwards.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Namespace (default: the kubeconfig context's, then "default")
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Kubeconfig context to use
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (default: $KUBECONFIG, which may list several files, then ~/.kube/config)
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to wait for a single API request (e.g. 30s, 1m)
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Log more to stderr (-v: progress and decisions, -vv: API requests)
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a copy of TARGET and print the copy pod's name (a detached session, ended by `delete` or its --ttl)
+    #[command(after_help = TARGETS)]
+    Create(CreateArgs),
+    /// Create a copy, run COMMAND while it lives, then end the session (exits with COMMAND's code)
+    #[command(
+        after_help = "COMMAND gets MIRRORD_COPY_POD, MIRRORD_COPY_NAMESPACE and MIRRORD_COPY_TARGET in its \
+environment, and {pod} in its arguments is replaced by the copy pod's name. Ctrl-C or SIGTERM is \
+forwarded to COMMAND; the session ends either way."
+    )]
+    Run(RunArgs),
+    /// Show active copy targets
+    Status(StatusArgs),
+    /// End copy sessions: restore scaled-down workloads, delete copy pods (idempotent)
+    Delete(DeleteArgs),
+    /// End expired sessions and repair what crashed sessions left behind (safe to run anywhere, any time)
+    Gc(GcArgs),
+    /// Print the client version and, when reachable, the server's
+    Version(VersionArgs),
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// What makes a copy: shared by `create` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct CopyArgs {
+    /// Scale the original workload to zero while the copy lives (Deployment, StatefulSet, Argo Rollout, ReplicaSet; CronJobs are suspended)
+    #[arg(long)]
+    pub scale_down: bool,
+    /// Leave this container out of the copy (repeatable)
+    #[arg(long = "exclude-container", value_name = "CONTAINER")]
+    pub exclude_containers: Vec<String>,
+    /// Leave this init container out of the copy (repeatable)
+    #[arg(long = "exclude-init-container", value_name = "CONTAINER")]
+    pub exclude_init_containers: Vec<String>,
+    /// Do not wait for the copy to become Ready
+    #[arg(long, conflicts_with = "wait")]
+    pub no_wait: bool,
+    /// Wait for the copy to become Ready (the default)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait for the copy to become Ready
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Return your live copy of the same target made with the same options instead of making another
+    #[arg(long)]
+    pub reuse: bool,
+    /// Read the target and feature.copy_target from a mirrord configuration file (JSON, TOML or YAML)
+    #[arg(long, value_name = "FILE")]
+    pub mirrord_config: Option<PathBuf>,
+    /// Write a mirrord configuration file whose target is the copy pod
+    #[arg(long, value_name = "FILE")]
+    pub emit_mirrord_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// KIND/NAME[/container/CONTAINER] (may come from --mirrord-config instead)
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub copy: CopyArgs,
+    /// End the session after this long (gc ends expired sessions)
+    #[arg(long, default_value = "8h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<CreateOutput>,
+    /// Only print the pod that would be created (client: nothing is sent that changes the cluster)
+    #[arg(long, value_enum, value_name = "client")]
+    pub dry_run: Option<DryRun>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// KIND/NAME[/container/CONTAINER] (may come from --mirrord-config instead)
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub copy: CopyArgs,
+    /// The command to run while the copy lives, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show sessions in every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<StatusOutput>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Copy pod names whose sessions to end
+    pub pods: Vec<String>,
+    /// End every session copying this target
+    #[arg(long, conflicts_with_all = ["pods", "all"])]
+    pub target: Option<String>,
+    /// End every session (of the namespace, or of all with -A)
+    #[arg(long, conflicts_with = "pods")]
+    pub all: bool,
+    /// With --all or --target: every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListOutput>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<DocOutput>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<DocOutput>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CreateOutput {
+    Name,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusOutput {
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListOutput {
+    Name,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocOutput {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    Client,
+}
+
+/// `30s`, `2m`, `8h`, `1h30m`; a bare number is seconds, as kubectl's --request-timeout.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 30s, 2m, 8h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_like_kubectl() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").unwrap_err().contains("examples"));
+    }
+
+    #[test]
+    fn run_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "kubectl-mirrord_copy",
+            "run",
+            "deploy/x",
+            "--scale-down",
+            "--",
+            "sh",
+            "-c",
+            "echo {pod}",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.target.as_deref(), Some("deploy/x"));
+        assert!(run.copy.scale_down);
+        assert_eq!(run.command, ["sh", "-c", "echo {pod}"]);
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("9   the workload is already scaled down by another session"));
+    }
+}

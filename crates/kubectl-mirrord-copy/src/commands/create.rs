@@ -1,0 +1,107 @@
+//! `create`: a detached session. Also builds the request `run` uses.
+
+use std::time::Duration;
+
+use mirrord_copy_core::{session, CopyOptions, CreateRequest, Error, Session, TargetRef};
+
+use crate::cli::{CopyArgs, CreateArgs, CreateOutput, GlobalArgs};
+use crate::commands::{owner, print, with_state};
+use crate::kube_client::{connect, Cluster};
+use crate::mirrord_config;
+use crate::output::{to_json, to_yaml, SessionDoc};
+use crate::progress::Reporter;
+use crate::state::Entry;
+
+/// Merge the command line with an optional mirrord configuration (the command line wins).
+pub fn build_request(
+    global: &GlobalArgs,
+    cluster: &Cluster,
+    target: Option<&str>,
+    copy: &CopyArgs,
+    ttl: Option<Duration>,
+) -> Result<CreateRequest, Error> {
+    let from_file = match &copy.mirrord_config {
+        Some(path) => mirrord_config::read(path)?,
+        None => Default::default(),
+    };
+    let target = target.map(str::to_string).or(from_file.target).ok_or_else(|| {
+        Error::Usage("a TARGET is required (e.g. deployment/my-app), or a --mirrord-config with a target".into())
+    })?;
+    let target: TargetRef = target.parse()?;
+    let namespace = global
+        .namespace
+        .clone()
+        .or(from_file.namespace)
+        .unwrap_or_else(|| cluster.namespace.clone());
+    let mut options = CopyOptions {
+        exclude_containers: from_file.exclude_containers,
+        exclude_init_containers: from_file.exclude_init_containers,
+    };
+    options
+        .exclude_containers
+        .extend(copy.exclude_containers.iter().cloned());
+    options
+        .exclude_init_containers
+        .extend(copy.exclude_init_containers.iter().cloned());
+    Ok(CreateRequest {
+        namespace,
+        target,
+        options: options.normalized(),
+        scale_down: copy.scale_down || from_file.scale_down,
+        ttl,
+        owner: owner(),
+        wait: !copy.no_wait,
+        timeout: copy.timeout,
+        reuse: copy.reuse,
+    })
+}
+
+/// Remember the session locally and write the mirrord config if asked.
+pub fn after_create(cluster: &Cluster, copy: &CopyArgs, s: &Session) -> Result<(), Error> {
+    with_state(|state| {
+        state.add(Entry {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            context: cluster.context.clone(),
+            target: s.target.clone(),
+            copy_pod: s.copy_pod.clone(),
+            created: s.created,
+        })
+    });
+    if let Some(path) = &copy.emit_mirrord_config {
+        mirrord_config::write(path, &s.copy_pod, &s.namespace)?;
+    }
+    Ok(())
+}
+
+pub async fn create(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
+    let cluster = connect(global).await?;
+    let request = build_request(
+        global,
+        &cluster,
+        args.target.as_deref(),
+        &args.copy,
+        Some(args.ttl),
+    )?;
+    if args.dry_run.is_some() {
+        let pod = session::preview(&cluster.client, &request).await?;
+        let text = match args.output {
+            Some(CreateOutput::Json) => to_json(&pod)?,
+            Some(CreateOutput::Name) => format!("pod/{}\n", pod.metadata.name.unwrap_or_default()),
+            _ => to_yaml(&pod)?,
+        };
+        return print(&text).map(|_| 0);
+    }
+    let reporter = Reporter::new(global.verbose);
+    let result = session::create(&cluster.client, &request, &reporter.sink()).await;
+    reporter.finish();
+    let s = result?;
+    after_create(&cluster, &args.copy, &s)?;
+    let text = match args.output {
+        None => format!("{}\n", s.copy_pod),
+        Some(CreateOutput::Name) => format!("pod/{}\n", s.copy_pod),
+        Some(CreateOutput::Json) => to_json(&SessionDoc::new(&s))?,
+        Some(CreateOutput::Yaml) => to_yaml(&SessionDoc::new(&s))?,
+    };
+    print(&text).map(|_| 0)
+}

@@ -1,0 +1,60 @@
+//! One module per subcommand; each returns the process exit code or a core error.
+
+pub mod completion;
+pub mod create;
+pub mod delete;
+pub mod gc;
+pub mod run;
+pub mod status;
+pub mod version;
+
+use mirrord_copy_core::Error;
+
+use crate::state::{Entry, LocalState};
+
+/// `user@host`, recorded on sessions so teammates know whose copy it is.
+pub fn owner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// The local state file; problems with it are warnings, never failures of the command.
+pub fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
+    let Some(state) = LocalState::default_location() else {
+        return;
+    };
+    if let Err(e) = action(&state) {
+        eprintln!(
+            "warning: the local session cache {} could not be updated: {e}",
+            state.path().display()
+        );
+    }
+}
+
+pub fn state_entries() -> Vec<Entry> {
+    let mut entries = Vec::new();
+    with_state(|s| {
+        entries = s.entries()?;
+        Ok(())
+    });
+    entries
+}
+
+pub fn print(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a message.
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Error::Other(format!("cannot write to stdout: {e}"))),
+    }
+}

@@ -1,0 +1,37 @@
+//! `status`: the reference table, or -o wide|json|yaml.
+
+use chrono::Utc;
+use mirrord_copy_core::{session, Error};
+
+use crate::cli::{GlobalArgs, StatusArgs, StatusOutput};
+use crate::commands::{print, state_entries};
+use crate::kube_client::connect;
+use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
+use crate::status_table;
+
+pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
+    let cluster = connect(global).await?;
+    let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
+    let sessions = session::list(&cluster.client, namespace).await?;
+    let mine = state_entries();
+    let is_yours = |s: &mirrord_copy_core::Session| {
+        mine.iter()
+            .any(|e| e.id == s.id && e.namespace == s.namespace)
+    };
+    let docs = || {
+        sessions
+            .iter()
+            .map(|s| SessionDoc {
+                yours: Some(is_yours(s)),
+                ..SessionDoc::new(s)
+            })
+            .collect::<Vec<_>>()
+    };
+    let text = match args.output {
+        None => status_table::render(&sessions),
+        Some(StatusOutput::Wide) => status_table::render_wide(&sessions, Utc::now(), &is_yours),
+        Some(StatusOutput::Json) => to_json(&ListDoc::new("CopySessionList", docs()))?,
+        Some(StatusOutput::Yaml) => to_yaml(&ListDoc::new("CopySessionList", docs()))?,
+    };
+    print(&text).map(|_| 0)
+}

@@ -1,0 +1,92 @@
+//! Machine-readable documents (-o json|yaml) and the stable shapes they have.
+//! Field names are part of the runbook contract: add fields, never rename them.
+
+use chrono::{DateTime, Utc};
+use mirrord_copy_core::{CopyOptions, Error, Session};
+use serde::Serialize;
+
+pub const API_VERSION: &str = "mirrord-copy.io/v1";
+
+/// One session, as `create -o json`, `status -o json` and `delete -o json` print it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDoc {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub session: String,
+    pub namespace: String,
+    pub target: String,
+    pub copy_pod: String,
+    pub scale_down: bool,
+    pub owner: String,
+    pub created: DateTime<Utc>,
+    pub expires: Option<DateTime<Utc>>,
+    pub options: CopyOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Whether this machine's state file records the session (status only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yours: Option<bool>,
+}
+
+impl SessionDoc {
+    pub fn new(s: &Session) -> SessionDoc {
+        SessionDoc {
+            api_version: API_VERSION,
+            kind: "CopySession",
+            session: s.id.clone(),
+            namespace: s.namespace.clone(),
+            target: s.target.clone(),
+            copy_pod: s.copy_pod.clone(),
+            scale_down: s.scale_down,
+            owner: s.owner.clone(),
+            created: s.created,
+            expires: s.expires,
+            options: s.options.clone(),
+            phase: s.copy_phase.clone(),
+            yours: None,
+        }
+    }
+}
+
+/// A list of documents, shaped like a Kubernetes List.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListDoc<T: Serialize> {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub items: Vec<T>,
+}
+
+impl<T: Serialize> ListDoc<T> {
+    pub fn new(kind: &'static str, items: Vec<T>) -> Self {
+        ListDoc {
+            api_version: API_VERSION,
+            kind,
+            items,
+        }
+    }
+}
+
+pub fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))
+}
+
+pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_yaml::to_string(value).map_err(|e| Error::Other(format!("cannot render YAML: {e}")))
+}
+
+/// Colour is for people: only on a terminal, and never when NO_COLOR is set (no-color.org).
+pub fn use_colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn paint(text: &str, ansi: &str, colour: bool) -> String {
+    if colour {
+        format!("\x1b[{ansi}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}

@@ -1,0 +1,247 @@
+//! This machine's sessions, cached in a JSON file so `status` can mark the ones that are yours.
+//!
+//! Read-modify-write happens under an exclusive fs2 lock on a sibling `.lock` file; the file is
+//! replaced atomically (temp file in the same directory, fsync, rename) with mode 0600. A file
+//! that does not parse, or has an unknown version, is moved aside with a warning: the cluster
+//! is the source of truth, the cache is never worth a crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+const FILE: &str = "sessions.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub id: String,
+    pub namespace: String,
+    pub context: String,
+    pub target: String,
+    pub copy_pod: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    sessions: Vec<Entry>,
+}
+
+pub struct LocalState {
+    dir: PathBuf,
+}
+
+impl LocalState {
+    /// `$MIRRORD_COPY_STATE_DIR`, else the platform's state directory (cache directory where
+    /// there is none, e.g. macOS), plus `kubectl-mirrord-copy`.
+    pub fn default_location() -> Option<LocalState> {
+        if let Some(dir) = std::env::var_os("MIRRORD_COPY_STATE_DIR") {
+            return Some(LocalState::at(PathBuf::from(dir)));
+        }
+        dirs::state_dir()
+            .or_else(dirs::cache_dir)
+            .map(|d| LocalState::at(d.join("kubectl-mirrord-copy")))
+    }
+
+    pub fn at(dir: PathBuf) -> LocalState {
+        LocalState { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+
+    /// The recorded sessions (empty when there is no file).
+    pub fn entries(&self) -> std::io::Result<Vec<Entry>> {
+        self.update(|_| {})
+    }
+
+    pub fn add(&self, entry: Entry) -> std::io::Result<()> {
+        self.update(|sessions| {
+            sessions.retain(|e| !(e.id == entry.id && e.namespace == entry.namespace));
+            sessions.push(entry);
+        })
+        .map(drop)
+    }
+
+    pub fn remove(&self, namespace: &str, id: &str) -> std::io::Result<()> {
+        self.update(|sessions| sessions.retain(|e| !(e.id == id && e.namespace == namespace)))
+            .map(drop)
+    }
+
+    /// Lock, read, apply `change`, write back if it changed anything; returns the new list.
+    fn update(&self, change: impl FnOnce(&mut Vec<Entry>)) -> std::io::Result<Vec<Entry>> {
+        fs::create_dir_all(&self.dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(format!("{FILE}.lock")))?;
+        lock.lock_exclusive()?;
+        let result = (|| {
+            let before = self.read_or_set_aside()?;
+            let mut sessions = before.clone();
+            change(&mut sessions);
+            if sessions != before {
+                self.write(&sessions)?;
+            }
+            Ok(sessions)
+        })();
+        let _ = FileExt::unlock(&lock);
+        result
+    }
+
+    fn read_or_set_aside(&self) -> std::io::Result<Vec<Entry>> {
+        let path = self.path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let problem = match serde_json::from_str::<StateFile>(&text) {
+            Ok(f) if f.version == VERSION => return Ok(f.sessions),
+            Ok(f) => format!("unknown version {}", f.version),
+            Err(e) => format!("it does not parse: {e}"),
+        };
+        let aside = path.with_file_name(format!(
+            "{FILE}.corrupt-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        fs::rename(&path, &aside)?;
+        eprintln!(
+            "warning: the local session cache {} was set aside as {} ({problem}); starting a new one",
+            path.display(),
+            aside.display()
+        );
+        Ok(Vec::new())
+    }
+
+    fn write(&self, sessions: &[Entry]) -> std::io::Result<()> {
+        let body = serde_json::to_vec_pretty(&StateFile {
+            version: VERSION,
+            sessions: sessions.to_vec(),
+        })?;
+        let tmp = self.dir.join(format!(".{FILE}.tmp-{}", std::process::id()));
+        {
+            let mut f = create_private(&tmp)?;
+            f.write_all(&body)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.path())?;
+        // Make the rename durable too.
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<File> {
+    File::create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            namespace: "default".into(),
+            context: "ctx".into(),
+            target: "deployment/x".into(),
+            copy_pod: format!("x-copy-{id}"),
+            created: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn add_list_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::at(dir.path().join("s"));
+        assert!(state.entries().unwrap().is_empty());
+        state.add(entry("a")).unwrap();
+        state.add(entry("b")).unwrap();
+        state.add(entry("a")).unwrap(); // re-adding replaces
+        let ids: Vec<_> = state.entries().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+        state.remove("default", "b").unwrap();
+        assert_eq!(state.entries().unwrap().len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::at(dir.path().to_path_buf());
+        state.add(entry("a")).unwrap();
+        let mode = fs::metadata(state.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn corrupt_and_unknown_version_files_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::at(dir.path().to_path_buf());
+        fs::write(state.path(), "{ not json").unwrap();
+        assert!(state.entries().unwrap().is_empty());
+        state.add(entry("a")).unwrap();
+        fs::write(state.path(), r#"{"version": 99, "sessions": []}"#).unwrap();
+        assert!(state.entries().unwrap().is_empty());
+        let aside = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".corrupt-")
+            })
+            .count();
+        assert_eq!(aside, 2, "both bad files kept for inspection");
+        state.add(entry("b")).unwrap();
+        assert_eq!(state.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let state = LocalState::at(path);
+                    for i in 0..10 {
+                        state.add(entry(&format!("t{t}-{i}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let state = LocalState::at(path);
+        assert_eq!(state.entries().unwrap().len(), 80);
+    }
+}

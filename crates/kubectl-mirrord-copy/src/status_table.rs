@@ -1,0 +1,177 @@
+//! `status` for people: exactly the layout of the reference (`Active Copy Targets:` and an
+//! ASCII table, `*` marking scale-down), or `No active copy targets`.
+
+use chrono::{DateTime, Utc};
+use mirrord_copy_core::Session;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+pub const NONE: &str = "No active copy targets";
+pub const HEADING: &str = "Active Copy Targets:";
+
+#[derive(Tabled)]
+struct Row {
+    #[tabled(rename = "Original Target")]
+    target: String,
+    #[tabled(rename = "Namespace")]
+    namespace: String,
+    #[tabled(rename = "Copy Pod Name")]
+    copy_pod: String,
+    #[tabled(rename = "Scale Down?")]
+    scale_down: &'static str,
+}
+
+#[derive(Tabled)]
+struct WideRow {
+    #[tabled(rename = "Original Target")]
+    target: String,
+    #[tabled(rename = "Namespace")]
+    namespace: String,
+    #[tabled(rename = "Copy Pod Name")]
+    copy_pod: String,
+    #[tabled(rename = "Scale Down?")]
+    scale_down: &'static str,
+    #[tabled(rename = "Owner")]
+    owner: String,
+    #[tabled(rename = "Age")]
+    age: String,
+    #[tabled(rename = "Phase")]
+    phase: String,
+    #[tabled(rename = "Expires")]
+    expires: String,
+    #[tabled(rename = "Yours")]
+    yours: &'static str,
+}
+
+fn star(scale_down: bool) -> &'static str {
+    if scale_down {
+        "*"
+    } else {
+        ""
+    }
+}
+
+/// The reference layout. `sessions` are printed in the order given.
+pub fn render(sessions: &[Session]) -> String {
+    if sessions.is_empty() {
+        return format!("{NONE}\n");
+    }
+    let rows = sessions.iter().map(|s| Row {
+        target: s.target.clone(),
+        namespace: s.namespace.clone(),
+        copy_pod: s.copy_pod.clone(),
+        scale_down: star(s.scale_down),
+    });
+    format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
+}
+
+/// `-o wide`: the reference columns plus owner, age, phase, expiry and whether it is yours.
+pub fn render_wide(
+    sessions: &[Session],
+    now: DateTime<Utc>,
+    is_yours: &dyn Fn(&Session) -> bool,
+) -> String {
+    if sessions.is_empty() {
+        return format!("{NONE}\n");
+    }
+    let rows = sessions.iter().map(|s| WideRow {
+        target: s.target.clone(),
+        namespace: s.namespace.clone(),
+        copy_pod: s.copy_pod.clone(),
+        scale_down: star(s.scale_down),
+        owner: s.owner.clone(),
+        age: short_duration(now - s.created),
+        phase: s.copy_phase.clone().unwrap_or_else(|| "<missing>".into()),
+        expires: match s.expires {
+            Some(at) if at <= now => "expired".into(),
+            Some(at) => format!("in {}", short_duration(at - now)),
+            None => "while attached".into(),
+        },
+        yours: if is_yours(s) { "yes" } else { "" },
+    });
+    format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
+}
+
+/// kubectl's AGE style: 45s, 12m, 3h, 2d.
+pub fn short_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mirrord_copy_core::CopyOptions;
+
+    fn session(target: &str, ns: &str, pod: &str, scale_down: bool) -> Session {
+        Session {
+            id: "abc".into(),
+            namespace: ns.into(),
+            target: target.into(),
+            copy_pod: pod.into(),
+            scale_down,
+            owner: "me@host".into(),
+            created: Utc::now(),
+            expires: None,
+            options: CopyOptions::default(),
+            copy_phase: Some("Running".into()),
+        }
+    }
+
+    /// Byte for byte the example in ../shared/reference/copy-target.md.
+    #[test]
+    fn matches_the_reference_example() {
+        let expected = "\
+Active Copy Targets:
++-------------------------------+-----------+------------------------------+-------------+
+| Original Target               | Namespace | Copy Pod Name                | Scale Down? |
++-------------------------------+-----------+------------------------------+-------------+
+| deployment/py-serv-deployment | default   | mirrord-copy-job-wd8kj-2gvd4 | *           |
++-------------------------------+-----------+------------------------------+-------------+
+";
+        let got = render(&[session(
+            "deployment/py-serv-deployment",
+            "default",
+            "mirrord-copy-job-wd8kj-2gvd4",
+            true,
+        )]);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn none_is_the_reference_sentence() {
+        assert_eq!(render(&[]), "No active copy targets\n");
+    }
+
+    #[test]
+    fn many_rows_are_separated_and_unstarred_without_scale_down() {
+        let got = render(&[
+            session("deployment/a", "default", "a-copy-xxxxx", true),
+            session("statefulset/db", "prod", "db-copy-yyyyy", false),
+        ]);
+        let expected = "\
+Active Copy Targets:
++-----------------+-----------+---------------+-------------+
+| Original Target | Namespace | Copy Pod Name | Scale Down? |
++-----------------+-----------+---------------+-------------+
+| deployment/a    | default   | a-copy-xxxxx  | *           |
++-----------------+-----------+---------------+-------------+
+| statefulset/db  | prod      | db-copy-yyyyy |             |
++-----------------+-----------+---------------+-------------+
+";
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(short_duration(chrono::Duration::seconds(45)), "45s");
+        assert_eq!(short_duration(chrono::Duration::minutes(12)), "12m");
+        assert_eq!(short_duration(chrono::Duration::hours(3)), "3h");
+        assert_eq!(short_duration(chrono::Duration::days(2)), "2d");
+    }
+}
