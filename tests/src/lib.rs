@@ -13,6 +13,7 @@ pub mod api_error;
 pub mod apply;
 pub mod controllers;
 pub mod defaults;
+pub mod demo;
 pub mod discovery;
 pub mod faults;
 pub mod harness;

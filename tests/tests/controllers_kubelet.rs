@@ -1,0 +1,226 @@
+//! The simulated kubelet: Pending -> Running -> Ready with the status a real kubelet reports,
+//! failure modes by image convention and by configuration, and its Events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fakekube::controllers::Failure;
+use fakekube::store::Store;
+use fakekube::{FakeCluster, ServerOptions};
+use serde_json::{json, Value};
+
+fn pod(store: &Store, name: &str) -> Option<Arc<Value>> {
+    let rt = store.resource("", "pods").unwrap().clone();
+    store.get(&rt, Some("default"), name).ok()
+}
+
+fn create_pod(store: &Store, name: &str, image: &str, extra: Value) {
+    let mut p = json!({"metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": image}]}});
+    if let Some(m) = extra.as_object() {
+        for (k, v) in m {
+            p["spec"][k] = v.clone();
+        }
+    }
+    store
+        .create(
+            store.resource("", "pods").unwrap(),
+            Some("default"),
+            p,
+            false,
+        )
+        .unwrap();
+}
+
+fn events_for(store: &Store, name: &str) -> Vec<Arc<Value>> {
+    let rt = store.resource("", "events").unwrap().clone();
+    let n = name.to_string();
+    store
+        .list(&rt, Some("default"), &move |e| {
+            e["involvedObject"]["name"] == n.as_str()
+        })
+        .0
+}
+
+fn reasons(store: &Store, name: &str) -> Vec<String> {
+    events_for(store, name)
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn cond(p: &Value, ty: &str) -> String {
+    p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == ty)
+        .unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_then_running_and_ready_with_sidecars() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    fake.controllers()
+        .kubelet_config
+        .lock()
+        .unwrap()
+        .ready_delay = Duration::from_millis(400);
+    let store = fake.store();
+    create_pod(
+        &store,
+        "web",
+        "nginx",
+        json!({"initContainers": [
+        {"name": "proxy", "image": "envoy", "restartPolicy": "Always"},
+        {"name": "setup", "image": "busybox"}]}),
+    );
+    let p = eventually("scheduled", || {
+        pod(&store, "web").filter(|p| p["spec"]["nodeName"] == "fake-node")
+    })
+    .await;
+    assert_eq!(p["status"]["phase"], "Pending");
+    let p = eventually("ready", || {
+        pod(&store, "web").filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    for c in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert_eq!(cond(&p, c), "True", "{c}");
+    }
+    let s = &p["status"];
+    assert!(s["startTime"].is_string() && s["podIP"].is_string() && s["hostIP"].is_string());
+    let cs = &s["containerStatuses"][0];
+    assert_eq!(cs["ready"], true);
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    let inits = s["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(inits[0]["name"], "proxy");
+    assert_eq!(inits[0]["ready"], true);
+    assert!(inits[0]["state"]["running"].is_object());
+    assert_eq!(inits[1]["state"]["terminated"]["reason"], "Completed");
+    let r = reasons(&store, "web");
+    for want in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(r.contains(&want.to_string()), "{want} in {r:?}");
+    }
+    let ev = events_for(&store, "web")
+        .into_iter()
+        .find(|e| e["reason"] == "Started")
+        .unwrap();
+    assert_eq!(ev["involvedObject"]["kind"], "Pod");
+    assert_eq!(ev["involvedObject"]["uid"], p["metadata"]["uid"]);
+    assert_eq!(ev["source"]["component"], "kubelet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_conventions_give_the_failure_states() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    create_pod(
+        &store,
+        "pull",
+        "registry.example/app:imagepullbackoff",
+        json!({}),
+    );
+    create_pod(&store, "crash", "example/crashloop:1", json!({}));
+    create_pod(
+        &store,
+        "broken",
+        "example/fail:1",
+        json!({"restartPolicy": "Never"}),
+    );
+    let p = eventually("ImagePullBackOff", || {
+        pod(&store, "pull").filter(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+        })
+    })
+    .await;
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(cond(&p, "Ready"), "False");
+    let r = reasons(&store, "pull");
+    assert!(
+        r.contains(&"Failed".into()) && r.contains(&"BackOff".into()),
+        "{r:?}"
+    );
+    assert!(events_for(&store, "pull")
+        .iter()
+        .any(|e| e["type"] == "Warning" && e["reason"] == "Failed"));
+
+    let p = eventually("restarts grow", || {
+        pod(&store, "crash").filter(|p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 2
+        })
+    })
+    .await;
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert!(reasons(&store, "crash").contains(&"BackOff".into()));
+
+    let p = eventually("failed", || {
+        pod(&store, "broken").filter(|p| p["status"]["phase"] == "Failed")
+    })
+    .await;
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_chosen_from_a_test_and_job_pods_succeed() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    fake.controllers()
+        .set_pod_failure("stuck-", Some(Failure::ImagePullBackOff));
+    fake.controllers()
+        .set_pod_failure("slow-", Some(Failure::NotReady));
+    create_pod(&store, "stuck-1", "nginx", json!({}));
+    create_pod(&store, "slow-1", "nginx", json!({}));
+    eventually("stuck", || {
+        pod(&store, "stuck-1").filter(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+        })
+    })
+    .await;
+    let p = eventually("running", || {
+        pod(&store, "slow-1").filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    assert_eq!(cond(&p, "Ready"), "False");
+    fake.controllers()
+        .kubelet_config
+        .lock()
+        .unwrap()
+        .job_run_time = Some(Duration::from_millis(100));
+    create_pod(&store, "once", "busybox", json!({"restartPolicy": "Never"}));
+    create_pod(&store, "server", "busybox", json!({}));
+    let p = eventually("succeeded", || {
+        pod(&store, "once").filter(|p| p["status"]["phase"] == "Succeeded")
+    })
+    .await;
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pod(&store, "server").unwrap()["status"]["phase"], "Running");
+}
