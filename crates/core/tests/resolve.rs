@@ -11,10 +11,9 @@ fn target(s: &str) -> TargetRef {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn every_kind_resolves_to_its_template() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let cases = [
         (
             "deploy/py-serv-deployment",
@@ -43,10 +42,9 @@ async fn every_kind_resolves_to_its_template() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn missing_target_suggests_close_names() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let err = resolve(&env.client, &env.namespace, &target("deploy/py-serv"))
         .await
         .unwrap_err();
@@ -64,10 +62,9 @@ async fn missing_target_suggests_close_names() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn missing_container_names_the_valid_ones() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let err = resolve(
         &env.client,
         &env.namespace,
@@ -91,11 +88,10 @@ async fn missing_container_names_the_valid_ones() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn forbidden_names_verb_and_resource() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
-    let Some(fake) = env.fake() else { return };
+    let env = env_with_workloads().await;
+    let fake = env.fake().expect("fake API server");
     let token = fake.rbac().user_token("nobody");
     let client = client_with_token(&env, &token).await;
     let err = resolve(
@@ -121,11 +117,10 @@ async fn forbidden_names_verb_and_resource() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn bad_credentials_and_dead_servers_are_unreachable() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
-    let Some(fake) = env.fake() else { return };
+    let env = env_with_workloads().await;
+    let fake = env.fake().expect("fake API server");
     let client = client_with_token(&env, "not-a-valid-token").await;
     let err = resolve(
         &client,
@@ -150,10 +145,9 @@ async fn bad_credentials_and_dead_servers_are_unreachable() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn a_statefulset_pods_own_hostname_is_not_copied() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     env.apply_yaml(
         r#"
 apiVersion: v1

@@ -28,10 +28,9 @@ async fn count(env: &fakekube::harness::TestEnv, selector: &str) -> (usize, usiz
 const MANAGED: &str = "app.kubernetes.io/managed-by=kubectl-mirrord-copy";
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn create_list_find_end() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let req = request(&env, "deploy/py-serv-deployment/container/app");
     let (seen, progress) = recorder();
     let s = session::create(&env.client, &req, &*progress)
@@ -113,10 +112,9 @@ async fn create_list_find_end() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn wait_returns_once_ready() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
     let kubelet = set_copy_status(&env, ready_status());
@@ -134,10 +132,9 @@ async fn wait_returns_once_ready() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
     if let Some(fake) = env.fake() {
@@ -174,11 +171,10 @@ async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn never_ready_times_out_and_leaves_nothing() {
     // Without a kubelet the copy never becomes Ready: Timeout, and everything removed.
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     never_ready(&env, "db-copy-");
     let mut req = request(&env, "sts/db");
     req.wait = true;
@@ -194,10 +190,9 @@ async fn never_ready_times_out_and_leaves_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn reuse_returns_the_live_session() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "cj/nightly");
     req.reuse = true;
     let first = session::create(&env.client, &req, &*quiet()).await.unwrap();
@@ -221,10 +216,9 @@ async fn reuse_returns_the_live_session() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn bad_options_and_scale_down_write_nothing() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.options.exclude_containers = vec!["app".into(), "metrics".into()];
     let err = session::create(&env.client, &req, &*quiet())
@@ -247,10 +241,9 @@ async fn bad_options_and_scale_down_write_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn preview_writes_nothing() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let req = request(&env, "job/migrate");
     let pod = session::preview(&env.client, &req).await.unwrap();
     let json = serde_json::to_value(&pod).unwrap();
@@ -268,16 +261,15 @@ async fn preview_writes_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn list_is_one_paginated_list_per_kind() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     for t in ["deploy/py-serv-deployment", "sts/db", "po/debug-me"] {
         session::create(&env.client, &request(&env, t), &*quiet())
             .await
             .unwrap();
     }
-    let Some(fake) = env.fake() else { return };
+    let fake = env.fake().expect("fake API server");
     let before = fake.requests().len();
     let sessions = session::list(&env.client, Some(&env.namespace))
         .await
@@ -306,10 +298,9 @@ async fn replicas(env: &fakekube::harness::TestEnv, name: &str) -> i64 {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn scale_down_session_scales_after_ready_and_restores_on_end() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     let kubelet = set_copy_status(&env, ready_status());
@@ -360,10 +351,9 @@ async fn scale_down_session_scales_after_ready_and_restores_on_end() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn failed_scale_down_copy_restores_and_leaves_nothing() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     req.timeout = Duration::from_millis(500);
@@ -399,11 +389,10 @@ async fn failed_scale_down_copy_restores_and_leaves_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn forbidden_pod_create_names_it_and_cleans_up() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
-    let Some(fake) = env.fake() else { return };
+    let env = env_with_workloads().await;
+    let fake = env.fake().expect("fake API server");
     let token = fake.rbac().user_token("no-pods");
     fake.rbac().allow(
         "no-pods",
@@ -440,10 +429,9 @@ async fn forbidden_pod_create_names_it_and_cleans_up() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn end_deletes_a_copy_whose_labels_were_edited_away() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let s = session::create(&env.client, &request(&env, "po/debug-me"), &*quiet())
         .await
         .unwrap();
@@ -469,11 +457,10 @@ async fn end_deletes_a_copy_whose_labels_were_edited_away() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn waiting_survives_a_server_blip() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
-    let Some(fake) = env.fake() else { return };
+    let env = env_with_workloads().await;
+    let fake = env.fake().expect("fake API server");
     fake.faults().fail_nth("GET", "-copy-", 1, 503);
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
@@ -492,10 +479,9 @@ async fn waiting_survives_a_server_blip() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn run_sessions_have_no_expiry_and_take_heartbeats() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.ttl = None;
     req.wait = true;
@@ -530,10 +516,9 @@ async fn run_sessions_have_no_expiry_and_take_heartbeats() {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn a_pod_targets_copy_is_admitted_afresh() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let s = session::create(&env.client, &request(&env, "po/debug-me"), &*quiet())
         .await
         .unwrap();
@@ -586,10 +571,9 @@ fn never_ready(env: &fakekube::harness::TestEnv, prefix: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn no_workload_controller_adopts_or_deletes_a_copy() {
-    let Some(env) = env_with_workloads().await else {
-        return;
-    };
+    let env = env_with_workloads().await;
     let mut copies = Vec::new();
     for t in [
         "deploy/py-serv-deployment",

@@ -113,13 +113,16 @@ spec:
 /// A fake cluster seeded with [`WORKLOADS`]; None when the tests are pointed at a real cluster
 /// (MIRRORD_COPY_TEST_KUBECONFIG): these tests play kubelet and use the fake's RBAC and faults,
 /// so they only mean something against the fake. The e2e tests cover real clusters.
-pub async fn env_with_workloads() -> Option<TestEnv> {
-    if std::env::var_os(fakekube::harness::REAL_CLUSTER_ENV).is_some() {
-        return None;
-    }
+/// A fake cluster with [`WORKLOADS`]. Core's integration tests play kubelet and use the fake's
+/// RBAC and faults, so they are fake-only: built with `cfg(real_cluster)` they are ignored.
+pub async fn env_with_workloads() -> TestEnv {
     let env = TestEnv::new().await;
+    assert!(
+        env.fake().is_some(),
+        "core's integration tests need the fake API server: unset MIRRORD_COPY_TEST_KUBECONFIG"
+    );
     env.apply_yaml(WORKLOADS).await;
-    Some(env)
+    env
 }
 
 pub fn request(env: &TestEnv, target: &str) -> CreateRequest {
