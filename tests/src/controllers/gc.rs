@@ -56,6 +56,9 @@ fn has_finalizer(obj: &Value, f: &str) -> bool {
 
 impl Reconciler for GarbageCollector {
     const NAME: &'static str = "gc";
+    /// owner-gc.json: dependents went within ~0.3 s, and a foreground owner was still there
+    /// (with its finalizer) for a GET right after the DELETE.
+    const REACTION_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
     fn watches(&self) -> &'static [ResKey] {
         ALL

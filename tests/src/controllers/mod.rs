@@ -167,6 +167,9 @@ impl Controllers {
 /// One controller: the resources whose events wake it, and its reconcile pass.
 pub(crate) trait Reconciler: Send + 'static {
     const NAME: &'static str;
+    /// How long after an event the controller acts: kube-controller-manager's informers,
+    /// queues and graph updates make it react in tens to hundreds of milliseconds, never at once.
+    const REACTION_DELAY: std::time::Duration = std::time::Duration::ZERO;
     fn watches(&self) -> &'static [ResKey];
     fn reconcile(&mut self, store: &Store, ctl: &Controllers);
 }
@@ -195,6 +198,9 @@ fn spawn<R: Reconciler>(
                         }
                         if !relevant {
                             continue;
+                        }
+                        if !R::REACTION_DELAY.is_zero() {
+                            tokio::time::sleep(R::REACTION_DELAY).await;
                         }
                     }
                     Err(RecvError::Lagged(_)) => {}

@@ -132,8 +132,18 @@ pub fn scale_pods(
 }
 
 /// controller.ActivePods ordering, most deletable first: unscheduled before scheduled,
-/// Pending before Running, not ready before ready, then the newest first.
-fn deletion_rank(pod: &Value) -> (bool, u8, bool, std::cmp::Reverse<String>) {
+/// Pending before Running, not ready before ready, then the newest first. Creation timestamps
+/// have one-second resolution, so ties go to the most recently written pod (the highest
+/// resourceVersion: e.g. one just adopted), where upstream's order is unspecified.
+fn deletion_rank(
+    pod: &Value,
+) -> (
+    bool,
+    u8,
+    bool,
+    std::cmp::Reverse<String>,
+    std::cmp::Reverse<u64>,
+) {
     let phase = match util::pod_phase(pod) {
         "Pending" => 0,
         "Unknown" => 1,
@@ -148,6 +158,12 @@ fn deletion_rank(pod: &Value) -> (bool, u8, bool, std::cmp::Reverse<String>) {
                 .as_str()
                 .unwrap_or("")
                 .to_string(),
+        ),
+        std::cmp::Reverse(
+            pod["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or(0),
         ),
     )
 }
