@@ -1,0 +1,212 @@
+//! Sandbox capacity benchmark (not a test): N ConfigMaps + N Pods of realistic size stored
+//! (N = MIRRORD_COPY_BENCH_N, default 10,000), process RSS, a labelled LIST over HTTPS matching
+//! N objects (median of several), and create latency over HTTPS.
+//! Run: `cargo bench -p mirrord-copy-tests --bench sandbox`. Controllers are off: the figures
+//! are the API server's (a kubelet would rewrite every pod's status once, then idle).
+//! The client (kube-rs) runs in the same process, so RSS includes it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fakekube::controllers::Controllers;
+use fakekube::{FakeCluster, ServerOptions, ADMIN_TOKEN};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+const TIERS: [&str; 3] = ["web", "api", "db"];
+
+/// A ConfigMap of ~1.5 KB: labels, an annotation, a few config keys.
+fn config_map(i: usize) -> serde_json::Value {
+    json!({
+        "metadata": {
+            "name": format!("app-config-{i:05}"),
+            "labels": {"bench": "cm", "app.kubernetes.io/name": format!("svc-{}", i % 50), "tier": TIERS[i % 3]},
+            "annotations": {"meta.helm.sh/release-name": format!("release-{}", i % 50), "meta.helm.sh/release-namespace": "default"},
+        },
+        "data": {
+            "LOG_LEVEL": "info",
+            "DATABASE_URL": format!("postgres://app:secret@db-{}.default.svc.cluster.local:5432/app", i % 3),
+            "FEATURE_FLAGS": "checkout-v2=true,search-beta=false,new-pricing=true,dark-mode=false",
+            "application.yaml": format!("server:\n  port: 8080\n  shutdown: graceful\nspring:\n  application:\n    name: svc-{i}\n  datasource:\n    hikari:\n      maximum-pool-size: 10\nmanagement:\n  endpoints:\n    web:\n      exposure:\n        include: health,info,prometheus\n{}", "# padding\n".repeat(60)),
+        }
+    })
+}
+
+/// A Deployment-made pod (~3 KB stored, after admission defaults).
+fn pod(i: usize) -> serde_json::Value {
+    json!({
+        "metadata": {
+            "name": format!("web-5d4f8c9b7-{i:05}"),
+            "labels": {"bench": "pod", "app": "web", "pod-template-hash": "5d4f8c9b7"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+        },
+        "spec": {
+            "containers": [{
+                "name": "web",
+                "image": "ghcr.io/example/web:1.2.3",
+                "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "LOG_LEVEL", "value": "info"},
+                    {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+                ],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+            }],
+        },
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("MIRRORD_COPY_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let base = rss_mb();
+    let fake = FakeCluster::start(ServerOptions {
+        controllers: Some(Arc::new(Controllers::none())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let store = fake.store();
+    let cm_rt = store.resource("", "configmaps").unwrap().clone();
+    let pod_rt = store.resource("", "pods").unwrap().clone();
+    let t = Instant::now();
+    for i in 0..n {
+        store
+            .create(&cm_rt, Some("default"), config_map(i), false)
+            .unwrap();
+        store
+            .create(&pod_rt, Some("default"), pod(i), false)
+            .unwrap();
+    }
+    let seeded = t.elapsed();
+    let stored_bytes: usize = ["configmaps", "pods"]
+        .iter()
+        .map(|p| {
+            let rt = store.resource("", p).unwrap().clone();
+            store
+                .list(&rt, Some("default"), &|_| true)
+                .0
+                .iter()
+                .map(|o| serde_json::to_vec(&**o).unwrap().len())
+                .sum::<usize>()
+        })
+        .sum();
+    store.compact();
+    let rss = rss_mb();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path, "default", ADMIN_TOKEN)
+        .unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(cfg).unwrap();
+    let list = |plural: &str, sel: &str| {
+        http::Request::get(format!(
+            "/api/v1/namespaces/default/{plural}?labelSelector={sel}"
+        ))
+        .body(Vec::new())
+        .unwrap()
+    };
+    let mut lists = Vec::new();
+    let mut size = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let body = client
+            .request_text(list("configmaps", "bench%3Dcm"))
+            .await
+            .unwrap();
+        lists.push(t.elapsed());
+        size = body.len();
+        assert!(body.matches("\"app-config-").count() >= n);
+    }
+    let mut pod_lists = Vec::new();
+    let mut pod_size = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let body = client
+            .request_text(list("pods", "bench%3Dpod"))
+            .await
+            .unwrap();
+        pod_lists.push(t.elapsed());
+        pod_size = body.len();
+    }
+    let mut sel_lists = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let body = client
+            .request_text(list("configmaps", "app.kubernetes.io%2Fname%3Dsvc-7"))
+            .await
+            .unwrap();
+        sel_lists.push(t.elapsed());
+        assert!(body.contains("app-config-"));
+    }
+    let mut creates = Vec::new();
+    for i in 0..200 {
+        let mut cm = config_map(n + i);
+        cm["metadata"]["labels"]["bench"] = json!("latency");
+        let req = http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(&cm).unwrap())
+            .unwrap();
+        let t = Instant::now();
+        client.request_text(req).await.unwrap();
+        creates.push(t.elapsed());
+    }
+    let rss_after = rss_mb();
+    creates.sort();
+
+    println!("objects stored: {} configmaps + {} pods", n, n);
+    println!(
+        "stored object size (JSON): {:.0} bytes/object average",
+        stored_bytes as f64 / (2 * n) as f64
+    );
+    println!("seed time (store, no HTTP): {:.0} ms", ms(seeded));
+    println!("rss baseline: {base:.1} MB");
+    println!("rss with objects: {rss:.1} MB (goal < 200 MB)");
+    println!("rss after lists and creates: {rss_after:.1} MB (goal < 200 MB)");
+    println!("labelled list of {n} configmaps over https: {:.1} ms median of 7, {:.1} MB body (goal < 100 ms)", ms(median(lists)), size as f64 / 1e6);
+    println!(
+        "labelled list of {n} pods over https: {:.1} ms median of 7, {:.1} MB body (goal < 100 ms)",
+        ms(median(pod_lists)),
+        pod_size as f64 / 1e6
+    );
+    println!(
+        "labelled list of {} of {n} configmaps over https: {:.2} ms median of 7",
+        n / 50,
+        ms(median(sel_lists))
+    );
+    println!(
+        "create latency over https: {:.2} ms median, {:.2} ms p99 of 200",
+        ms(creates[100]),
+        ms(creates[197])
+    );
+    fake.stop().await;
+}
