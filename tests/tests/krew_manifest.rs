@@ -22,7 +22,10 @@ const PLATFORMS: [(&str, &str); 6] = [
 ];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Every problem found, so one run reports them all.
@@ -37,7 +40,10 @@ fn validate(manifest: &Value) -> Vec<String> {
         manifest["apiVersion"].as_str() == Some("krew.googlecontainertools.github.com/v1alpha2"),
         "apiVersion must be krew.googlecontainertools.github.com/v1alpha2".into(),
     );
-    need(manifest["kind"].as_str() == Some("Plugin"), "kind must be Plugin".into());
+    need(
+        manifest["kind"].as_str() == Some("Plugin"),
+        "kind must be Plugin".into(),
+    );
     need(
         manifest["metadata"]["name"].as_str() == Some("mirrord-copy"),
         "metadata.name must be mirrord-copy (binary kubectl-mirrord_copy)".into(),
@@ -48,7 +54,10 @@ fn validate(manifest: &Value) -> Vec<String> {
         .strip_prefix('v')
         .map(|v| v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u64>().is_ok()))
         .unwrap_or(false);
-    need(semver, format!("spec.version {version:?} must look like v1.2.3"));
+    need(
+        semver,
+        format!("spec.version {version:?} must look like v1.2.3"),
+    );
     for field in ["shortDescription", "description", "caveats", "homepage"] {
         need(
             spec[field].as_str().is_some_and(|s| !s.trim().is_empty()),
@@ -56,15 +65,22 @@ fn validate(manifest: &Value) -> Vec<String> {
         );
     }
     need(
-        spec["homepage"].as_str().is_some_and(|h| h.starts_with("https://")),
+        spec["homepage"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("https://")),
         "spec.homepage must be an https URL".into(),
     );
     need(
-        spec["shortDescription"].as_str().is_some_and(|s| s.len() <= 80),
+        spec["shortDescription"]
+            .as_str()
+            .is_some_and(|s| s.len() <= 80),
         "spec.shortDescription must fit in 80 characters".into(),
     );
     let platforms = spec["platforms"].as_sequence().cloned().unwrap_or_default();
-    need(!platforms.is_empty(), "spec.platforms must not be empty".into());
+    need(
+        !platforms.is_empty(),
+        "spec.platforms must not be empty".into(),
+    );
     for (i, p) in platforms.iter().enumerate() {
         let labels = &p["selector"]["matchLabels"];
         let os = labels["os"].as_str().unwrap_or("");
@@ -74,10 +90,16 @@ fn validate(manifest: &Value) -> Vec<String> {
             format!("platforms[{i}]: unexpected selector {os}/{arch}"),
         );
         let uri = p["uri"].as_str().unwrap_or("");
-        need(uri.starts_with("https://"), format!("platforms[{i}].uri must be https"));
+        need(
+            uri.starts_with("https://"),
+            format!("platforms[{i}].uri must be https"),
+        );
         let sha = p["sha256"].as_str().unwrap_or("");
         need(
-            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()),
+            sha.len() == 64
+                && sha
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()),
             format!("platforms[{i}].sha256 must be 64 lowercase hex digits"),
         );
         let bin = p["bin"].as_str().unwrap_or("");
@@ -86,11 +108,17 @@ fn validate(manifest: &Value) -> Vec<String> {
         } else {
             "kubectl-mirrord_copy"
         };
-        need(bin == want_bin, format!("platforms[{i}].bin must be {want_bin}"));
+        need(
+            bin == want_bin,
+            format!("platforms[{i}].bin must be {want_bin}"),
+        );
         let provides_bin = p["files"]
             .as_sequence()
             .is_some_and(|files| files.iter().any(|f| f["from"].as_str() == Some(bin)));
-        need(provides_bin, format!("platforms[{i}].files must include {bin}"));
+        need(
+            provides_bin,
+            format!("platforms[{i}].files must include {bin}"),
+        );
     }
     problems
 }
@@ -98,8 +126,12 @@ fn validate(manifest: &Value) -> Vec<String> {
 #[test]
 fn committed_krew_manifest_is_valid() {
     let path = repo_root().join("krew.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (render it with plugin-manifest/package.sh)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (render it with plugin-manifest/package.sh)",
+            path.display()
+        )
+    });
     let manifest: Value = serde_yaml::from_str(&text).expect("krew.yaml is YAML");
     let problems = validate(&manifest);
     assert!(problems.is_empty(), "krew.yaml: {problems:#?}");
@@ -123,7 +155,11 @@ fn renderer_covers_every_platform_with_the_archives_sha256() {
         .args(["--base-url", "https://example.test/releases"])
         .output()
         .expect("python3 runs render_krew.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest: Value = serde_yaml::from_slice(&out.stdout).unwrap();
     let problems = validate(&manifest);
     assert!(problems.is_empty(), "rendered manifest: {problems:#?}");
