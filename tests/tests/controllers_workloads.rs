@@ -456,6 +456,36 @@ spec:
         get(&store, "apps", "deployments", "web").unwrap()["spec"]["replicas"],
         1
     );
+    // Pausing at 2 scales the target to 2 once; a later write to the target is not reverted
+    // (KEDA's scale loop is stopped while paused).
+    let mut so = (*store.get(&rt, Some("default"), "web").unwrap()).clone();
+    so["metadata"]["annotations"] = json!({"autoscaling.keda.sh/paused-replicas": "2"});
+    store
+        .update(&rt, Some("default"), "web", so, None, false)
+        .unwrap();
+    eventually("paused at 2", 5, || {
+        get(&store, "apps", "deployments", "web").filter(|d| d["spec"]["replicas"] == 2)
+    })
+    .await;
+    set_replicas(&store, "apps", "deployments", "web", 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        get(&store, "apps", "deployments", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+    // Unpaused with pollingInterval 1: the scale loop brings a target at 0 back to minReplicaCount.
+    let mut so = (*store.get(&rt, Some("default"), "web").unwrap()).clone();
+    so["metadata"]["annotations"] = json!({});
+    so["spec"]["pollingInterval"] = json!(1);
+    store
+        .update(&rt, Some("default"), "web", so, None, false)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set_replicas(&store, "apps", "deployments", "web", 0);
+    eventually("polled back to 1", 5, || {
+        get(&store, "apps", "deployments", "web").filter(|d| d["spec"]["replicas"] == 1)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,7 +233,7 @@ pub fn spawn_all(
         spawn(s(), c(), job::JobController),
         spawn(s(), c(), job::CronJobController),
         spawn(s(), c(), kubelet::Kubelet::default()),
-        spawn(s(), c(), keda::Keda),
+        spawn(s(), c(), keda::Keda::default()),
     ]
 }
 

@@ -84,20 +84,32 @@ pub fn pod_ready(pod: &Value) -> bool {
 
 /// Write `status` into `obj` through the status subresource, if it changed.
 pub fn write_status(store: &Store, plural: crate::store::ResKey, obj: &Arc<Value>, status: Value) {
+    let _ = write_status_returning(store, plural, obj, status);
+}
+
+/// [`write_status`], returning the object written (None when unchanged or refused).
+pub fn write_status_returning(
+    store: &Store,
+    plural: crate::store::ResKey,
+    obj: &Arc<Value>,
+    status: Value,
+) -> Option<Arc<Value>> {
     if obj["status"] == status {
-        return;
+        return None;
     }
     let rt = super::rt(store, plural);
     let mut o = (**obj).clone();
     o["status"] = status;
-    let _ = store.update(
-        &rt,
-        Some(namespace(obj)),
-        name(obj),
-        o,
-        Some("status"),
-        false,
-    );
+    store
+        .update(
+            &rt,
+            Some(namespace(obj)),
+            name(obj),
+            o,
+            Some("status"),
+            false,
+        )
+        .ok()
 }
 
 /// Objects of one type in every namespace.
