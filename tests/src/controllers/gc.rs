@@ -10,16 +10,21 @@
 //! GET; here each pass rebuilds the index from `Store::owned_objects` and looks owners up by
 //! uid. Foreground waits for every dependent, not only those with `blockOwnerDeletion`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::util::{deleting, name, namespace, uid};
 use super::{rt, Controllers, Reconciler};
-use crate::store::{DeleteOptions, Propagation, ResKey, Store};
+use crate::store::{DeleteOptions, EventType, Propagation, ResKey, Store, StoreEvent};
 
-pub struct GarbageCollector;
+/// Owners seen entering foreground/orphan deletion (from events), so a pass need not parse
+/// every object to find them; `None` (at first, and after lost events): scan everything once.
+#[derive(Default)]
+pub struct GarbageCollector {
+    doomed: Option<HashSet<(ResKey, String, String)>>,
+}
 
 /// Every resource may own or be owned.
 const ALL: &[ResKey] = &[
@@ -60,8 +65,35 @@ impl Reconciler for GarbageCollector {
     /// (with its finalizer) for a GET right after the DELETE.
     const REACTION_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
+    /// Upstream's graph is event-driven; the full rescans here are the costly part (every
+    /// owned object is parsed), so they run once a second, events trigger the rest.
+    const RESYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
     fn watches(&self) -> &'static [ResKey] {
         ALL
+    }
+
+    /// Deletions (dependents may dangle), new objects with owners, and objects entering
+    /// deletion; status writes and other updates do not wake the collector.
+    fn relevant(&mut self, ev: &StoreEvent) -> bool {
+        let o = &ev.object;
+        match ev.event {
+            EventType::Deleted => true,
+            EventType::Added => !o["metadata"]["ownerReferences"].is_null(),
+            EventType::Modified if deleting(o) => {
+                if has_finalizer(o, "orphan") || has_finalizer(o, "foregroundDeletion") {
+                    if let Some(d) = self.doomed.as_mut() {
+                        d.insert((ev.resource, ev.namespace.clone(), ev.name.clone()));
+                    }
+                }
+                true
+            }
+            EventType::Modified => false,
+        }
+    }
+
+    fn lagged(&mut self) {
+        self.doomed = None;
     }
 
     fn reconcile(&mut self, store: &Store, _ctl: &Controllers) {
@@ -144,13 +176,40 @@ impl Reconciler for GarbageCollector {
             }
         }
         // Finish owners whose dependents are handled: those with no dependents left.
-        for k in ALL {
-            let rtype = rt(store, *k);
-            let (doomed, _) = store.list(&rtype, None, &|o| {
-                deleting(o)
-                    && (has_finalizer(o, "orphan") || has_finalizer(o, "foregroundDeletion"))
-            });
-            for owner in doomed {
+        let candidates: Vec<(ResKey, Arc<Value>)> = match self.doomed.take() {
+            Some(keys) => keys
+                .into_iter()
+                .filter_map(|(k, ns, n)| {
+                    let r = rt(store, k);
+                    store.get(&r, Some(&ns), &n).ok().map(|o| (k, o))
+                })
+                .collect(),
+            None => ALL
+                .iter()
+                .flat_map(|k| {
+                    let r = rt(store, *k);
+                    store
+                        .list(&r, None, &|o| {
+                            deleting(o)
+                                && (has_finalizer(o, "orphan")
+                                    || has_finalizer(o, "foregroundDeletion"))
+                        })
+                        .0
+                        .into_iter()
+                        .map(|o| (*k, o))
+                })
+                .collect(),
+        };
+        let mut waiting = HashSet::new();
+        {
+            for (k, owner) in candidates {
+                if !deleting(&owner)
+                    || !(has_finalizer(&owner, "orphan")
+                        || has_finalizer(&owner, "foregroundDeletion"))
+                {
+                    continue;
+                }
+                let rtype = rt(store, k);
                 let still = dependents.get(uid(&owner)).is_some_and(|d| {
                     // Orphaned dependents were just rewritten; foreground waits for removal.
                     has_finalizer(&owner, "foregroundDeletion") && !d.is_empty()
@@ -159,6 +218,7 @@ impl Reconciler for GarbageCollector {
                                 .any(|(dk, dep)| still_refs(store, *dk, dep, uid(&owner)))
                 });
                 if still {
+                    waiting.insert((k, namespace(&owner).to_string(), name(&owner).to_string()));
                     continue;
                 }
                 let mut o = (*owner).clone();
@@ -170,7 +230,7 @@ impl Reconciler for GarbageCollector {
                     .cloned()
                     .collect();
                 o["metadata"]["finalizers"] = json!(fins);
-                let _ = store.update(
+                let written = store.update(
                     &rtype,
                     Some(namespace(&owner)),
                     name(&owner),
@@ -178,8 +238,17 @@ impl Reconciler for GarbageCollector {
                     None,
                     false,
                 );
+                if written.is_err() {
+                    waiting.insert((k, namespace(&owner).to_string(), name(&owner).to_string()));
+                }
             }
         }
+        // Owners still waiting are looked at again next pass; events add new ones.
+        let mut next = waiting;
+        if let Some(noted) = self.doomed.take() {
+            next.extend(noted);
+        }
+        self.doomed = Some(next);
     }
 }
 

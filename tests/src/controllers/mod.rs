@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::registry::ResourceType;
-use crate::store::{ResKey, Store};
+use crate::store::{ResKey, Store, StoreEvent};
 
 mod deployment;
 mod gc;
@@ -170,7 +170,16 @@ pub(crate) trait Reconciler: Send + 'static {
     /// How long after an event the controller acts: kube-controller-manager's informers,
     /// queues and graph updates make it react in tens to hundreds of milliseconds, never at once.
     const REACTION_DELAY: std::time::Duration = std::time::Duration::ZERO;
+    /// The periodic resync of this controller.
+    const RESYNC_EVERY: Duration = RESYNC;
     fn watches(&self) -> &'static [ResKey];
+    /// Whether an event calls for a pass (and a chance to note what it says).
+    fn relevant(&mut self, ev: &StoreEvent) -> bool {
+        self.watches().contains(&ev.resource)
+    }
+    /// Events were lost (the subscriber lagged): the next pass must not trust what `relevant`
+    /// noted.
+    fn lagged(&mut self) {}
     fn reconcile(&mut self, store: &Store, ctl: &Controllers);
 }
 
@@ -181,18 +190,21 @@ fn spawn<R: Reconciler>(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut rx = store.subscribe();
-        let mut tick = tokio::time::interval(RESYNC);
+        let mut tick = tokio::time::interval(R::RESYNC_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Ok(ev) => {
-                        let mut relevant = r.watches().contains(&ev.resource);
+                        let mut relevant = r.relevant(&ev);
                         // Drain the batch: one pass covers them all.
                         loop {
                             match rx.try_recv() {
-                                Ok(ev) => relevant |= r.watches().contains(&ev.resource),
-                                Err(TryRecvError::Lagged(_)) => relevant = true,
+                                Ok(ev) => relevant |= r.relevant(&ev),
+                                Err(TryRecvError::Lagged(_)) => {
+                                    r.lagged();
+                                    relevant = true;
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -203,7 +215,7 @@ fn spawn<R: Reconciler>(
                             tokio::time::sleep(R::REACTION_DELAY).await;
                         }
                     }
-                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Lagged(_)) => r.lagged(),
                     Err(RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {}
@@ -225,7 +237,7 @@ pub fn spawn_all(
     let c = || controllers.clone();
     let s = || store.clone();
     vec![
-        spawn(s(), c(), gc::GarbageCollector),
+        spawn(s(), c(), gc::GarbageCollector::default()),
         spawn(s(), c(), deployment::DeploymentController),
         spawn(s(), c(), deployment::RolloutController),
         spawn(s(), c(), replicaset::ReplicaSetController),
