@@ -232,6 +232,6 @@ mod tests {
     #[test]
     fn parses() {
         let docs = crate::seed::parse_documents(super::demo_manifests()).unwrap();
-        assert_eq!(docs.len(), 12);
+        assert_eq!(docs.len(), 11);
     }
 }
