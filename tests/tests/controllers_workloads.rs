@@ -504,3 +504,26 @@ async fn controllers_can_be_switched_off() {
     fake.controllers().set("replicaset", true);
     eventually("pods", 5, || running_ready(&store, "app=web", 2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_deployment_cascades_to_replicasets_and_pods() {
+    use fakekube::store::{DeleteOptions, Propagation};
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.seed_yaml(WEB).unwrap();
+    eventually("2 ready pods", 5, || running_ready(&store, "app=web", 2)).await;
+    let rt = store.resource("apps", "deployments").unwrap().clone();
+    let opts = DeleteOptions {
+        propagation: Propagation::Foreground,
+        ..Default::default()
+    };
+    store.delete(&rt, Some("default"), "web", &opts).unwrap();
+    eventually("everything gone", 5, || {
+        let rss = store.resource("apps", "replicasets").unwrap().clone();
+        (pods(&store, "app=web").is_empty()
+            && store.list(&rss, Some("default"), &|_| true).0.is_empty()
+            && get(&store, "apps", "deployments", "web").is_none())
+        .then_some(())
+    })
+    .await;
+}
