@@ -224,3 +224,39 @@ async fn failures_chosen_from_a_test_and_job_pods_succeed() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pod(&store, "server").unwrap()["status"]["phase"], "Running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_kept_by_a_finalizer_is_stopped() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    let rt = store.resource("", "pods").unwrap().clone();
+    store
+        .create(
+            &rt,
+            Some("default"),
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]}}),
+            false,
+        )
+        .unwrap();
+    eventually("running", || {
+        pod(&store, "held").filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    store
+        .delete(&rt, Some("default"), "held", &Default::default())
+        .unwrap();
+    let p = eventually("stopped", || {
+        pod(&store, "held").filter(|p| p["status"]["phase"] == "Succeeded")
+    })
+    .await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(cond(&p, "Ready"), "False");
+    assert!(reasons(&store, "held").contains(&"Killing".into()));
+    let mut o = (*p).clone();
+    o["metadata"]["finalizers"] = json!([]);
+    store
+        .update(&rt, Some("default"), "held", o, None, false)
+        .unwrap();
+    assert!(pod(&store, "held").is_none());
+}

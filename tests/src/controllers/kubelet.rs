@@ -7,8 +7,11 @@
 //! `KubeletConfig::failures`, see the module docs of `controllers`) report the waiting /
 //! terminated states and Warning Events a real kubelet does.
 //!
-//! Divergences: probes are not run (Ready follows the delay); pods with deletionTimestamp are
-//! already gone (the store deletes pods at once); one BackOff event per pod instead of an
+//! A pod being deleted but kept by finalizers gets its containers stopped and a terminal
+//! phase; the object stays until its finalizers go (pods without finalizers are removed by the
+//! store at once, with no grace period: a divergence of the store).
+//!
+//! Divergences: probes are not run (Ready follows the delay); one BackOff event per pod instead of an
 //! aggregated count; restarts of a crash-looping container come every `ready_delay` instead of
 //! with exponential back-off.
 
@@ -58,6 +61,7 @@ impl Reconciler for Kubelet {
         self.pods.retain(|u, _| live.contains(u.as_str()));
         for pod in &pods {
             if deleting(pod) {
+                terminate(store, pod);
                 continue;
             }
             if let Some(n) = pod["spec"]["nodeName"].as_str() {
@@ -341,6 +345,47 @@ impl Kubelet {
         }
         write(store, &pod, status);
     }
+}
+
+/// A pod kept by finalizers after its delete: the kubelet stops its containers (SIGTERM, exit
+/// 0 here) and reports the terminal phase (Succeeded: every container exited 0), as kubelets
+/// since 1.27 do; the object stays until its finalizers are removed. Unbound pods are left
+/// as they are (nothing ran).
+fn terminate(store: &Store, pod: &Arc<Value>) {
+    if pod["spec"]["nodeName"] != NODE || matches!(util::pod_phase(pod), "Succeeded" | "Failed") {
+        return;
+    }
+    let since = pod["status"]["startTime"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(util::now);
+    let mut status = pod["status"].clone();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    status["containerStatuses"] = json!(containers
+        .iter()
+        .map(|c| terminated(pod, c, 0, "Completed", &since))
+        .collect::<Vec<_>>());
+    status["phase"] = json!("Succeeded");
+    status["conditions"] = conditions(pod, true, false, true);
+    emit(
+        store,
+        pod,
+        "Killing",
+        "Normal",
+        containers.first(),
+        &format!(
+            "Stopping container {}",
+            containers
+                .first()
+                .and_then(|c| c["name"].as_str())
+                .unwrap_or("")
+        ),
+        "kubelet",
+    );
+    write(store, pod, status);
 }
 
 fn write(store: &Store, pod: &Arc<Value>, status: Value) {
