@@ -166,13 +166,26 @@ async fn kubectl_get_describe_create_scale_delete() {
         let pod = dir_path.join("pod.yaml");
         std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: debug-me, labels: {app: dbg}}\nspec:\n  containers: [{name: app, image: busybox}]\n").unwrap();
         k.ok(&["create", "-f", pod.to_str().unwrap()]);
-        let pods = k.ok(&["get", "pods"]);
+        // The simulated kubelet starts it within a moment: wait for Running, as one would.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let pods = loop {
+            let pods = k.ok(&["get", "pods"]);
+            if pods.contains("Running") || std::time::Instant::now() > deadline {
+                break pods;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods}");
         let row: Vec<&str> = pods.lines().nth(1).unwrap().split_whitespace().collect();
-        assert_eq!(&row[..4], ["debug-me", "0/1", "Pending", "0"], "{pods}");
+        assert_eq!(&row[..4], ["debug-me", "1/1", "Running", "0"], "{pods}");
         let described = k.ok(&["describe", "pod", "debug-me"]);
-        assert!(described.contains("busybox") && described.contains("Pending"), "{described}");
+        assert!(
+            described.contains("busybox")
+                && described.contains("Running")
+                && described.contains("Started container app"),
+            "{described}"
+        );
         let wide = k.ok(&["get", "pods", "-o", "wide", "-l", "app=dbg"]);
         assert!(wide.contains("IP") && wide.contains("debug-me"), "{wide}");
         k.ok(&["delete", "pod", "debug-me"]);
