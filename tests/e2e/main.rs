@@ -1,6 +1,6 @@
 //! End-to-end tests of the plugin binary against the fake API server (or a real cluster).
-mod scale_down_conflict;
 mod scale_down_cli;
+mod scale_down_conflict;
 mod scale_down_create;
 mod scale_down_lifecycle;
 mod scale_down_lock;
