@@ -9,15 +9,16 @@ cd "$(dirname "$0")/.."
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 echo "Building and installing kubectl-mirrord_copy (release; the first build takes a few minutes)..."
-cargo install --locked --quiet --path crates/kubectl-mirrord-copy --target-dir target
-cargo build --locked --quiet --release -p mirrord-copy-tests --bin mirrord-copy-sandbox
+target_dir=${CARGO_TARGET_DIR:-target}
+cargo install --locked --quiet --path crates/kubectl-mirrord-copy --target-dir "$target_dir"
+cargo build --locked --quiet --release -p mirrord-copy-tests --bin mirrord-copy-sandbox --target-dir "$target_dir"
 bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$bin_dir:$PATH"
 
 work=$(mktemp -d)
 export KUBECONFIG="$work/kubeconfig"
 export MIRRORD_COPY_STATE_DIR="$work/state"
-target/release/mirrord-copy-sandbox --kubeconfig "$KUBECONFIG" --demo >"$work/sandbox.log" 2>&1 &
+"$target_dir/release/mirrord-copy-sandbox" --kubeconfig "$KUBECONFIG" --demo >"$work/sandbox.log" 2>&1 &
 sandbox=$!
 cleanup() {
   if [ -z "${KEEP:-}" ]; then kill "$sandbox" 2>/dev/null || true; wait "$sandbox" 2>/dev/null || true; rm -rf "$work"; fi

@@ -92,14 +92,18 @@ pub fn render_wide(
     format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
 }
 
-/// kubectl's AGE style: 45s, 12m, 3h, 2d.
+/// kubectl's AGE style (apimachinery's HumanDuration): 45s, 7m30s, 12m, 7h59m, 3h, 2d5h, 9d.
 pub fn short_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds().max(0);
+    let (m, h, days) = (secs / 60, secs / 3600, secs / 86_400);
     match secs {
         s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
+        s if s < 600 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        s if s < 3 * 3600 => format!("{m}m"),
+        s if s < 8 * 3600 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        s if s < 48 * 3600 => format!("{h}h"),
+        s if s < 8 * 86_400 && h % 24 != 0 => format!("{days}d{}h", h % 24),
+        _ => format!("{days}d"),
     }
 }
 
@@ -169,9 +173,13 @@ Active Copy Targets:
 
     #[test]
     fn ages_read_like_kubectl() {
-        assert_eq!(short_duration(chrono::Duration::seconds(45)), "45s");
-        assert_eq!(short_duration(chrono::Duration::minutes(12)), "12m");
-        assert_eq!(short_duration(chrono::Duration::hours(3)), "3h");
-        assert_eq!(short_duration(chrono::Duration::days(2)), "2d");
+        let d = |s: i64| short_duration(chrono::Duration::seconds(s));
+        assert_eq!(d(45), "45s");
+        assert_eq!(d(450), "7m30s");
+        assert_eq!(d(12 * 60), "12m");
+        assert_eq!(d(3 * 3600), "3h");
+        assert_eq!(d(8 * 3600 - 60), "7h59m");
+        assert_eq!(d(2 * 86_400 + 5 * 3600), "2d5h");
+        assert_eq!(d(9 * 86_400), "9d");
     }
 }
