@@ -1,8 +1,5 @@
 //! The plugin binary with `--scale-down`: 20 concurrent `create` processes, and the process
 //! SIGKILLed after each step of create, then `gc` restoring the exact count.
-//!
-//! Ignored until the CLI (issue 3) ships `create --scale-down` and `gc`: run with
-//! `cargo test -p kubectl-mirrord-copy --test e2e scale_down_cli -- --ignored`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -26,7 +23,6 @@ fn plugin(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
 }
 
 #[tokio::test]
-#[ignore = "needs the CLI's create --scale-down (issue 3)"]
 async fn twenty_concurrent_create_processes_one_winner() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("x", 3)).await;
@@ -55,14 +51,24 @@ async fn twenty_concurrent_create_processes_one_winner() {
     assert_eq!(sessions(&env).await.len(), 1);
     assert_eq!(locks(&env).await.len(), 1);
     assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    // The winner is undisturbed: its copy pod is the only one, alive, and its session holds
+    // the lock.
+    let winner = runs.iter().flatten().find(|o| o.status.success()).unwrap();
+    let pod = String::from_utf8_lossy(&winner.stdout).trim().to_string();
+    let copies = env.list_pods("mirrord-copy.io/role=copy").await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0]["metadata"]["name"], pod.as_str(), "{copies:?}");
+    assert!(copies[0]["metadata"]["deletionTimestamp"].is_null());
+    let record = lock_record(&env).await.unwrap();
+    assert_eq!(record.copy_pod, pod);
+    assert!(record.scaled_down);
+    assert_eq!(record.original_replicas, 3);
     let status = plugin(&env, &["status"]).output().await.unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(
         table.contains("deployment/x") && table.contains('*'),
         "{table}"
     );
-    let winner = runs.iter().flatten().find(|o| o.status.success()).unwrap();
-    let pod = String::from_utf8_lossy(&winner.stdout).trim().to_string();
     let end = plugin(&env, &["delete", &pod]).output().await.unwrap();
     assert!(
         end.status.success(),
@@ -94,12 +100,11 @@ async fn lock_record(env: &TestEnv) -> Option<LockRecord> {
 }
 
 #[tokio::test]
-#[ignore = "needs the CLI's create --scale-down and gc (issues 3 and 4)"]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn sigkill_after_each_step_of_create_then_gc_restores_the_exact_count() {
     let env = TestEnv::new().await;
-    let Some(fake) = env.fake() else {
-        return; // holding a step open needs the fake's latency injection
-    };
+    // Holding a step open needs the fake's latency injection and kubelet switch.
+    let fake = env.fake().expect("fake API server");
     // Short: a held write still lands after the kill (as one in flight may on a real server);
     // gc runs once it has.
     let hold = Duration::from_secs(3);
@@ -117,7 +122,11 @@ async fn sigkill_after_each_step_of_create_then_gc_restores_the_exact_count() {
                 fake.faults().latency("POST", "/pods", hold);
                 None
             }
-            2 => None, // no kubelet: the copy never becomes Ready
+            2 => {
+                // No kubelet: the copy never becomes Ready.
+                assert!(fake.controllers().set("kubelet", false));
+                None
+            }
             3 => {
                 fake.faults().latency("PATCH", "/scale", hold);
                 Some(copy_kubelet(&env))
@@ -146,6 +155,10 @@ async fn sigkill_after_each_step_of_create_then_gc_restores_the_exact_count() {
         child.wait().await.unwrap();
         drop(kubelet);
         fake.faults().clear();
+        fake.controllers().set("kubelet", true);
+        // A write held open when the process died still lands within `hold` of reaching the
+        // server (which was before the kill): wait that server-side timer out, so gc sees
+        // the state the dead process left.
         tokio::time::sleep(hold + Duration::from_secs(1)).await;
         let gc = plugin(&env, &["gc"]).output().await.unwrap();
         assert!(
