@@ -33,10 +33,7 @@ pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error
         for pod in &args.pods {
             match session::find_by_pod(&cluster.client, &cluster.namespace, pod).await? {
                 Some(s) => chosen.push(s),
-                None => eprintln!(
-                    "pod \"{pod}\" has no active copy session in namespace \"{}\" (already ended)",
-                    cluster.namespace
-                ),
+                None => eprintln!("pod \"{pod}\" has no active copy session (already ended)"),
             }
         }
     }
