@@ -1,5 +1,6 @@
 //! End-to-end tests of the plugin binary against the fake API server (or a real cluster).
 mod cli_basic;
+mod cli_fake_only;
 mod cli_kinds;
 mod scale_down_cli;
 mod scale_down_conflict;
