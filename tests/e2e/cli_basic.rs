@@ -199,3 +199,57 @@ async fn version_and_completion() {
         assert!(c.contains("mirrord"), "{shell}: {c}");
     }
 }
+
+#[tokio::test]
+async fn corrupt_state_file_is_set_aside_not_fatal() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("cor", 1)).await;
+    std::fs::write(env.state_dir.join("sessions.json"), "{garbage").unwrap();
+    let out = plugin(&env, &["create", "deployment/cor", "--no-wait"]).await;
+    ok(&out);
+    assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
+    let aside = std::fs::read_dir(&env.state_dir)
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("sessions.json.corrupt-")
+        });
+    assert!(aside, "corrupt file not moved aside");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.state_dir.join("sessions.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["sessions"].as_array().unwrap().len(), 1, "{state}");
+}
+
+#[tokio::test]
+async fn status_many_sessions_sorted_no_colour() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("aa", 1)).await;
+    env.apply_yaml(&deployment("bbbbbbbbbbbbbbbbbbbbbbbb", 1))
+        .await;
+    let a = ok(&plugin(&env, &["create", "deployment/aa", "--no-wait"]).await);
+    let b = ok(&plugin(
+        &env,
+        &["create", "deploy/bbbbbbbbbbbbbbbbbbbbbbbb", "--no-wait"],
+    )
+    .await);
+    let status = ok(&plugin(&env, &["status"]).await);
+    assert!(
+        !status.contains('\u{1b}'),
+        "colour with NO_COLOR: {status:?}"
+    );
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines.len(), 8, "{status}"); // a rule under every row, as the operator prints
+    assert_eq!(lines[0], "Active Copy Targets:");
+    let width = lines[1].len();
+    assert!(lines[1..].iter().all(|l| l.len() == width), "{status}");
+    assert!(
+        status.contains(a.trim()) && status.contains(b.trim()),
+        "{status}"
+    );
+    let all = ok(&plugin(&env, &["status", "-A"]).await);
+    assert!(all.contains(a.trim()) && all.contains(b.trim()), "{all}");
+}
