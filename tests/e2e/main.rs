@@ -3,6 +3,7 @@ mod cli_basic;
 mod cli_fake_only;
 mod cli_kinds;
 mod cli_kubeconfig;
+mod cli_tty;
 mod scale_down_cli;
 mod scale_down_conflict;
 mod scale_down_create;
