@@ -4,6 +4,8 @@ mod cli_fake_only;
 mod cli_kinds;
 mod cli_kubeconfig;
 mod cli_tty;
+mod plugin_create;
+mod plugin_support;
 mod scale_down_cli;
 mod scale_down_conflict;
 mod scale_down_create;

@@ -1,0 +1,495 @@
+//! Shared fixtures of the `plugin_*` end-to-end tests: running the binary, the workloads they
+//! copy (probes everywhere, a sidecar, template labels and annotations), the checks every copy
+//! pod must pass, and the reference status table built from real names.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use fakekube::harness::TestEnv;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+pub const RS: (&str, &str, &str, &str) = ("apps", "v1", "ReplicaSet", "replicasets");
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
+
+/// Labels that tie a pod to a controller: never on a copy (README, "create").
+pub const CONTROLLER_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "rollouts-pod-template-hash",
+    "controller-revision-hash",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+];
+
+/// The result of one run of the plugin.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit 0; stdout.
+    pub fn ok(&self) -> &str {
+        self.code(0);
+        &self.stdout
+    }
+
+    /// Asserts the exit code; self.
+    pub fn code(&self, want: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(want),
+            "exit code\n--- stdout\n{}--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts stderr contains every part.
+    pub fn stderr_has(&self, parts: &[&str]) -> &Run {
+        for p in parts {
+            assert!(
+                self.stderr.contains(p),
+                "stderr lacks {p:?}:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// `kubectl-mirrord_copy ARGS` with the test's kubeconfig and state dir.
+pub async fn mc(env: &TestEnv, args: &[&str]) -> Run {
+    mc_with(env, args, |_| {}).await
+}
+
+/// Like [`mc`], after `tweak` adjusted the command (extra env, another kubeconfig...).
+pub async fn mc_with(
+    env: &TestEnv,
+    args: &[&str],
+    tweak: impl FnOnce(&mut tokio::process::Command),
+) -> Run {
+    let mut c = tokio::process::Command::from(env.command(BIN));
+    c.args(args).kill_on_drop(true);
+    tweak(&mut c);
+    let out = tokio::time::timeout(Duration::from_secs(90), c.output())
+        .await
+        .unwrap_or_else(|_| panic!("plugin {args:?} did not finish in 90s"))
+        .expect("spawn the plugin");
+    Run::from(out)
+}
+
+/// `create ARGS`, asserting success and that stdout is exactly the pod name and a newline.
+pub async fn create(env: &TestEnv, args: &[&str]) -> String {
+    let mut all = vec!["create"];
+    all.extend_from_slice(args);
+    let run = mc(env, &all).await;
+    let out = run.ok();
+    let pod = out.strip_suffix('\n').unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        !pod.is_empty() && !pod.contains(['\n', ' ', '/']),
+        "stdout is not a pod name: {out:?}"
+    );
+    pod.to_string()
+}
+
+/// The pod template every fixture workload uses: app + tier labels, an annotation, a regular
+/// init container, a sidecar (init container with restartPolicy Always), two containers, and
+/// liveness/readiness/startup probes on all but the plain init container.
+pub fn template(app: &str, restart_policy: Option<&str>, indent: usize) -> String {
+    let restart = restart_policy
+        .map(|p| format!("  restartPolicy: {p}\n"))
+        .unwrap_or_default();
+    let t = format!(
+        r#"metadata:
+  labels: {{app: {app}, tier: backend}}
+  annotations: {{team: payments}}
+spec:
+{restart}  initContainers:
+    - name: setup
+      image: busybox:1.36
+      command: ["true"]
+    - name: proxy
+      image: registry.k8s.io/pause:3.10
+      restartPolicy: Always
+      startupProbe: {{tcpSocket: {{port: 15000}}}}
+      readinessProbe: {{tcpSocket: {{port: 15000}}}}
+      livenessProbe: {{tcpSocket: {{port: 15000}}}}
+  containers:
+    - name: app
+      image: registry.k8s.io/pause:3.10
+      startupProbe: {{httpGet: {{path: /, port: 80}}, failureThreshold: 30}}
+      livenessProbe: {{httpGet: {{path: /, port: 80}}}}
+      readinessProbe: {{httpGet: {{path: /, port: 80}}}}
+    - name: side
+      image: registry.k8s.io/pause:3.10
+      livenessProbe: {{tcpSocket: {{port: 9000}}}}
+"#
+    );
+    let pad = " ".repeat(indent);
+    t.lines().map(|l| format!("{pad}{l}\n")).collect::<String>()
+}
+
+/// A Deployment, StatefulSet, ReplicaSet or Rollout named `name` (selector `app: name`).
+pub fn workload(kind: &str, name: &str, replicas: i32) -> String {
+    let api = match kind {
+        "Rollout" => "argoproj.io/v1alpha1",
+        _ => "apps/v1",
+    };
+    let service = if kind == "StatefulSet" {
+        format!("  serviceName: {name}\n  podManagementPolicy: Parallel\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n{service}  selector:\n    matchLabels: {{app: {name}}}\n  template:\n{}",
+        template(name, None, 4)
+    )
+}
+
+pub fn deployment(name: &str, replicas: i32) -> String {
+    workload("Deployment", name, replicas)
+}
+
+/// A Job (restartPolicy Never) that keeps running.
+pub fn job(name: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  backoffLimit: 0\n  template:\n{}",
+        template(name, Some("Never"), 4)
+    )
+}
+
+pub fn cronjob(name: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n{}",
+        template(name, Some("OnFailure"), 8)
+    )
+}
+
+/// A bare pod (`app: name`).
+pub fn bare_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\n{}",
+        template(name, None, 0).replacen("metadata:\n", &format!("metadata:\n  name: {name}\n"), 1)
+    )
+}
+
+/// A Deployment with one plain container whose image makes the fake kubelet fail that way.
+pub fn failing_deployment(name: &str, image: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: app
+          image: {image}
+"#
+    )
+}
+
+pub fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A copy pod read back from the cluster, and the session ConfigMap that owns it.
+pub struct Copy {
+    pub pod: Value,
+    pub session: ConfigMap,
+}
+
+/// Reads the copy pod and asserts every rule a copy obeys (README "create" and DESIGN.md):
+/// no probes anywhere, no controller labels, the template's labels (`app`) and annotations
+/// kept, ours added, one controller ownerReference: its session ConfigMap, which records it.
+pub async fn check_copy(env: &TestEnv, pod_name: &str, target: &str, app: &str) -> Copy {
+    let pod = env
+        .get_pod(pod_name)
+        .await
+        .unwrap_or_else(|| panic!("copy pod {pod_name} does not exist"));
+    let spec = &pod["spec"];
+    for list in ["containers", "initContainers"] {
+        for c in spec[list].as_array().into_iter().flatten() {
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                assert!(
+                    c.get(probe).is_none_or(Value::is_null),
+                    "{list} {} of {pod_name} still has {probe}: {c}",
+                    c["name"]
+                );
+            }
+        }
+    }
+    let labels = pod["metadata"]["labels"].as_object().expect("labels");
+    for l in CONTROLLER_LABELS {
+        assert!(
+            !labels.contains_key(*l),
+            "controller label {l} kept on {pod_name}: {labels:?}"
+        );
+    }
+    assert_eq!(labels["app"], app, "app label kept");
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "kubectl-mirrord-copy"
+    );
+    assert_eq!(labels["mirrord-copy.io/role"], "copy");
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["mirrord-copy.io/original-target"], target);
+    assert!(
+        ann["mirrord-copy.io/created-by"]
+            .as_str()
+            .is_some_and(|s| s.contains('@')),
+        "{ann}"
+    );
+    let created_at = ann["mirrord-copy.io/created-at"]
+        .as_str()
+        .expect("created-at");
+    chrono::DateTime::parse_from_rfc3339(created_at).expect("created-at is RFC 3339");
+    let options: Value = serde_json::from_str(
+        ann["mirrord-copy.io/options"]
+            .as_str()
+            .expect("options annotation"),
+    )
+    .expect("options annotation is JSON");
+    assert!(options.is_object(), "{options}");
+
+    let owners = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .expect("ownerReferences");
+    assert_eq!(owners.len(), 1, "exactly one owner: {owners:?}");
+    let owner = &owners[0];
+    assert_eq!(owner["apiVersion"], "v1");
+    assert_eq!(owner["kind"], "ConfigMap");
+    assert_eq!(owner["controller"], true);
+    let cm_name = owner["name"].as_str().unwrap();
+    assert!(cm_name.starts_with("mirrord-copy-session-"), "{cm_name}");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let session = cms.get(cm_name).await.expect("the session ConfigMap");
+    assert_eq!(owner["uid"].as_str(), session.metadata.uid.as_deref());
+    let data = session.data.clone().unwrap_or_default();
+    assert_eq!(data.get("copyPod").map(String::as_str), Some(pod_name));
+    assert_eq!(
+        data.get("target").map(String::as_str),
+        Some(target),
+        "session target"
+    );
+    Copy { pod, session }
+}
+
+/// Names of the session ConfigMaps (any, by our label) in the namespace.
+pub async fn session_config_maps(env: &TestEnv, namespace: &str) -> Vec<String> {
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), namespace);
+    cms.list(&ListParams::default().labels("app.kubernetes.io/managed-by=kubectl-mirrord-copy"))
+        .await
+        .expect("LIST configmaps")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect()
+}
+
+/// Nothing of ours in the test namespace: no session or lock ConfigMap, no copy pod.
+pub async fn assert_nothing_left(env: &TestEnv) {
+    let cms = session_config_maps(env, &env.namespace).await;
+    assert!(cms.is_empty(), "ConfigMaps left behind: {cms:?}");
+    let pods = env.list_pods("mirrord-copy.io/role=copy").await;
+    let pods: Vec<_> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].to_string())
+        .collect();
+    assert!(pods.is_empty(), "copy pods left behind: {pods:?}");
+}
+
+/// Waits until the copy pod is gone (the garbage collector removes it with its session).
+pub async fn wait_pod_gone(env: &TestEnv, pod: &str) {
+    env.wait_until(
+        &format!("pod {pod} deleted"),
+        Duration::from_secs(30),
+        || async { env.get_pod(pod).await.is_none().then_some(()) },
+    )
+    .await;
+}
+
+pub async fn replicas(env: &TestEnv, kind: &str, plural: &str, name: &str) -> i64 {
+    let (group, version) = match kind {
+        "Rollout" => ("argoproj.io", "v1alpha1"),
+        _ => ("apps", "v1"),
+    };
+    let o = env
+        .get_json(group, version, kind, plural, name)
+        .await
+        .unwrap_or_else(|| panic!("{kind} {name} exists"));
+    o["spec"]["replicas"].as_i64().unwrap_or(1)
+}
+
+/// The ReplicaSet a Deployment's controller made (`<name>-<hash>`), once it exists.
+pub async fn replicaset_of(env: &TestEnv, deployment: &str) -> String {
+    env.wait_until(
+        "the Deployment's ReplicaSet",
+        Duration::from_secs(60),
+        || async {
+            let rs = list_json(env, RS, &format!("app={deployment}")).await;
+            rs.into_iter().find_map(|r| {
+                let owned = r["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|o| o["name"] == deployment));
+                owned.then(|| r["metadata"]["name"].as_str().unwrap().to_string())
+            })
+        },
+    )
+    .await
+}
+
+/// Objects of the test namespace matching a label selector, as JSON.
+pub async fn list_json(
+    env: &TestEnv,
+    (group, version, kind, plural): (&str, &str, &str, &str),
+    selector: &str,
+) -> Vec<Value> {
+    let ar = kube::discovery::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(group, version, kind),
+        plural,
+    );
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .expect("LIST")
+        .items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect()
+}
+
+/// The reference table (`status`), widths computed from the content: `Active Copy Targets:`,
+/// then an ASCII table with a rule under the header and under every row.
+pub fn reference_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].chars().count()])
+                .max()
+                .unwrap()
+        })
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("{}+", "-".repeat(w + 2)))
+        .fold("+".to_string(), |a, b| a + &b)
+        + "\n";
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} |"))
+            .fold("|".to_string(), |a, b| a + &b)
+            + "\n"
+    };
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    let mut out = format!("Active Copy Targets:\n{rule}{}{rule}", line(&header));
+    for r in rows {
+        out.push_str(&line(r));
+        out.push_str(&rule);
+    }
+    out
+}
+
+pub const STATUS_HEADERS: [&str; 4] = [
+    "Original Target",
+    "Namespace",
+    "Copy Pod Name",
+    "Scale Down?",
+];
+
+/// One row of the reference table.
+pub fn row(target: &str, namespace: &str, pod: &str, scale_down: bool) -> Vec<String> {
+    vec![
+        target.to_string(),
+        namespace.to_string(),
+        pod.to_string(),
+        if scale_down { "*" } else { "" }.to_string(),
+    ]
+}
+
+/// The cells of a rendered table's body rows (between `|`), trimmed.
+pub fn table_rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// A copy of the test's kubeconfig whose server is a local port nothing listens on.
+pub fn unreachable_kubeconfig(env: &TestEnv, dir: &Path) -> PathBuf {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig).unwrap()).unwrap();
+    for c in kc["clusters"].as_sequence_mut().expect("clusters") {
+        c["cluster"]["server"] = serde_yaml::Value::String(format!("https://127.0.0.1:{port}"));
+    }
+    let path = dir.join("unreachable.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
+/// The session ids recorded in the local state file.
+pub fn state_sessions(env: &TestEnv) -> Vec<Value> {
+    let text = std::fs::read_to_string(env.state_dir.join("sessions.json")).expect("sessions.json");
+    let v: Value = serde_json::from_str(&text).expect("sessions.json is JSON");
+    v["sessions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for a file to exist and be non-empty; its content.
+pub async fn wait_file(env: &TestEnv, path: &Path) -> String {
+    env.wait_until(
+        &format!("{} written", path.display()),
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(path)
+                .ok()
+                .filter(|s| s.ends_with('\n'))
+        },
+    )
+    .await
+}
