@@ -5,6 +5,7 @@ mod cli_kinds;
 mod cli_kubeconfig;
 mod cli_tty;
 mod plugin_create;
+mod plugin_errors;
 mod plugin_support;
 mod scale_down_cli;
 mod scale_down_conflict;
