@@ -1,7 +1,7 @@
 //! Machine-readable documents (-o json|yaml) and the stable shapes they have.
 //! Field names are part of the runbook contract: add fields, never rename them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use mirrord_copy_core::{CopyOptions, Error, Session};
 use serde::Serialize;
 
@@ -30,6 +30,8 @@ pub struct SessionDoc {
 }
 
 impl SessionDoc {
+    /// Times at second precision, as the session ConfigMap records them: `create -o json`
+    /// prints the same `created`/`expires` as a later `status -o json`.
     pub fn new(s: &Session) -> SessionDoc {
         SessionDoc {
             api_version: API_VERSION,
@@ -40,8 +42,8 @@ impl SessionDoc {
             copy_pod: s.copy_pod.clone(),
             scale_down: s.scale_down,
             owner: s.owner.clone(),
-            created: s.created,
-            expires: s.expires,
+            created: s.created.trunc_subsecs(0),
+            expires: s.expires.map(|t| t.trunc_subsecs(0)),
             options: s.options.clone(),
             phase: s.copy_phase.clone(),
             yours: None,
