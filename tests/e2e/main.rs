@@ -6,6 +6,7 @@ mod cli_kubeconfig;
 mod cli_tty;
 mod plugin_create;
 mod plugin_errors;
+mod plugin_status;
 mod plugin_support;
 mod scale_down_cli;
 mod scale_down_conflict;
