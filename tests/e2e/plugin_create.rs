@@ -275,7 +275,7 @@ async fn output_forms() {
     )
     .await;
     let doc: Value = serde_json::from_str(json.ok()).expect("-o json parses");
-    check_session_doc(&env, &doc, false);
+    check_session_doc(&env, &doc, false).await;
     let created = chrono::DateTime::parse_from_rfc3339(doc["created"].as_str().unwrap()).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(doc["expires"].as_str().unwrap()).unwrap();
     assert!(created >= before, "{created}");
@@ -287,7 +287,7 @@ async fn output_forms() {
     )
     .await;
     let doc: Value = serde_yaml::from_str(yaml.ok()).expect("-o yaml parses");
-    check_session_doc(&env, &doc, true);
+    check_session_doc(&env, &doc, true).await;
     // Default ttl 8h.
     let created = chrono::DateTime::parse_from_rfc3339(doc["created"].as_str().unwrap()).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(doc["expires"].as_str().unwrap()).unwrap();
