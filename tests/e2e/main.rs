@@ -6,6 +6,7 @@ mod cli_kubeconfig;
 mod cli_tty;
 mod plugin_create;
 mod plugin_errors;
+mod plugin_interop;
 mod plugin_run;
 mod plugin_status;
 mod plugin_support;
