@@ -4,6 +4,7 @@ mod cli_fake_only;
 mod cli_kinds;
 mod cli_kubeconfig;
 mod cli_tty;
+mod plugin_cli;
 mod plugin_create;
 mod plugin_errors;
 mod plugin_interop;
