@@ -1,6 +1,7 @@
 //! Sandbox capacity benchmark (not a test): N ConfigMaps + N Pods of realistic size stored
 //! (N = MIRRORD_COPY_BENCH_N, default 10,000), process RSS, a labelled LIST over HTTPS matching
-//! N objects (median of several), and create latency over HTTPS.
+//! N objects (median of several), create latency over HTTPS, and watch fan-out: W concurrent
+//! label-selected watches (MIRRORD_COPY_BENCH_WATCHERS, default 50) each receiving E creates.
 //! Run: `cargo bench -p mirrord-copy-tests --bench sandbox`. Controllers are off: the figures
 //! are the API server's (a kubelet would rewrite every pod's status once, then idle).
 //! The client (kube-rs) runs in the same process, so RSS includes it.
@@ -182,6 +183,11 @@ async fn main() {
     }
     let rss_after = rss_mb();
     creates.sort();
+    let watchers: usize = std::env::var("MIRRORD_COPY_BENCH_WATCHERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let fan_out = watch_fan_out(&client, watchers, 200).await;
 
     println!("objects stored: {} configmaps + {} pods", n, n);
     println!(
@@ -208,5 +214,96 @@ async fn main() {
         ms(creates[100]),
         ms(creates[197])
     );
+    println!(
+        "watch fan-out, {watchers} watchers x {} creates over https: create-to-last-watcher {:.2} ms median, {:.2} ms p99; {:.0} events/s delivered",
+        fan_out.events,
+        ms(fan_out.median),
+        ms(fan_out.p99),
+        fan_out.delivered_per_second
+    );
     fake.stop().await;
+}
+
+struct FanOut {
+    events: usize,
+    /// From sending a create to the last watcher seeing its ADDED event.
+    median: Duration,
+    p99: Duration,
+    delivered_per_second: f64,
+}
+
+/// `watchers` label-selected watches from one resourceVersion, then `events` creates one after
+/// another; every watcher must see every create.
+async fn watch_fan_out(client: &kube::Client, watchers: usize, events: usize) -> FanOut {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+    use kube::ResourceExt;
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = api
+        .list_metadata(&ListParams::default().labels("bench=fanout"))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let (api, rv, seen_tx) = (api.clone(), rv.clone(), seen_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let params = WatchParams::default().labels("bench=fanout").timeout(120);
+            let mut stream = api.watch(&params, &rv).await.unwrap().boxed();
+            let mut seen = 0;
+            while seen < events {
+                match stream.try_next().await.unwrap() {
+                    Some(WatchEvent::Added(cm)) => {
+                        let seq = cm.labels()["seq"].parse().unwrap();
+                        seen_tx.send((seq, Instant::now())).unwrap();
+                        seen += 1;
+                    }
+                    Some(_) => {}
+                    None => panic!("watch closed after {seen} of {events} events"),
+                }
+            }
+        }));
+    }
+    drop(seen_tx);
+    let start = Instant::now();
+    let mut sent = Vec::with_capacity(events);
+    for seq in 0..events {
+        let mut cm: ConfigMap = serde_json::from_value(config_map(seq)).unwrap();
+        cm.metadata.name = Some(format!("fanout-{seq:04}"));
+        cm.labels_mut().insert("bench".into(), "fanout".into());
+        cm.labels_mut().insert("seq".into(), seq.to_string());
+        sent.push(Instant::now());
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut last_seen = vec![start; events];
+    let mut count = vec![0usize; events];
+    while let Some((seq, at)) = seen_rx.recv().await {
+        last_seen[seq] = last_seen[seq].max(at);
+        count[seq] += 1;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        count.iter().all(|&c| c == watchers),
+        "a watcher missed an event"
+    );
+    let total = last_seen.iter().max().unwrap().duration_since(start);
+    let mut latencies: Vec<Duration> = last_seen
+        .iter()
+        .zip(&sent)
+        .map(|(seen, sent)| seen.duration_since(*sent))
+        .collect();
+    latencies.sort();
+    FanOut {
+        events,
+        median: latencies[events / 2],
+        p99: latencies[events * 99 / 100],
+        delivered_per_second: (watchers * events) as f64 / total.as_secs_f64(),
+    }
 }
