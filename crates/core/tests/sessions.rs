@@ -605,3 +605,55 @@ async fn no_workload_controller_adopts_or_deletes_a_copy() {
         assert_eq!(owners[0]["kind"], "ConfigMap", "{}", s.target);
     }
 }
+
+#[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
+async fn waiting_watches_and_survives_an_api_server_restart() {
+    let env = env_with_workloads().await;
+    let fake = env.fake().expect("fake API server");
+    let mut req = request(&env, "deploy/py-serv-deployment");
+    req.wait = true;
+    req.timeout = Duration::from_secs(30);
+    let client = env.client.clone();
+    let (seen, progress) = recorder();
+    let creating = tokio::spawn(async move { session::create(&client, &req, &*progress).await });
+    let pod_watches = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.verb == "watch" && r.query.contains("metadata.name"))
+            .count()
+    };
+    env.wait_until(
+        "the copy pod to be watched",
+        Duration::from_secs(10),
+        || async { (pod_watches() > 0).then_some(()) },
+    )
+    .await;
+    // The watch breaks with the server; the wait goes back to GET, then watches again.
+    fake.restart().await.unwrap();
+    env.wait_until(
+        "the copy pod to be watched again",
+        Duration::from_secs(10),
+        || async { (pod_watches() > 1).then_some(()) },
+    )
+    .await;
+    set_copy_status(&env, ready_status()).await.unwrap();
+    let s = creating.await.unwrap().unwrap();
+    assert!(seen.lock().unwrap().contains(&Progress::Ready {
+        pod: s.copy_pod.clone()
+    }));
+    // A watch, not a poll: one GET before each watch, none in between.
+    let gets = fake
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "get" && r.path.ends_with(&format!("/pods/{}", s.copy_pod)))
+        .count();
+    assert!(
+        gets <= pod_watches(),
+        "{gets} GETs for {} watches",
+        pod_watches()
+    );
+    session::end(&env.client, &env.namespace, &s.id, &*quiet())
+        .await
+        .unwrap();
+}

@@ -156,7 +156,7 @@ async fn pause_one(
 pub async fn unpause_keda(
     client: &kube::Client,
     namespace: &str,
-    paused_by: &dyn Fn(&str) -> bool,
+    paused_by: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<String>, Error> {
     let api = scaled_objects(client, namespace);
     let list = match api.list(&ListParams::default()).await {
@@ -194,7 +194,7 @@ pub async fn unpause_keda(
 async fn unpause_one(
     api: &Api<DynamicObject>,
     so: &DynamicObject,
-    paused_by: &dyn Fn(&str) -> bool,
+    paused_by: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<bool, kube::Error> {
     let annotations = so.annotations();
     let Some(by) = annotations.get(KEDA_PAUSED_BY_ANNOTATION) else {

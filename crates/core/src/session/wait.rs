@@ -2,19 +2,21 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
-use kube::api::ListParams;
-use kube::Api;
-use tokio::time::Instant;
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube::{Api, ResourceExt};
 
 use super::{Progress, ProgressFn};
 use crate::error::{is_not_found, Error};
 
 /// Container waiting reasons that will not fix themselves in time for a debugging session.
+/// `ErrImagePull` is not one: it is the first failed pull, which a registry blip also causes;
+/// the kubelet retries, and says `ImagePullBackOff` once a retry failed too. (Watching sees
+/// every state; a poll used to skip past the first.)
 const FATAL_WAITING_REASONS: &[&str] = &[
     "CrashLoopBackOff",
     "ImagePullBackOff",
-    "ErrImagePull",
     "ErrImageNeverPull",
     "InvalidImageName",
     "CreateContainerConfigError",
@@ -138,7 +140,7 @@ fn container_problem(cs: &ContainerStatus) -> Option<(String, bool)> {
     None
 }
 
-/// Poll the copy pod until Ready. On a fatal state: `CopyFailed` with reasons and recent
+/// Watch the copy pod until Ready. On a fatal state: `CopyFailed` with reasons and recent
 /// events; after `timeout`: `Timeout` with the last state and events.
 pub(crate) async fn wait_ready(
     client: &kube::Client,
@@ -148,48 +150,22 @@ pub(crate) async fn wait_ready(
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + timeout;
-    let mut interval = Duration::from_millis(100);
-    let mut last_reason = String::new();
-    loop {
-        let state = match api.get(pod_name).await {
-            Ok(pod) => pod_state(&pod),
-            Err(e) if is_not_found(&e) => PodState::Failed(vec!["the copy pod was deleted".into()]),
-            // A blip (overloaded or restarting API server) is not the copy's failure: keep
-            // polling until the deadline.
-            Err(e) if is_transient(&e) => PodState::Pending(format!("API server: {e}")),
-            Err(e) => return Err(Error::from_kube(e, "get", "pods")),
-        };
-        match state {
-            PodState::Ready => {
-                on_progress(Progress::Ready {
-                    pod: pod_name.to_string(),
-                });
-                return Ok(());
-            }
-            PodState::Failed(reasons) => {
-                return Err(Error::CopyFailed {
-                    pod: pod_name.to_string(),
-                    reasons,
-                    events: recent_events(client, namespace, pod_name).await,
-                });
-            }
-            PodState::Pending(reason) => {
-                if reason != last_reason {
-                    on_progress(Progress::Waiting {
-                        pod: pod_name.to_string(),
-                        reason: reason.clone(),
-                    });
-                    last_reason = reason;
-                }
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
+    let mut tracker = StateTracker {
+        pod_name,
+        last_reason: String::new(),
+        on_progress,
+    };
+    let settled = tokio::time::timeout(timeout, watch_until_settled(&api, &mut tracker)).await;
+    let reasons = match settled {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(Settled::Failed(reasons))) => reasons,
+        Ok(Err(Settled::Error(e))) => return Err(e),
+        Err(_elapsed) => {
             let events = recent_events(client, namespace, pod_name).await;
             let mut message = format!(
-                "copy pod {pod_name} did not become Ready within {}s (last state: {last_reason})",
-                timeout.as_secs()
+                "copy pod {pod_name} did not become Ready within {}s (last state: {})",
+                timeout.as_secs(),
+                tracker.last_reason
             );
             if !events.is_empty() {
                 message.push_str("; recent events: ");
@@ -197,8 +173,113 @@ pub(crate) async fn wait_ready(
             }
             return Err(Error::Timeout(message));
         }
-        tokio::time::sleep(interval.min(deadline - now)).await;
-        interval = (interval * 2).min(Duration::from_secs(1));
+    };
+    Err(Error::CopyFailed {
+        pod: pod_name.to_string(),
+        reasons,
+        events: recent_events(client, namespace, pod_name).await,
+    })
+}
+
+/// Why watching stopped short of Ready.
+enum Settled {
+    Failed(Vec<String>),
+    Error(Error),
+}
+
+/// Turns each observed pod into progress, and Ready or Failed into the end of the wait.
+struct StateTracker<'a> {
+    pod_name: &'a str,
+    last_reason: String,
+    on_progress: &'a ProgressFn,
+}
+
+impl StateTracker<'_> {
+    /// `Ok(true)` once Ready; `Err` once it never will be.
+    fn observe(&mut self, state: PodState) -> Result<bool, Settled> {
+        match state {
+            PodState::Ready => {
+                (self.on_progress)(Progress::Ready {
+                    pod: self.pod_name.to_string(),
+                });
+                Ok(true)
+            }
+            PodState::Failed(reasons) => Err(Settled::Failed(reasons)),
+            PodState::Pending(reason) => {
+                if reason != self.last_reason {
+                    (self.on_progress)(Progress::Waiting {
+                        pod: self.pod_name.to_string(),
+                        reason: reason.clone(),
+                    });
+                    self.last_reason = reason;
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// GET the pod, then WATCH it (fieldSelector metadata.name, as `kubectl wait` does) from that
+/// resourceVersion. A closed watch, a 410 Expired or an API server blip goes back to the GET,
+/// so nothing between the two is missed; the caller bounds the whole wait.
+async fn watch_until_settled(
+    api: &Api<Pod>,
+    tracker: &mut StateTracker<'_>,
+) -> Result<(), Settled> {
+    let deleted = || PodState::Failed(vec!["the copy pod was deleted".into()]);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pod = match api.get(tracker.pod_name).await {
+            Ok(pod) => pod,
+            Err(e) if is_not_found(&e) => return tracker.observe(deleted()).map(|_| ()),
+            // A blip (overloaded or restarting API server) is not the copy's failure: retry
+            // until the deadline.
+            Err(e) if is_transient(&e) => {
+                tracker.observe(PodState::Pending(format!("API server: {e}")))?;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(e) => return Err(Settled::Error(Error::from_kube(e, "get", "pods"))),
+        };
+        if tracker.observe(pod_state(&pod))? {
+            return Ok(());
+        }
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={}", tracker.pod_name))
+            .timeout(290);
+        let version = pod.resource_version().unwrap_or_default();
+        let mut events = match api.watch(&params, &version).await {
+            Ok(stream) => stream.boxed(),
+            Err(e) if is_transient(&e) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(e) => return Err(Settled::Error(Error::from_kube(e, "watch", "pods"))),
+        };
+        // Until the stream ends or breaks; then GET again.
+        loop {
+            match events.try_next().await {
+                Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                    backoff = Duration::from_millis(100);
+                    if tracker.observe(pod_state(&pod))? {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(WatchEvent::Deleted(_))) => return tracker.observe(deleted()).map(|_| ()),
+                Ok(Some(WatchEvent::Bookmark(_))) => {}
+                // The server's timeoutSeconds: reconnect at once.
+                Ok(None) => break,
+                // 410 Expired, or a broken connection: start over from a fresh GET, not in a
+                // tight loop.
+                Ok(Some(WatchEvent::Error(_))) | Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -273,7 +354,7 @@ mod tests {
 
     #[test]
     fn fatal_waiting_reasons_fail() {
-        for reason in ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"] {
+        for reason in ["CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName"] {
             let p = pod(json!({"phase": "Pending",
                 "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 3,
                     "state": {"waiting": {"reason": reason, "message": "boom"}}}]}));
@@ -297,6 +378,14 @@ mod tests {
         );
         let p = pod(json!({"phase": "Succeeded"}));
         assert!(matches!(pod_state(&p), PodState::Failed(_)));
+    }
+
+    #[test]
+    fn a_first_failed_pull_is_retried_not_fatal() {
+        let p = pod(json!({"phase": "Pending",
+            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "registry timeout"}}}]}));
+        assert_eq!(pod_state(&p), PodState::Pending("app: ErrImagePull".into()));
     }
 
     #[test]
