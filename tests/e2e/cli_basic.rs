@@ -1,6 +1,8 @@
 //! The plugin binary as a user runs it: create / status / delete, output formats, dry-run,
 //! error exit codes, version and completion. Runs against the fake or a real cluster.
 
+use crate::plugin_bin;
+
 use std::process::Output;
 use std::time::Duration;
 
@@ -9,10 +11,8 @@ use serde_json::Value;
 
 use crate::scale_down_support::{copy_kubelet, deployment};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
-
 async fn plugin(env: &TestEnv, args: &[&str]) -> Output {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args).kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
@@ -177,12 +177,12 @@ async fn unreachable_cluster_exits_8() {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: x\n  context: {cluster: c, user: u, namespace: default}\ncurrent-context: x\n",
     )
     .unwrap();
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.env("KUBECONFIG", &kc)
         .args(["status", "--request-timeout", "3s"]);
     let out = c.output().await.unwrap();
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
-    let mut v = tokio::process::Command::from(env.command(BIN));
+    let mut v = tokio::process::Command::from(env.command(plugin_bin()));
     v.env("KUBECONFIG", &kc).args(["version", "-o", "json"]);
     let out = v.output().await.unwrap();
     let doc: Value = serde_json::from_str(&ok(&out)).expect("version json");

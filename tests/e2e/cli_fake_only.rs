@@ -2,14 +2,14 @@
 //! identities): copy failed (6), timed out (7), forbidden (5). Reported as ignored on a real
 //! cluster (cfg(real_cluster)), and panic loudly if run there anyway.
 
+use crate::plugin_bin;
+
 use std::process::Output;
 use std::time::Duration;
 
 use fakekube::harness::TestEnv;
 
 use crate::scale_down_support::deployment;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
 
 async fn fake_env() -> TestEnv {
     let env = TestEnv::new().await;
@@ -21,7 +21,7 @@ async fn fake_env() -> TestEnv {
 }
 
 async fn plugin(env: &TestEnv, args: &[&str]) -> Output {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args).kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
@@ -82,7 +82,7 @@ async fn forbidden_exits_5_with_hint() {
             ),
         )
         .unwrap();
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.env("KUBECONFIG", &kc)
         .args(["create", "deployment/locked", "--no-wait"]);
     let out = c.output().await.unwrap();

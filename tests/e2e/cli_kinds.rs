@@ -2,6 +2,8 @@
 //! code, environment, cleanup on SIGTERM), scale-down conflict and unsupported kinds, and the
 //! mirrord configuration file interop.
 
+use crate::plugin_bin;
+
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -12,10 +14,8 @@ use crate::scale_down_support::{
     copy_kubelet, cronjob, deployment, replicaset, rollout, statefulset,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
-
 async fn plugin(env: &TestEnv, args: &[&str]) -> Output {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args).kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
@@ -284,7 +284,7 @@ async fn run_ends_the_session_on_sigterm() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("term", 1)).await;
     let _kubelet = copy_kubelet(&env);
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args([
         "run",
         "deployment/term",

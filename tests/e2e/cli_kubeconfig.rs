@@ -2,14 +2,14 @@
 //! file's current-context wins), --context, --kubeconfig, and `gc -o json` on the result.
 //! Works against the fake or a real cluster (the extra context points at a closed port).
 
+use crate::plugin_bin;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use fakekube::harness::TestEnv;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
 
 /// A second kubeconfig file holding only a context `dead` on a port nothing listens on, and
 /// no current-context, so merging it after the test's own file changes nothing by default.
@@ -25,7 +25,7 @@ fn write_dead_context(dir: &Path) -> std::path::PathBuf {
 }
 
 async fn run(env: &TestEnv, kubeconfig_var: Option<&str>, args: &[&str]) -> Output {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     if let Some(v) = kubeconfig_var {
         c.env("KUBECONFIG", v);
     }

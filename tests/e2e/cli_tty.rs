@@ -1,14 +1,18 @@
 //! Colour is for people: on a terminal the error prefix is coloured, never when NO_COLOR is
 //! set, and never when output is piped. `script` (util-linux) gives the plugin a pseudo-terminal.
 
+use crate::plugin_bin;
+
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
 const RED_ERROR: &str = "\x1b[31merror:";
 
 /// Run the plugin on a pseudo-terminal; everything it wrote, as the terminal saw it.
 fn on_terminal(no_color: bool) -> String {
-    let cmd = format!("{BIN} --kubeconfig /nonexistent/kubeconfig status");
+    let cmd = format!(
+        "{} --kubeconfig /nonexistent/kubeconfig status",
+        plugin_bin()
+    );
     let mut c = Command::new("script");
     c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
     if no_color {
@@ -33,7 +37,7 @@ fn errors_are_coloured_only_on_a_terminal_without_no_color() {
         !no_color.contains('\x1b'),
         "colour despite NO_COLOR: {no_color:?}"
     );
-    let piped = Command::new(BIN)
+    let piped = Command::new(plugin_bin())
         .args(["--kubeconfig", "/nonexistent/kubeconfig", "status"])
         .env_remove("NO_COLOR")
         .output()

@@ -1,4 +1,23 @@
 //! End-to-end tests of the plugin binary against the fake API server (or a real cluster).
+//!
+//! The binary under test is the one cargo built, or `MIRRORD_COPY_TEST_BIN`: a release
+//! archive's binary, or a wrapper that runs a cross-built one under an emulator, so one suite
+//! proves what ships.
+
+use std::sync::OnceLock;
+
+/// Environment variable naming the plugin binary to test instead of cargo's build.
+pub const TEST_BIN_ENV: &str = "MIRRORD_COPY_TEST_BIN";
+
+/// The plugin binary under test.
+pub fn plugin_bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var(TEST_BIN_ENV)
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kubectl-mirrord_copy").to_string())
+    })
+}
+
 mod cli_basic;
 mod cli_fake_only;
 mod cli_kinds;

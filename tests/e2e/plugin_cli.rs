@@ -187,7 +187,7 @@ async fn no_color_means_no_escapes() {
     if !script.exists() {
         return;
     }
-    let line = format!("'{BIN}' create deployment/nope; '{BIN}' status");
+    let line = format!("'{0}' create deployment/nope; '{0}' status", plugin_bin());
     let mut c = tokio::process::Command::from(env.command("/usr/bin/script"));
     c.args(["-qec", &line, "/dev/null"]).kill_on_drop(true);
     let out = c.output().await.unwrap();
@@ -291,7 +291,7 @@ async fn kubectl_finds_and_runs_the_plugin() {
     // copy of the plugin are left out so kubectl does not warn about shadowing.
     let bin_dir = tempfile::tempdir().unwrap();
     let link = bin_dir.path().join("kubectl-mirrord_copy");
-    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    std::os::unix::fs::symlink(plugin_bin(), &link).unwrap();
     let rest = std::env::split_paths(&path).filter(|d| !d.join("kubectl-mirrord_copy").exists());
     let new_path =
         std::env::join_paths(std::iter::once(bin_dir.path().to_path_buf()).chain(rest)).unwrap();

@@ -22,7 +22,7 @@ exit 7"#;
         &env,
         &["run", "deploy/api/container/app", "--", "sh", "-c", script],
         |c| {
-            c.env("OUT", &report).env("PLUGIN", BIN);
+            c.env("OUT", &report).env("PLUGIN", plugin_bin());
         },
     )
     .await;
@@ -82,7 +82,7 @@ async fn success_and_a_missing_command() {
 /// checks the session is live, sends SIGTERM to the plugin alone; its output.
 async fn run_and_terminate(env: &TestEnv, script: &str) -> (Run, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args([
         "run",
         "deployment/worker",

@@ -2,6 +2,8 @@
 //! copy (probes everywhere, a sidecar, template labels and annotations), the checks every copy
 //! pod must pass, and the reference status table built from real names.
 
+pub use crate::plugin_bin;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -12,8 +14,6 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 pub const RS: (&str, &str, &str, &str) = ("apps", "v1", "ReplicaSet", "replicasets");
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
 
 /// Labels that tie a pod to a controller: never on a copy (README, "create").
 pub const CONTROLLER_LABELS: &[&str] = &[
@@ -87,7 +87,7 @@ pub async fn mc_with(
     args: &[&str],
     tweak: impl FnOnce(&mut tokio::process::Command),
 ) -> Run {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args).kill_on_drop(true);
     tweak(&mut c);
     let out = tokio::time::timeout(Duration::from_secs(90), c.output())

@@ -198,3 +198,158 @@ fn renderer_refuses_to_invent_a_manifest_without_archives() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The first bytes of an executable for `os/arch`: enough header for the format and machine.
+fn executable_header(os: &str, arch: &str) -> Vec<u8> {
+    let mut head = vec![0u8; 512];
+    match (os, arch) {
+        ("linux", arch) => {
+            head[..6].copy_from_slice(b"\x7fELF\x02\x01");
+            let machine: u16 = if arch == "amd64" { 0x3E } else { 0xB7 };
+            head[18..20].copy_from_slice(&machine.to_le_bytes());
+        }
+        ("darwin", arch) => {
+            head[..4].copy_from_slice(&[0xcf, 0xfa, 0xed, 0xfe]);
+            let cpu: u32 = if arch == "amd64" {
+                0x0100_0007
+            } else {
+                0x0100_000C
+            };
+            head[4..8].copy_from_slice(&cpu.to_le_bytes());
+        }
+        (_, arch) => {
+            head[..2].copy_from_slice(b"MZ");
+            head[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+            head[0x80..0x84].copy_from_slice(b"PE\0\0");
+            let machine: u16 = if arch == "amd64" { 0x8664 } else { 0xAA64 };
+            head[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
+        }
+    }
+    head
+}
+
+/// Pack `binary` as package.sh does: tar.gz with an executable bit, or zip on Windows.
+fn pack(dir: &Path, os: &str, arch: &str, binary: &[u8]) {
+    let stage = tempfile::tempdir().unwrap();
+    let exe = if os == "windows" {
+        "kubectl-mirrord_copy.exe"
+    } else {
+        "kubectl-mirrord_copy"
+    };
+    std::fs::write(stage.path().join(exe), binary).unwrap();
+    std::fs::copy(repo_root().join("LICENSE"), stage.path().join("LICENSE")).unwrap();
+    let status = if os == "windows" {
+        let archive = dir.join(format!("kubectl-mirrord-copy-v9.8.7-{os}-{arch}.zip"));
+        Command::new("python3")
+            .current_dir(stage.path())
+            .args(["-m", "zipfile", "-c"])
+            .arg(archive)
+            .args([exe, "LICENSE"])
+            .status()
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            stage.path().join(exe),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let archive = dir.join(format!("kubectl-mirrord-copy-v9.8.7-{os}-{arch}.tar.gz"));
+        Command::new("tar")
+            .arg("-C")
+            .arg(stage.path())
+            .arg("-czf")
+            .arg(archive)
+            .args([exe, "LICENSE"])
+            .status()
+    };
+    assert!(status.unwrap().success());
+}
+
+fn render_and_verify(dir: &Path) -> (bool, String) {
+    let manifest = dir.join("krew.yaml");
+    let render = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/render_krew.py"))
+        .args(["--version", "v9.8.7", "--archives"])
+        .arg(dir)
+        .arg("--out")
+        .arg(&manifest)
+        .status()
+        .unwrap();
+    assert!(render.success());
+    let out = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/verify_archives.py"))
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--archives")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn archive_verifier_accepts_right_binaries_and_names_a_mixed_up_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (os, arch) in PLATFORMS {
+        pack(dir.path(), os, arch, &executable_header(os, arch));
+    }
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{text}"
+    );
+
+    // An amd64 binary in the arm64 archive is caught, naming the platform.
+    pack(
+        dir.path(),
+        "linux",
+        "arm64",
+        &executable_header("linux", "amd64"),
+    );
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("linux/arm64: kubectl-mirrord_copy is ('ELF', 62)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn archive_verifier_catches_a_changed_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    pack(
+        dir.path(),
+        "windows",
+        "arm64",
+        &executable_header("windows", "arm64"),
+    );
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(ok, "{text}");
+    // Rebuilt after krew.yaml was rendered: the sha256 no longer matches.
+    pack(
+        dir.path(),
+        "windows",
+        "arm64",
+        &executable_header("windows", "amd64"),
+    );
+    let out = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/verify_archives.py"))
+        .arg("--manifest")
+        .arg(dir.path().join("krew.yaml"))
+        .arg("--archives")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "windows/arm64: sha256 of kubectl-mirrord-copy-v9.8.7-windows-arm64.zip differs"
+        ),
+        "{err}"
+    );
+}
