@@ -49,3 +49,44 @@ fn errors_are_coloured_only_on_a_terminal_without_no_color() {
         "{stderr:?}"
     );
 }
+
+/// On a terminal, progress shows on stderr (finished steps as lines, a spinner on waits), and
+/// stdout still carries just the pod name; piped without -v, stderr has no progress at all.
+#[tokio::test]
+async fn progress_shows_on_a_terminal_and_stays_off_pipes() {
+    use crate::plugin_support::{deployment, mc};
+    let env = fakekube::harness::TestEnv::new().await;
+    env.apply_yaml(&deployment("web", 1)).await;
+    let cmd = format!("{} create deployment/web --scale-down", plugin_bin());
+    let mut c = tokio::process::Command::from(env.command("script"));
+    c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
+    let out = c.output().await.expect("`script` (util-linux) runs");
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{screen}");
+    // Finished steps stay on screen, each on a line of its own (indicatif starts it with a
+    // line clear and pads it to the terminal's width).
+    for step in [
+        "\x1b[2Kresolved deployment/web to Deployment",
+        "\x1b[2Kscale-down lock on deployment/web acquired",
+        "\x1b[2Kcopy pod web-copy-",
+        "\x1b[2Kscaled deployment/web down from 1 to 0",
+    ] {
+        assert!(
+            screen.contains(step),
+            "no {step:?} on the terminal: {screen:?}"
+        );
+    }
+    let pods = env.list_pods("mirrord-copy.io/role=copy").await;
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap();
+    assert!(
+        screen.contains(&format!("{pod}\r\n")),
+        "the pod name is not a line of its own: {screen:?}"
+    );
+    mc(&env, &["delete", "--all"]).await.code(0);
+
+    let piped = mc(&env, &["create", "deployment/web", "--scale-down"]).await;
+    let pod = piped.ok();
+    assert!(pod.starts_with("web-copy-"), "{pod:?}");
+    assert_eq!(piped.stderr, "", "progress on a pipe without -v");
+    mc(&env, &["delete", "--all"]).await.code(0);
+}

@@ -43,6 +43,11 @@ impl Reporter {
             other => {
                 let text = describe(&other);
                 match &self.spinner {
+                    // A finished step stays on screen; what is still going on spins.
+                    Some(bar) if is_step_done(&other) => {
+                        bar.println(text);
+                        bar.set_message("");
+                    }
                     Some(bar) => bar.set_message(text),
                     None if self.verbose => eprintln!("{text}"),
                     None => {}
@@ -71,6 +76,11 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Steps that are over once reported, as opposed to a wait still going on.
+fn is_step_done(event: &Progress) -> bool {
+    !matches!(event, Progress::Waiting { .. })
 }
 
 fn describe(event: &Progress) -> String {
