@@ -18,18 +18,15 @@ pub fn plugin_bin() -> &'static str {
     })
 }
 
-mod cli_basic;
-mod cli_fake_only;
-mod cli_kinds;
-mod cli_kubeconfig;
-mod cli_tty;
 mod plugin_cli;
 mod plugin_create;
 mod plugin_errors;
 mod plugin_interop;
+mod plugin_kubeconfig;
 mod plugin_run;
 mod plugin_status;
 mod plugin_support;
+mod plugin_tty;
 mod scale_down_cli;
 mod scale_down_conflict;
 mod scale_down_create;

@@ -185,6 +185,29 @@ async fn no_rights_exit_5_naming_verb_and_resource() {
     assert_nothing_left(&env).await;
 }
 
+/// Rights to read the target but not to write a session: exit 5 at the first write, naming
+/// it, and nothing left behind.
+#[tokio::test]
+#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
+async fn read_only_rights_exit_5_at_the_first_write() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("locked", 1)).await;
+    let reader = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: reader, namespace: {}}}\nrules:\n- apiGroups: [\"\", apps]\n  resources: [pods, deployments, replicasets, configmaps]\n  verbs: [get, list]\n",
+        env.namespace
+    );
+    let kc = env
+        .kubeconfig_with_roles("reader", &reader)
+        .expect("the fake API server");
+    mc_with(&env, &["create", "deployment/locked", "--no-wait"], |c| {
+        c.env("KUBECONFIG", &kc);
+    })
+    .await
+    .code(5)
+    .stderr_has(&["permission denied: cannot create configmaps", "hint:"]);
+    assert_nothing_left(&env).await;
+}
+
 /// A copy that can never become Ready: exit 6, the kubelet's waiting reason in the message,
 /// and nothing of the run left behind.
 #[tokio::test]
