@@ -29,13 +29,16 @@ target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "$dist"
 
 # Rust's target triple for a Krew platform (zig's glibc version after the dot, for Linux).
+# Windows uses the gnullvm targets (LLVM's mingw flavour, the only one for arm64, UCRT-based so
+# Windows 10 and later): Debian's rustc links *-windows-gnu against its own mingw's libssp,
+# which zig's mingw has no need for and does not ship.
 triple() {
   case "$1" in
     linux/amd64) echo x86_64-unknown-linux-gnu.2.17 ;;
     linux/arm64) echo aarch64-unknown-linux-gnu.2.17 ;;
     darwin/amd64) echo x86_64-apple-darwin ;;
     darwin/arm64) echo aarch64-apple-darwin ;;
-    windows/amd64) echo x86_64-pc-windows-gnu ;;
+    windows/amd64) echo x86_64-pc-windows-gnullvm ;;
     windows/arm64) echo aarch64-pc-windows-gnullvm ;;
     *) echo "unknown platform $1 (want os/arch, e.g. linux/arm64)" >&2; return 2 ;;
   esac

@@ -11,10 +11,10 @@ use mirrord_copy_lock::LockRecord;
 
 use crate::scale_down_support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mirrord_copy");
+use crate::plugin_bin;
 
 fn plugin(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::from(env.command(BIN));
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
