@@ -266,20 +266,24 @@ fn pack(dir: &Path, os: &str, arch: &str, binary: &[u8]) {
 }
 
 fn render_and_verify(dir: &Path) -> (bool, String) {
-    let manifest = dir.join("krew.yaml");
     let render = Command::new("python3")
         .arg(repo_root().join("plugin-manifest/render_krew.py"))
         .args(["--version", "v9.8.7", "--archives"])
         .arg(dir)
         .arg("--out")
-        .arg(&manifest)
+        .arg(dir.join("krew.yaml"))
         .status()
         .unwrap();
     assert!(render.success());
+    verify(dir)
+}
+
+/// verify_archives.py on `dir`'s krew.yaml and archives: (passed?, everything it printed).
+fn verify(dir: &Path) -> (bool, String) {
     let out = Command::new("python3")
         .arg(repo_root().join("plugin-manifest/verify_archives.py"))
         .arg("--manifest")
-        .arg(&manifest)
+        .arg(dir.join("krew.yaml"))
         .arg("--archives")
         .arg(dir)
         .output()
@@ -336,20 +340,12 @@ fn archive_verifier_catches_a_changed_archive() {
         "arm64",
         &executable_header("windows", "amd64"),
     );
-    let out = Command::new("python3")
-        .arg(repo_root().join("plugin-manifest/verify_archives.py"))
-        .arg("--manifest")
-        .arg(dir.path().join("krew.yaml"))
-        .arg("--archives")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, text) = verify(dir.path());
+    assert!(!ok);
     assert!(
-        err.contains(
+        text.contains(
             "windows/arm64: sha256 of kubectl-mirrord-copy-v9.8.7-windows-arm64.zip differs"
         ),
-        "{err}"
+        "{text}"
     );
 }
