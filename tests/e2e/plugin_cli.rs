@@ -100,6 +100,29 @@ async fn version_with_an_unreachable_server_still_exits_0() {
     )
     .unwrap();
     assert!(doc["serverVersion"]["unreachable"].is_string(), "{doc}");
+
+    // --client never contacts the cluster, as `kubectl version --client`.
+    let client_only = |args: &'static [&'static str]| {
+        mc_with(&env, args, |c| {
+            c.env("KUBECONFIG", "/nonexistent/kubeconfig");
+        })
+    };
+    let text = client_only(&["version", "--client"]).await;
+    assert_eq!(
+        text.ok(),
+        format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(text.stderr, "");
+    let doc: Value = serde_json::from_str(
+        client_only(&["version", "--client", "-o", "json"])
+            .await
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({"clientVersion": {"version": format!("v{}", env!("CARGO_PKG_VERSION"))}})
+    );
 }
 
 #[tokio::test]

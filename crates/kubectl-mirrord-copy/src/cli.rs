@@ -192,6 +192,9 @@ pub struct GcArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
+    /// Print the client version only, without contacting the cluster (as `kubectl version --client`)
+    #[arg(long)]
+    pub client: bool,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<DocOutput>,

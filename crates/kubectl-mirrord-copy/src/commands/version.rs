@@ -10,31 +10,29 @@ use crate::output::{to_json, to_yaml};
 
 pub async fn version(global: &GlobalArgs, args: &VersionArgs) -> Result<i32, Error> {
     let client_version = format!("v{}", env!("CARGO_PKG_VERSION"));
-    let server = match connect(global).await {
-        Ok(cluster) => cluster
-            .client
-            .apiserver_version()
-            .await
-            .map(|info| info.git_version)
-            .map_err(|e| Error::from_kube(e, "get", "version").to_string()),
-        Err(e) => Err(e.to_string()),
+    // None: not asked for (--client).
+    let server = if args.client {
+        None
+    } else {
+        Some(server_version(global).await)
     };
     let text = match args.output {
         None => {
-            let server_line = match &server {
-                Ok(v) => v.clone(),
-                Err(why) => format!("unreachable ({why})"),
-            };
-            format!("Client Version: {client_version}\nServer Version: {server_line}\n")
+            let mut text = format!("Client Version: {client_version}\n");
+            match &server {
+                Some(Ok(v)) => text.push_str(&format!("Server Version: {v}\n")),
+                Some(Err(why)) => text.push_str(&format!("Server Version: unreachable ({why})\n")),
+                None => {}
+            }
+            text
         }
         Some(format) => {
-            let doc = json!({
-                "clientVersion": { "version": client_version },
-                "serverVersion": match &server {
-                    Ok(v) => json!({ "gitVersion": v }),
-                    Err(why) => json!({ "unreachable": why }),
-                },
-            });
+            let mut doc = json!({ "clientVersion": { "version": client_version } });
+            match &server {
+                Some(Ok(v)) => doc["serverVersion"] = json!({ "gitVersion": v }),
+                Some(Err(why)) => doc["serverVersion"] = json!({ "unreachable": why }),
+                None => {}
+            }
             match format {
                 DocOutput::Json => to_json(&doc)?,
                 DocOutput::Yaml => to_yaml(&doc)?,
@@ -42,4 +40,17 @@ pub async fn version(global: &GlobalArgs, args: &VersionArgs) -> Result<i32, Err
         }
     };
     print(&text).map(|_| 0)
+}
+
+/// The API server's gitVersion, or why it could not be had.
+async fn server_version(global: &GlobalArgs) -> Result<String, String> {
+    match connect(global).await {
+        Ok(cluster) => cluster
+            .client
+            .apiserver_version()
+            .await
+            .map(|info| info.git_version)
+            .map_err(|e| Error::from_kube(e, "get", "version").to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
