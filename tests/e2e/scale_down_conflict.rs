@@ -16,8 +16,6 @@ use serde_json::json;
 
 use crate::scale_down_support::*;
 
-const LONG: Duration = Duration::from_secs(3600);
-
 /// A ReplicaSet controlled by Deployment `owner`: the Deployment controller's if it makes one
 /// (a real cluster, or the fake with its controllers), else one made here.
 pub async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
@@ -134,27 +132,15 @@ async fn a_live_holder_is_named_and_left_untouched() {
     let rs = owned_replicaset(&env, "x").await;
     let sink = Events::default().sink();
     let h1 = session(&env, "holder", "deployment/x", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/x").await,
-        &h1,
-        LONG,
-        &sink,
-    )
-    .await
-    .unwrap();
+    let plan = prepare(&env, &h1, "deployment/x", LONG, &sink)
+        .await
+        .unwrap();
     scale_down::apply(&env.client, &plan, &sink).await.unwrap();
     let before = locks(&env).await[0].metadata.resource_version.clone();
     let h2 = session(&env, "late", &format!("replicaset/{rs}"), false).await;
-    let err = scale_down::prepare(
-        &env.client,
-        &resolved(&env, &format!("replicaset/{rs}")).await,
-        &h2,
-        LONG,
-        &sink,
-    )
-    .await
-    .unwrap_err();
+    let err = prepare(&env, &h2, &format!("replicaset/{rs}"), LONG, &sink)
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), 9);
     assert!(
         err.to_string()
@@ -238,10 +224,10 @@ async fn guardrail_on_workload_and_namespace() {
     );
     // prepare refuses as well, before touching anything.
     let handle = session(&env, "g", "deployment/free", false).await;
-    let err = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/free").await,
+    let err = prepare(
+        &env,
         &handle,
+        "deployment/free",
         LONG,
         &Events::default().sink(),
     )
@@ -293,10 +279,10 @@ async fn malformed_lock_record_is_refused_and_never_acted_upon() {
         .await
         .unwrap();
     let handle = session(&env, "new", "deployment/x", false).await;
-    let err = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/x").await,
+    let err = prepare(
+        &env,
         &handle,
+        "deployment/x",
         LONG,
         &Events::default().sink(),
     )
@@ -385,10 +371,10 @@ async fn malformed_annotation_is_refused_and_never_acted_upon() {
     ))
     .await;
     let handle = session(&env, "new", "deployment/bad", false).await;
-    let err = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/bad").await,
+    let err = prepare(
+        &env,
         &handle,
+        "deployment/bad",
         LONG,
         &Events::default().sink(),
     )

@@ -13,8 +13,6 @@ use mirrord_copy_lock::LockRecord;
 
 use crate::scale_down_support::*;
 
-const LONG: Duration = Duration::from_secs(3600);
-
 #[tokio::test]
 async fn full_cycle_for_every_kind() {
     let env = TestEnv::new().await;
@@ -68,15 +66,9 @@ async fn full_cycle_for_every_kind() {
         let events = Events::default();
         let sink = events.sink();
         let handle = session(&env, &id, target, false).await;
-        let plan = scale_down::prepare(
-            &env.client,
-            &resolved(&env, target).await,
-            &handle,
-            LONG,
-            &sink,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let plan = prepare(&env, &handle, target, LONG, &sink)
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
         assert_eq!(plan.original_replicas, n, "{target}");
         // Nothing is scaled before apply (the copy is not Ready yet).
         assert_eq!(replicas(&env, kind, name).await, i64::from(n), "{target}");
@@ -145,15 +137,9 @@ async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
     if upto < 2 {
         return;
     }
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(env, &target).await,
-        &handle,
-        Duration::ZERO,
-        &sink,
-    )
-    .await
-    .unwrap();
+    let plan = prepare(env, &handle, &target, Duration::ZERO, &sink)
+        .await
+        .unwrap();
     if upto < 4 {
         return;
     }
@@ -238,10 +224,10 @@ async fn two_crashes_in_a_row_keep_the_original_count() {
     // The second session finds the workload at zero; it must carry 5 forward, not record 0.
     let events = Events::default();
     let handle = session(&env, "second", "deployment/q", true).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/q").await,
+    let plan = prepare(
+        &env,
         &handle,
+        "deployment/q",
         Duration::ZERO,
         &events.sink(),
     )
@@ -302,19 +288,7 @@ async fn someone_scaling_meanwhile_keeps_their_count() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("m", 3)).await;
     let events = Events::default();
-    let handle = session(&env, "s", "deployment/m", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/m").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    scaled_down(&env, "s", "deployment/m", &events).await;
     scale_to(&env, ScaleKind::Deployment, "m", 7).await;
     scale_down::restore(&env.client, &env.namespace, "s", &events.sink())
         .await
@@ -333,19 +307,7 @@ async fn workload_recreated_mid_session_is_left_alone() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("r", 3)).await;
     let events = Events::default();
-    let handle = session(&env, "s", "deployment/r", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/r").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    scaled_down(&env, "s", "deployment/r", &events).await;
     api(&env, ScaleKind::Deployment)
         .delete("r", &Default::default())
         .await
@@ -372,19 +334,7 @@ async fn workload_recreated_mid_session_is_left_alone() {
 
     // Deleted and not recreated: a warning, the lock released.
     env.apply_yaml(&deployment("d", 2)).await;
-    let handle = session(&env, "s2", "deployment/d", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/d").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    scaled_down(&env, "s2", "deployment/d", &events).await;
     api(&env, ScaleKind::Deployment)
         .delete("d", &Default::default())
         .await
@@ -436,10 +386,10 @@ spec:
     .await;
     let events = Events::default();
     let handle = session(&env, "k", "deployment/queue-worker", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/queue-worker").await,
+    let plan = prepare(
+        &env,
         &handle,
+        "deployment/queue-worker",
         LONG,
         &events.sink(),
     )
@@ -581,19 +531,7 @@ async fn restore_finds_the_workload_through_the_session_when_the_lock_is_gone() 
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("s", 3)).await;
     let events = Events::default();
-    let handle = session(&env, "live", "deployment/s", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/s").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    let plan = scaled_down(&env, "live", "deployment/s", &events).await;
     config_maps(&env)
         .delete(&plan.lock_name, &Default::default())
         .await
@@ -614,15 +552,9 @@ async fn renew_extends_the_lease_until_the_lock_is_taken_over() {
     env.apply_yaml(&deployment("h", 1)).await;
     let sink = Events::default().sink();
     let handle = session(&env, "beat", "deployment/h", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/h").await,
-        &handle,
-        Duration::ZERO,
-        &sink,
-    )
-    .await
-    .unwrap();
+    let plan = prepare(&env, &handle, "deployment/h", Duration::ZERO, &sink)
+        .await
+        .unwrap();
     scale_down::renew(&env.client, &env.namespace, "beat", LONG)
         .await
         .unwrap();
@@ -633,30 +565,18 @@ async fn renew_extends_the_lease_until_the_lock_is_taken_over() {
     assert!(record.lease_valid(chrono::Utc::now() + chrono::Duration::minutes(30)));
     // Renewed: a newcomer is refused.
     let other = session(&env, "other", "deployment/h", false).await;
-    let err = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/h").await,
-        &other,
-        LONG,
-        &sink,
-    )
-    .await
-    .unwrap_err();
+    let err = prepare(&env, &other, "deployment/h", LONG, &sink)
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), 9);
     // Expired and taken over: renew tells the old holder.
     scale_down::renew(&env.client, &env.namespace, "beat", Duration::ZERO)
         .await
         .unwrap();
     let_leases_expire().await;
-    scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/h").await,
-        &other,
-        LONG,
-        &sink,
-    )
-    .await
-    .unwrap();
+    prepare(&env, &other, "deployment/h", LONG, &sink)
+        .await
+        .unwrap();
     assert!(scale_down::renew(&env.client, &env.namespace, "beat", LONG)
         .await
         .is_err());
@@ -724,19 +644,7 @@ spec:
     run_steps(&env, "first", "kw", 5).await;
     let_leases_expire().await;
     let events = Events::default();
-    let handle = session(&env, "second", "deployment/kw", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/kw").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    scaled_down(&env, "second", "deployment/kw", &events).await;
     scale_down::restore(&env.client, &env.namespace, "second", &events.sink())
         .await
         .unwrap();
@@ -772,15 +680,9 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
         let events = Events::default();
         let next = format!("next{step}");
         let handle = session(&env, &next, &target, false).await;
-        let plan = scale_down::prepare(
-            &env.client,
-            &resolved(&env, &target).await,
-            &handle,
-            LONG,
-            &events.sink(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("after {}: {e}", STEPS[step - 1]));
+        let plan = prepare(&env, &handle, &target, LONG, &events.sink())
+            .await
+            .unwrap_or_else(|e| panic!("after {}: {e}", STEPS[step - 1]));
         assert_eq!(plan.original_replicas, 3, "after {}", STEPS[step - 1]);
         scale_down::apply(&env.client, &plan, &events.sink())
             .await
@@ -884,15 +786,9 @@ async fn keda_writes_retry_after_a_conflict() {
     .await;
     let events = Events::default();
     let handle = session(&env, "kc", "deployment/kc", false).await;
-    let plan = scale_down::prepare(
-        &env.client,
-        &resolved(&env, "deployment/kc").await,
-        &handle,
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
+    let plan = prepare(&env, &handle, "deployment/kc", LONG, &events.sink())
+        .await
+        .unwrap();
     let annotations = || async {
         env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "kc")
             .await

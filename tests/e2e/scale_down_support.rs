@@ -10,8 +10,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use mirrord_copy_core::labels::{self, Role};
-use mirrord_copy_core::scale_down::ScaleKind;
-use mirrord_copy_core::{resolve, CopyOptions, Progress, ResolvedTarget, SessionHandle, TargetRef};
+use mirrord_copy_core::scale_down::{self, ScaleDownPlan, ScaleKind};
+use mirrord_copy_core::{
+    resolve, CopyOptions, Error, Progress, ProgressFn, ResolvedTarget, SessionHandle, TargetRef,
+};
 use serde_json::{json, Value};
 
 pub fn deployment(name: &str, replicas: i32) -> String {
@@ -140,6 +142,33 @@ pub async fn session(env: &TestEnv, id: &str, target: &str, expired: bool) -> Se
         config_map: created.name_any(),
         uid: created.uid().unwrap(),
     }
+}
+
+/// A lease no test outlives.
+pub const LONG: Duration = Duration::from_secs(3600);
+
+/// `scale_down::prepare` of `target` for the session `handle`, with `lease`.
+pub async fn prepare(
+    env: &TestEnv,
+    handle: &SessionHandle,
+    target: &str,
+    lease: Duration,
+    on_progress: &ProgressFn,
+) -> Result<ScaleDownPlan, Error> {
+    let resolved = resolved(env, target).await;
+    scale_down::prepare(&env.client, &resolved, handle, lease, on_progress).await
+}
+
+/// A live session `id` that has scaled `target` down (prepared and applied, LONG lease).
+pub async fn scaled_down(env: &TestEnv, id: &str, target: &str, events: &Events) -> ScaleDownPlan {
+    let handle = session(env, id, target, false).await;
+    let plan = prepare(env, &handle, target, LONG, &events.sink())
+        .await
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+    scale_down::apply(&env.client, &plan, &events.sink())
+        .await
+        .unwrap();
+    plan
 }
 
 pub fn config_maps(env: &TestEnv) -> Api<ConfigMap> {
