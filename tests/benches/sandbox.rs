@@ -4,7 +4,9 @@
 //! label-selected watches (MIRRORD_COPY_BENCH_WATCHERS, default 50) each receiving E creates.
 //! Run: `cargo bench -p mirrord-copy-tests --bench sandbox`. Controllers are off: the figures
 //! are the API server's (a kubelet would rewrite every pod's status once, then idle).
-//! The client (kube-rs) runs in the same process, so RSS includes it.
+//! The server runs in a child process (this binary again, with MIRRORD_COPY_BENCH_SERVER set),
+//! so the RSS figures are the server's alone, read from /proc/<pid>/status; the client
+//! (kube-rs) measures from this process over loopback HTTPS.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +16,9 @@ use fakekube::{FakeCluster, ServerOptions, ADMIN_TOKEN};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Resident memory of a process ("self" or a pid), in MB.
+fn rss_mb(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -77,13 +80,33 @@ fn pod(i: usize) -> serde_json::Value {
     })
 }
 
+/// Set in the child: serve the seeded store, write the kubeconfig to this path.
+const SERVER_ENV: &str = "MIRRORD_COPY_BENCH_SERVER";
+
+/// What the server child reports once seeded, as one line on stdout.
+struct Seeded {
+    base_mb: f64,
+    seed_ms: f64,
+    rss_mb: f64,
+    bytes_per_object: f64,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("MIRRORD_COPY_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    let base = rss_mb();
+    match std::env::var(SERVER_ENV) {
+        Ok(kubeconfig) => serve(n, std::path::Path::new(&kubeconfig)).await,
+        Err(_) => measure(n).await,
+    }
+}
+
+/// The child: seed `n` ConfigMaps and `n` Pods straight into the store, report, serve until
+/// stdin closes.
+async fn serve(n: usize, kubeconfig: &std::path::Path) {
+    let base = rss_mb("self");
     let fake = FakeCluster::start(ServerOptions {
         controllers: Some(Arc::new(Controllers::none())),
         ..Default::default()
@@ -105,7 +128,7 @@ async fn main() {
     let seeded = t.elapsed();
     store.compact();
     // Before anything below parses stored objects back (which leaves freed heap behind).
-    let rss = rss_mb();
+    let rss = rss_mb("self");
     let stored_bytes: usize = ["configmaps", "pods"]
         .iter()
         .map(|p| {
@@ -118,11 +141,49 @@ async fn main() {
                 .sum::<usize>()
         })
         .sum();
+    fake.write_kubeconfig(kubeconfig, "default", ADMIN_TOKEN)
+        .unwrap();
+    println!(
+        "seeded {base} {} {rss} {}",
+        ms(seeded),
+        stored_bytes as f64 / (2 * n) as f64
+    );
+    // Serve until the parent closes our stdin.
+    let _ =
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await;
+    fake.stop().await;
+}
 
+/// The parent: start the server child, then measure it over HTTPS.
+async fn measure(n: usize) {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
-    fake.write_kubeconfig(&path, "default", ADMIN_TOKEN)
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(SERVER_ENV, &path)
+        .env("MIRRORD_COPY_BENCH_N", n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let server_pid = child.id().to_string();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
         .unwrap();
+    let f: Vec<f64> = line
+        .strip_prefix("seeded ")
+        .unwrap_or_else(|| panic!("server said {line:?}"))
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let seeded = Seeded {
+        base_mb: f[0],
+        seed_ms: f[1],
+        rss_mb: f[2],
+        bytes_per_object: f[3],
+    };
     let cfg = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&path).unwrap(),
         &KubeConfigOptions::default(),
@@ -182,23 +243,28 @@ async fn main() {
         client.request_text(req).await.unwrap();
         creates.push(t.elapsed());
     }
-    let rss_after = rss_mb();
+    let rss_after = rss_mb(&server_pid);
     creates.sort();
     let watchers: usize = std::env::var("MIRRORD_COPY_BENCH_WATCHERS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
     let fan_out = watch_fan_out(&client, watchers, 200).await;
+    let rss_after_watch = rss_mb(&server_pid);
 
     println!("objects stored: {} configmaps + {} pods", n, n);
     println!(
         "stored object size (JSON): {:.0} bytes/object average",
-        stored_bytes as f64 / (2 * n) as f64
+        seeded.bytes_per_object
     );
-    println!("seed time (store, no HTTP): {:.0} ms", ms(seeded));
-    println!("rss baseline: {base:.1} MB");
-    println!("rss with objects: {rss:.1} MB (goal < 200 MB)");
-    println!("rss after lists and creates: {rss_after:.1} MB (goal < 200 MB)");
+    println!("seed time (store, no HTTP): {:.0} ms", seeded.seed_ms);
+    println!("server rss baseline: {:.1} MB", seeded.base_mb);
+    println!(
+        "server rss with objects: {:.1} MB (goal < 200 MB)",
+        seeded.rss_mb
+    );
+    println!("server rss after lists and creates: {rss_after:.1} MB (goal < 200 MB)");
+    println!("server rss after the watch fan-out: {rss_after_watch:.1} MB");
     println!("labelled list of {n} configmaps over https: {:.1} ms median of 7, {:.1} MB body (goal < 100 ms)", ms(median(lists)), size as f64 / 1e6);
     println!(
         "labelled list of {n} pods over https: {:.1} ms median of 7, {:.1} MB body (goal < 100 ms)",
@@ -222,7 +288,8 @@ async fn main() {
         ms(fan_out.p99),
         fan_out.delivered_per_second
     );
-    fake.stop().await;
+    drop(child.stdin.take());
+    child.wait().unwrap();
 }
 
 struct FanOut {
