@@ -1,18 +1,17 @@
 //! The plugin binary with `--scale-down`: 20 concurrent `create` processes, and the process
 //! SIGKILLed after each step of create, then `gc` restoring the exact count.
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use fakekube::harness::TestEnv;
-use mirrord_copy_core::labels::SCALED_DOWN_BY_ANNOTATION;
-use mirrord_copy_core::scale_down::ScaleKind;
 use mirrord_copy_lock::LockRecord;
 
 use crate::scale_down_support::*;
 
 use crate::plugin_bin;
 
+/// The plugin binary with `args`, its output captured, killed when dropped.
 fn plugin(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::from(env.command(plugin_bin()));
     c.args(args)
@@ -22,22 +21,25 @@ fn plugin(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
     c
 }
 
+/// Asserts the process exited 0, showing its stderr otherwise.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn twenty_concurrent_create_processes_one_winner() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("x", 3)).await;
-    let rs = crate::scale_down_conflict::owned_replicaset(&env, "x").await;
+    let rs = deployment_x_and_replicaset(&env, 3).await;
     let _kubelet = copy_kubelet(&env);
-    let rs_target = format!("replicaset/{rs}");
     let runs = futures::future::join_all((0..20).map(|i| {
-        let target = if i % 2 == 0 {
-            "deployment/x"
-        } else {
-            rs_target.as_str()
-        };
+        let target = racer_target(i, &rs);
         plugin(
             &env,
-            &["create", target, "--scale-down", "--timeout", "60s"],
+            &["create", &target, "--scale-down", "--timeout", "60s"],
         )
         .output()
     }))
@@ -50,7 +52,7 @@ async fn twenty_concurrent_create_processes_one_winner() {
     assert_eq!(codes.iter().filter(|c| **c == 9).count(), 19, "{codes:?}");
     assert_eq!(sessions(&env).await.len(), 1);
     assert_eq!(locks(&env).await.len(), 1);
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(deployment_replicas(&env, "x").await, 0);
     // The winner is undisturbed: its copy pod is the only one, alive, and its session holds
     // the lock.
     let (winner_index, winner) = runs
@@ -60,11 +62,7 @@ async fn twenty_concurrent_create_processes_one_winner() {
         .find(|(_, o)| o.status.success())
         .unwrap();
     // Either form may win the race; status shows the target as the winner gave it.
-    let winner_target = if winner_index % 2 == 0 {
-        "deployment/x"
-    } else {
-        rs_target.as_str()
-    };
+    let winner_target = racer_target(winner_index, &rs);
     let pod = String::from_utf8_lossy(&winner.stdout).trim().to_string();
     let copies = env.list_pods("mirrord-copy.io/role=copy").await;
     assert_eq!(copies.len(), 1, "{copies:?}");
@@ -77,16 +75,12 @@ async fn twenty_concurrent_create_processes_one_winner() {
     let status = plugin(&env, &["status"]).output().await.unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(
-        table.contains(winner_target) && table.contains('*'),
+        table.contains(&winner_target) && table.contains('*'),
         "{table}"
     );
     let end = plugin(&env, &["delete", &pod]).output().await.unwrap();
-    assert!(
-        end.status.success(),
-        "{}",
-        String::from_utf8_lossy(&end.stderr)
-    );
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 3);
+    assert_success(&end);
+    assert_eq!(deployment_replicas(&env, "x").await, 3);
     assert!(locks(&env).await.is_empty());
 }
 
@@ -94,20 +88,16 @@ async fn twenty_concurrent_create_processes_one_winner() {
 async fn reached(env: &TestEnv, step: usize, name: &str) -> bool {
     match step {
         0 => lock_record(env).await.is_some(),
-        1 => annotation(env, ScaleKind::Deployment, name, SCALED_DOWN_BY_ANNOTATION)
-            .await
-            .is_some(),
+        1 => scaled_down_by(env, name).await.is_some(),
         2 => !env.list_pods("mirrord-copy.io/role=copy").await.is_empty(),
         3 => lock_record(env).await.is_some_and(|r| r.scaled_down),
-        _ => replicas(env, ScaleKind::Deployment, name).await == 0,
+        _ => deployment_replicas(env, name).await == 0,
     }
 }
 
+/// The record of the first lock in the test namespace, if any.
 async fn lock_record(env: &TestEnv) -> Option<LockRecord> {
-    let locks = locks(env).await;
-    locks
-        .first()
-        .map(|l| LockRecord::parse(l.data.as_ref().unwrap()).unwrap())
+    locks(env).await.first().map(parse_lock)
 }
 
 #[tokio::test]
@@ -172,26 +162,13 @@ async fn sigkill_after_each_step_of_create_then_gc_restores_the_exact_count() {
         // the state the dead process left.
         tokio::time::sleep(hold + Duration::from_secs(1)).await;
         let gc = plugin(&env, &["gc"]).output().await.unwrap();
-        assert!(
-            gc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&gc.stderr)
-        );
+        assert_success(&gc);
         assert_eq!(
-            replicas(&env, ScaleKind::Deployment, &name).await,
+            deployment_replicas(&env, &name).await,
             3,
             "killed after step {step}"
         );
         assert!(locks(&env).await.is_empty(), "step {step}");
-        assert_eq!(
-            annotation(
-                &env,
-                ScaleKind::Deployment,
-                &name,
-                SCALED_DOWN_BY_ANNOTATION
-            )
-            .await,
-            None
-        );
+        assert_eq!(scaled_down_by(&env, &name).await, None);
     }
 }

@@ -2,67 +2,37 @@
 //! its ReplicaSet), the guardrail, malformed lock records, pods and Jobs.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use mirrord_copy_core::gc::gc;
-use mirrord_copy_core::labels::SCALED_DOWN_BY_ANNOTATION;
+use mirrord_copy_core::labels;
 use mirrord_copy_core::scale_down::{self, ScaleKind};
 use mirrord_copy_core::Error;
 use mirrord_copy_lock::{LockRecord, WorkloadKey};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::scale_down_support::*;
 
-/// A ReplicaSet controlled by Deployment `owner`: the Deployment controller's if it makes one
-/// (a real cluster, or the fake with its controllers), else one made here.
-pub async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
-    let uid = object(env, ScaleKind::Deployment, owner).await.unwrap()["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for _ in 0..30 {
-        let sets = api(env, ScaleKind::ReplicaSet)
-            .list(&Default::default())
-            .await
-            .unwrap();
-        let made = sets.items.iter().find(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid && r.controller == Some(true))
-        });
-        if let Some(rs) = made {
-            return rs.metadata.name.clone().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let name = format!("{owner}-5d8f7c9b4");
-    let yaml = replicaset(&name, 3).replace(
-        &format!("metadata:\n  name: {name}\n"),
-        &format!(
-            "metadata:\n  name: {name}\n  ownerReferences:\n    - {{apiVersion: apps/v1, kind: Deployment, name: {owner}, uid: {uid}, controller: true}}\n"
-        ),
-    );
-    env.apply_yaml(&yaml).await;
-    name
+/// The error `scale_down::check` refuses `target` with.
+async fn refused_check(env: &TestEnv, target: &str) -> Error {
+    scale_down::check(&env.client, &resolved(env, target).await)
+        .await
+        .unwrap_err()
+}
+
+/// A merge patch annotating an object `mirrord-copy.io/scale-down: forbidden`.
+fn forbid_scale_down() -> Patch<Value> {
+    Patch::Merge(json!({"metadata": {"annotations": {"mirrord-copy.io/scale-down": "forbidden"}}}))
 }
 
 #[tokio::test]
 async fn twenty_concurrent_sessions_one_winner() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("x", 3)).await;
-    let rs = owned_replicaset(&env, "x").await;
+    let rs = deployment_x_and_replicaset(&env, 3).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let target = if i % 2 == 0 {
-            "deployment/x".to_string()
-        } else {
-            format!("replicaset/{rs}")
-        };
+        let target = racer_target(i, &rs);
         let env = &env;
         tasks.push(async move {
             let id = format!("racer{i:02}");
@@ -113,32 +83,27 @@ async fn twenty_concurrent_sessions_one_winner() {
     );
     let locks = locks(&env).await;
     assert_eq!(locks.len(), 1);
-    let record = LockRecord::parse(locks[0].data.as_ref().unwrap()).unwrap();
+    let record = parse_lock(&locks[0]);
     assert_eq!(&record.holder_session, winner);
     assert_eq!(record.original_replicas, 3);
     assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "x", SCALED_DOWN_BY_ANNOTATION)
-            .await
-            .as_deref(),
+        scaled_down_by(&env, "x").await.as_deref(),
         Some(winner.as_str())
     );
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 3);
+    assert_eq!(deployment_replicas(&env, "x").await, 3);
 }
 
 #[tokio::test]
 async fn a_live_holder_is_named_and_left_untouched() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("x", 2)).await;
-    let rs = owned_replicaset(&env, "x").await;
-    let sink = Events::default().sink();
-    let h1 = session(&env, "holder", "deployment/x", false).await;
-    let plan = prepare(&env, &h1, "deployment/x", LONG, &sink)
+    let rs = deployment_x_and_replicaset(&env, 2).await;
+    let events = Events::default();
+    let plan = prepare_new(&env, "holder", "deployment/x", &events)
         .await
         .unwrap();
-    scale_down::apply(&env.client, &plan, &sink).await.unwrap();
+    apply(&env, &plan, &events).await;
     let before = locks(&env).await[0].metadata.resource_version.clone();
-    let h2 = session(&env, "late", &format!("replicaset/{rs}"), false).await;
-    let err = prepare(&env, &h2, &format!("replicaset/{rs}"), LONG, &sink)
+    let err = prepare_new(&env, "late", &format!("replicaset/{rs}"), &events)
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), 9);
@@ -148,27 +113,29 @@ async fn a_live_holder_is_named_and_left_untouched() {
         "{err}"
     );
     assert_eq!(locks(&env).await[0].metadata.resource_version, before);
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(deployment_replicas(&env, "x").await, 0);
     // gc leaves a live session alone.
-    let report = gc(&env.client, Some(&env.namespace), &sink).await.unwrap();
+    let report = gc_namespace(&env).await;
     assert!(
         report.restored.is_empty() && report.ended_sessions.is_empty(),
         "{report:?}"
     );
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(deployment_replicas(&env, "x").await, 0);
 }
 
 #[tokio::test]
 async fn guardrail_on_workload_and_namespace() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("guarded", 2).replace(
-        "metadata:\n  name: guarded\n",
-        "metadata:\n  name: guarded\n  annotations:\n    mirrord-copy.io/scale-down: forbidden\n    mirrord-copy.io/scale-down-guardrail-by: team-payments\n",
+    env.apply_yaml(&annotated_deployment(
+        "guarded",
+        2,
+        &[
+            ("mirrord-copy.io/scale-down", "forbidden"),
+            ("mirrord-copy.io/scale-down-guardrail-by", "team-payments"),
+        ],
     ))
     .await;
-    let err = scale_down::check(&env.client, &resolved(&env, "deployment/guarded").await)
-        .await
-        .unwrap_err();
+    let err = refused_check(&env, "deployment/guarded").await;
     assert_eq!(err.exit_code(), 10);
     let text = err.to_string();
     assert!(
@@ -180,21 +147,10 @@ async fn guardrail_on_workload_and_namespace() {
     env.apply_yaml(&deployment("owner", 2)).await;
     let rs = owned_replicaset(&env, "owner").await;
     api(&env, ScaleKind::ReplicaSet)
-        .patch(
-            &rs,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"mirrord-copy.io/scale-down": "forbidden"}}}),
-            ),
-        )
+        .patch(&rs, &PatchParams::default(), &forbid_scale_down())
         .await
         .unwrap();
-    let err = scale_down::check(
-        &env.client,
-        &resolved(&env, &format!("replicaset/{rs}")).await,
-    )
-    .await
-    .unwrap_err();
+    let err = refused_check(&env, &format!("replicaset/{rs}")).await;
     assert!(
         matches!(&err, Error::Guardrail { location, .. } if location.starts_with("ReplicaSet")),
         "{err}"
@@ -209,42 +165,22 @@ async fn guardrail_on_workload_and_namespace() {
         .patch(
             &env.namespace,
             &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"mirrord-copy.io/scale-down": "forbidden"}}}),
-            ),
+            &forbid_scale_down(),
         )
         .await
         .unwrap();
-    let err = scale_down::check(&env.client, &resolved(&env, "deployment/free").await)
-        .await
-        .unwrap_err();
+    let err = refused_check(&env, "deployment/free").await;
     assert!(
         matches!(&err, Error::Guardrail { location, .. } if *location == format!("Namespace {}", env.namespace)),
         "{err}"
     );
     // prepare refuses as well, before touching anything.
-    let handle = session(&env, "g", "deployment/free", false).await;
-    let err = prepare(
-        &env,
-        &handle,
-        "deployment/free",
-        LONG,
-        &Events::default().sink(),
-    )
-    .await
-    .unwrap_err();
+    let err = prepare_new(&env, "g", "deployment/free", &Events::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), 10);
     assert!(locks(&env).await.is_empty());
-    assert_eq!(
-        annotation(
-            &env,
-            ScaleKind::Deployment,
-            "free",
-            SCALED_DOWN_BY_ANNOTATION
-        )
-        .await,
-        None
-    );
+    assert_eq!(scaled_down_by(&env, "free").await, None);
 }
 
 #[tokio::test]
@@ -278,29 +214,17 @@ async fn malformed_lock_record_is_refused_and_never_acted_upon() {
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
-    let handle = session(&env, "new", "deployment/x", false).await;
-    let err = prepare(
-        &env,
-        &handle,
-        "deployment/x",
-        LONG,
-        &Events::default().sink(),
-    )
-    .await
-    .unwrap_err();
+    let err = prepare_new(&env, "new", "deployment/x", &Events::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::CorruptRecord(_)), "{err}");
     assert!(err.to_string().contains("originalReplicas"), "{err}");
-    let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-        .await
-        .unwrap();
-    assert!(
-        report.skipped.iter().any(|s| s.contains(&name)),
-        "{report:?}"
-    );
+    let report = gc_namespace(&env).await;
+    assert!(mentions(&report.skipped, &name), "{report:?}");
     // Untouched: still there, still malformed, the workload still at 0.
     let still = config_maps(&env).get(&name).await.unwrap();
     assert_eq!(still.data.unwrap()["originalReplicas"], "-4");
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(deployment_replicas(&env, "x").await, 0);
 }
 
 #[tokio::test]
@@ -342,18 +266,12 @@ spec:
 "#
     ))
     .await;
-    let err = scale_down::check(&env.client, &resolved(&env, "pod/web-pod").await)
-        .await
-        .unwrap_err();
+    let err = refused_check(&env, "pod/web-pod").await;
     assert_eq!(err.exit_code(), 4);
     assert!(err.to_string().contains("deployment/web"), "{err}");
-    let err = scale_down::check(&env.client, &resolved(&env, "pod/bare").await)
-        .await
-        .unwrap_err();
+    let err = refused_check(&env, "pod/bare").await;
     assert!(err.to_string().contains("bare pod"), "{err}");
-    let err = scale_down::check(&env.client, &resolved(&env, "job/migrate").await)
-        .await
-        .unwrap_err();
+    let err = refused_check(&env, "job/migrate").await;
     assert_eq!(err.exit_code(), 4);
     assert!(
         err.to_string().contains("runs its pods to completion"),
@@ -365,47 +283,23 @@ spec:
 #[tokio::test]
 async fn malformed_annotation_is_refused_and_never_acted_upon() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("bad", 0).replace(
-        "metadata:\n  name: bad\n",
-        "metadata:\n  name: bad\n  annotations:\n    mirrord-copy.io/original-replicas: \"99999999\"\n    mirrord-copy.io/scaled-down-by: gone\n",
+    env.apply_yaml(&annotated_deployment(
+        "bad",
+        0,
+        &[
+            ("mirrord-copy.io/original-replicas", "\"99999999\""),
+            ("mirrord-copy.io/scaled-down-by", "gone"),
+        ],
     ))
     .await;
-    let handle = session(&env, "new", "deployment/bad", false).await;
-    let err = prepare(
-        &env,
-        &handle,
-        "deployment/bad",
-        LONG,
-        &Events::default().sink(),
-    )
-    .await
-    .unwrap_err();
+    let err = prepare_new(&env, "new", "deployment/bad", &Events::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::CorruptRecord(_)), "{err}");
     assert!(locks(&env).await.is_empty());
-    config_maps(&env)
-        .delete(&handle.config_map, &Default::default())
-        .await
-        .unwrap();
-    let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-        .await
-        .unwrap();
-    assert!(
-        report
-            .skipped
-            .iter()
-            .any(|s| s.contains("original-replicas")),
-        "{report:?}"
-    );
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "bad").await, 0);
-    assert_eq!(
-        annotation(
-            &env,
-            ScaleKind::Deployment,
-            "bad",
-            SCALED_DOWN_BY_ANNOTATION
-        )
-        .await
-        .as_deref(),
-        Some("gone")
-    );
+    delete_config_map(&env, &labels::session_config_map_name("new")).await;
+    let report = gc_namespace(&env).await;
+    assert!(mentions(&report.skipped, "original-replicas"), "{report:?}");
+    assert_eq!(deployment_replicas(&env, "bad").await, 0);
+    assert_eq!(scaled_down_by(&env, "bad").await.as_deref(), Some("gone"));
 }

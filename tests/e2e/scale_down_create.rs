@@ -5,12 +5,12 @@
 use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use mirrord_copy_core::labels::{self, Role, SCALED_DOWN_BY_ANNOTATION};
-use mirrord_copy_core::scale_down::ScaleKind;
+use mirrord_copy_core::labels::{self, Role};
 use mirrord_copy_core::{session, Progress};
 
 use crate::scale_down_support::*;
 
+/// Copy pods in the test namespace that are not being deleted.
 async fn copy_pods(env: &TestEnv) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
     pods.list(&ListParams::default().labels(&labels::role_selector(Role::Copy)))
@@ -26,15 +26,10 @@ async fn copy_pods(env: &TestEnv) -> Vec<String> {
 #[tokio::test]
 async fn twenty_concurrent_creates_one_winner_then_end_restores() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("x", 3)).await;
-    let rs = crate::scale_down_conflict::owned_replicaset(&env, "x").await;
+    let rs = deployment_x_and_replicaset(&env, 3).await;
     let _kubelet = copy_kubelet(&env);
     let results = futures::future::join_all((0..20).map(|i| {
-        let target = if i % 2 == 0 {
-            "deployment/x".to_string()
-        } else {
-            format!("replicaset/{rs}")
-        };
+        let target = racer_target(i, &rs);
         let req = scale_down_request(&env, &target, &format!("user{i}@host{i}"));
         let env = &env;
         async move {
@@ -68,11 +63,9 @@ async fn twenty_concurrent_creates_one_winner_then_end_restores() {
         vec![labels::session_config_map_name(&won.id)]
     );
     assert_eq!(locks(&env).await.len(), 1);
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 0);
+    assert_eq!(deployment_replicas(&env, "x").await, 0);
     assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "x", SCALED_DOWN_BY_ANNOTATION)
-            .await
-            .as_deref(),
+        scaled_down_by(&env, "x").await.as_deref(),
         Some(won.id.as_str())
     );
     // `status` marks it.
@@ -86,11 +79,8 @@ async fn twenty_concurrent_creates_one_winner_then_end_restores() {
     session::end(&env.client, &env.namespace, &won.id, &quiet.sink())
         .await
         .unwrap();
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "x").await, 3);
-    assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "x", SCALED_DOWN_BY_ANNOTATION).await,
-        None
-    );
+    assert_eq!(deployment_replicas(&env, "x").await, 3);
+    assert_eq!(scaled_down_by(&env, "x").await, None);
     assert!(locks(&env).await.is_empty());
     assert!(sessions(&env).await.is_empty());
     assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
@@ -99,9 +89,10 @@ async fn twenty_concurrent_creates_one_winner_then_end_restores() {
 #[tokio::test]
 async fn a_refused_create_leaves_nothing() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("g", 2).replace(
-        "metadata:\n  name: g\n",
-        "metadata:\n  name: g\n  annotations:\n    mirrord-copy.io/scale-down: forbidden\n",
+    env.apply_yaml(&annotated_deployment(
+        "g",
+        2,
+        &[("mirrord-copy.io/scale-down", "forbidden")],
     ))
     .await;
     let _kubelet = copy_kubelet(&env);
@@ -116,7 +107,7 @@ async fn a_refused_create_leaves_nothing() {
     assert!(sessions(&env).await.is_empty());
     assert!(copy_pods(&env).await.is_empty());
     assert!(locks(&env).await.is_empty());
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "g").await, 2);
+    assert_eq!(deployment_replicas(&env, "g").await, 2);
 }
 
 /// `create --scale-down` and `end` with a token bound only to the shipped Role and ClusterRole
@@ -131,14 +122,7 @@ async fn the_shipped_roles_suffice_for_scale_down() {
         include_str!("../../plugin-manifest/clusterrole.yaml")
     );
     // Binding a token needs the fake.
-    let kubeconfig = env
-        .kubeconfig_with_roles("mirrord-copy-user", &rbac)
-        .expect("fake API server");
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    let user = kube::Client::try_from(config).unwrap();
+    let user = client_with_roles(&env, "mirrord-copy-user", &rbac).await;
     env.apply_yaml(&deployment("qw", 2)).await;
     env.apply_yaml(
         r#"apiVersion: autoscaling/v2
@@ -167,10 +151,10 @@ spec:
     )
     .await
     .unwrap_or_else(|e| panic!("create --scale-down with the shipped Role: {e}"));
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "qw").await, 0);
+    assert_eq!(deployment_replicas(&env, "qw").await, 0);
     session::end(&user, &env.namespace, &s.id, &events.sink())
         .await
         .unwrap_or_else(|e| panic!("end with the shipped Role: {e}"));
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "qw").await, 2);
+    assert_eq!(deployment_replicas(&env, "qw").await, 2);
     assert!(locks(&env).await.is_empty());
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 use fakekube::harness::TestEnv;
 use mirrord_copy_core::gc::gc;
 use mirrord_copy_core::labels::{ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
-use mirrord_copy_core::scale_down::{self, ScaleKind, KEDA_PAUSED_BY_ANNOTATION};
+use mirrord_copy_core::scale_down::{self, ScaleDownPlan, ScaleKind, KEDA_PAUSED_BY_ANNOTATION};
 use mirrord_copy_core::Progress;
-use mirrord_copy_lock::LockRecord;
 
 use crate::scale_down_support::*;
 
@@ -64,9 +63,7 @@ async fn full_cycle_for_every_kind() {
         env.apply_yaml(&yaml).await;
         let id = format!("cycle{i}");
         let events = Events::default();
-        let sink = events.sink();
-        let handle = session(&env, &id, target, false).await;
-        let plan = prepare(&env, &handle, target, LONG, &sink)
+        let plan = prepare_new(&env, &id, target, &events)
             .await
             .unwrap_or_else(|e| panic!("{target}: {e}"));
         assert_eq!(plan.original_replicas, n, "{target}");
@@ -84,16 +81,13 @@ async fn full_cycle_for_every_kind() {
                 .as_deref(),
             Some(id.as_str())
         );
-        scale_down::apply(&env.client, &plan, &sink).await.unwrap();
+        apply(&env, &plan, &events).await;
         assert_eq!(replicas(&env, kind, name).await, 0, "{target} at zero");
-        let lock = &locks(&env).await[0];
-        let record = LockRecord::parse(lock.data.as_ref().unwrap()).unwrap();
+        let record = parse_lock(&locks(&env).await[0]);
         assert!(record.scaled_down);
         assert_eq!(record.original_replicas, n);
 
-        scale_down::restore(&env.client, &env.namespace, &id, &sink)
-            .await
-            .unwrap();
+        restore(&env, &id, &events).await;
         assert_eq!(
             replicas(&env, kind, name).await,
             i64::from(n),
@@ -113,9 +107,7 @@ async fn full_cycle_for_every_kind() {
             to: n
         }));
         // Idempotent.
-        scale_down::restore(&env.client, &env.namespace, &id, &sink)
-            .await
-            .unwrap();
+        restore(&env, &id, &events).await;
         assert_eq!(replicas(&env, kind, name).await, i64::from(n));
     }
 }
@@ -130,14 +122,14 @@ const STEPS: [&str; 5] = [
 ];
 
 async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
-    let sink = Events::default().sink();
+    let events = Events::default();
     let target = format!("deployment/{name}");
     // Expired from the start and a zero lease: as if the process died long ago.
     let handle = session(env, id, &target, true).await;
     if upto < 2 {
         return;
     }
-    let plan = prepare(env, &handle, &target, Duration::ZERO, &sink)
+    let plan = prepare(env, &handle, &target, Duration::ZERO, &events.sink())
         .await
         .unwrap();
     if upto < 4 {
@@ -151,7 +143,13 @@ async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
         .unwrap();
         return;
     }
-    scale_down::apply(&env.client, &plan, &sink).await.unwrap();
+    apply(env, &plan, &events).await;
+}
+
+/// The Deployment `name` (`replicas`), then session `id` crashing after step `upto` of create.
+async fn crashed_deployment(env: &TestEnv, name: &str, replicas: i32, id: &str, upto: usize) {
+    env.apply_yaml(&deployment(name, replicas)).await;
+    run_steps(env, id, name, upto).await;
 }
 
 #[tokio::test]
@@ -159,35 +157,21 @@ async fn crash_after_each_step_of_create_then_gc_restores_the_exact_count() {
     let env = TestEnv::new().await;
     for step in 1..=STEPS.len() {
         let name = format!("worker{step}");
-        env.apply_yaml(&deployment(&name, 3)).await;
-        run_steps(&env, &format!("crash{step}"), &name, step).await;
+        crashed_deployment(&env, &name, 3, &format!("crash{step}"), step).await;
         let_leases_expire().await;
-        let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-            .await
-            .unwrap();
+        let report = gc_namespace(&env).await;
         assert!(report.skipped.is_empty(), "step {step}: {report:?}");
         assert_eq!(
-            replicas(&env, ScaleKind::Deployment, &name).await,
+            deployment_replicas(&env, &name).await,
             3,
             "after a crash once {}",
             STEPS[step - 1]
         );
-        assert_eq!(
-            annotation(
-                &env,
-                ScaleKind::Deployment,
-                &name,
-                SCALED_DOWN_BY_ANNOTATION
-            )
-            .await,
-            None
-        );
+        assert_eq!(scaled_down_by(&env, &name).await, None);
         assert!(locks(&env).await.is_empty(), "step {step}: {report:?}");
         assert!(sessions(&env).await.is_empty(), "step {step}: {report:?}");
         // gc again: nothing left to do.
-        let again = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-            .await
-            .unwrap();
+        let again = gc_namespace(&env).await;
         assert!(
             again.ended_sessions.is_empty() && again.restored.is_empty(),
             "{again:?}"
@@ -198,28 +182,21 @@ async fn crash_after_each_step_of_create_then_gc_restores_the_exact_count() {
 #[tokio::test]
 async fn crash_during_end_is_finished_by_gc() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("w", 3)).await;
-    run_steps(&env, "s1", "w", 5).await;
+    crashed_deployment(&env, "w", 3, "s1", 5).await;
     // end crashed after scaling back but before removing the annotation and the lock.
     scale_to(&env, ScaleKind::Deployment, "w", 3).await;
     let_leases_expire().await;
-    gc(&env.client, Some(&env.namespace), &Events::default().sink())
-        .await
-        .unwrap();
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "w").await, 3);
-    assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "w", SCALED_DOWN_BY_ANNOTATION).await,
-        None
-    );
+    gc_namespace(&env).await;
+    assert_eq!(deployment_replicas(&env, "w").await, 3);
+    assert_eq!(scaled_down_by(&env, "w").await, None);
     assert!(locks(&env).await.is_empty());
 }
 
 #[tokio::test]
 async fn two_crashes_in_a_row_keep_the_original_count() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("q", 5)).await;
-    run_steps(&env, "first", "q", 5).await;
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "q").await, 0);
+    crashed_deployment(&env, "q", 5, "first", 5).await;
+    assert_eq!(deployment_replicas(&env, "q").await, 0);
     let_leases_expire().await;
     // The second session finds the workload at zero; it must carry 5 forward, not record 0.
     let events = Events::default();
@@ -238,76 +215,58 @@ async fn two_crashes_in_a_row_keep_the_original_count() {
         .warnings()
         .iter()
         .any(|w| w.contains("took over") && w.contains("first")));
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    apply(&env, &plan, &events).await;
     let_leases_expire().await;
     // Both sessions are dead now; gc from "another machine".
-    gc(&env.client, Some(&env.namespace), &Events::default().sink())
-        .await
-        .unwrap();
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "q").await, 5);
+    gc_namespace(&env).await;
+    assert_eq!(deployment_replicas(&env, "q").await, 5);
     assert!(locks(&env).await.is_empty());
 }
 
 #[tokio::test]
 async fn annotation_restores_when_the_lock_is_gone() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("a", 2)).await;
-    run_steps(&env, "gone", "a", 5).await;
+    crashed_deployment(&env, "a", 2, "gone", 5).await;
     // The lock and the session are gone (e.g. the ConfigMaps were deleted by hand).
     for cm in locks(&env).await {
-        config_maps(&env)
-            .delete(&cm.metadata.name.unwrap(), &Default::default())
-            .await
-            .unwrap();
+        delete_config_map(&env, &cm.metadata.name.unwrap()).await;
     }
-    for name in sessions(&env).await {
-        config_maps(&env)
-            .delete(&name, &Default::default())
-            .await
-            .unwrap();
-    }
-    let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-        .await
-        .unwrap();
-    assert_eq!(
-        replicas(&env, ScaleKind::Deployment, "a").await,
-        2,
-        "{report:?}"
-    );
-    assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "a", SCALED_DOWN_BY_ANNOTATION).await,
-        None
-    );
+    delete_sessions(&env).await;
+    let report = gc_namespace(&env).await;
+    assert_eq!(deployment_replicas(&env, "a").await, 2, "{report:?}");
+    assert_eq!(scaled_down_by(&env, "a").await, None);
     assert_eq!(report.restored.len(), 1, "{report:?}");
+}
+
+/// The Deployment `name` (`replicas`), scaled down by a new live session `id`.
+async fn scaled_down_deployment(
+    env: &TestEnv,
+    name: &str,
+    replicas: i32,
+    id: &str,
+    events: &Events,
+) -> ScaleDownPlan {
+    env.apply_yaml(&deployment(name, replicas)).await;
+    scaled_down(env, id, &format!("deployment/{name}"), events).await
 }
 
 #[tokio::test]
 async fn someone_scaling_meanwhile_keeps_their_count() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("m", 3)).await;
     let events = Events::default();
-    scaled_down(&env, "s", "deployment/m", &events).await;
+    scaled_down_deployment(&env, "m", 3, "s", &events).await;
     scale_to(&env, ScaleKind::Deployment, "m", 7).await;
-    scale_down::restore(&env.client, &env.namespace, "s", &events.sink())
-        .await
-        .unwrap();
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "m").await, 7);
-    assert!(
-        events.warnings().iter().any(|w| w.contains("scaled to 7")),
-        "{:?}",
-        events.warnings()
-    );
+    restore(&env, "s", &events).await;
+    assert_eq!(deployment_replicas(&env, "m").await, 7);
+    assert!(events.warned("scaled to 7"), "{:?}", events.warnings());
     assert!(locks(&env).await.is_empty());
 }
 
 #[tokio::test]
 async fn workload_recreated_mid_session_is_left_alone() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("r", 3)).await;
     let events = Events::default();
-    scaled_down(&env, "s", "deployment/r", &events).await;
+    scaled_down_deployment(&env, "r", 3, "s", &events).await;
     api(&env, ScaleKind::Deployment)
         .delete("r", &Default::default())
         .await
@@ -320,32 +279,20 @@ async fn workload_recreated_mid_session_is_left_alone() {
     })
     .await;
     env.apply_yaml(&deployment("r", 0)).await;
-    scale_down::restore(&env.client, &env.namespace, "s", &events.sink())
-        .await
-        .unwrap();
+    restore(&env, "s", &events).await;
     // Another object: its 0 is its own, not ours to change.
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "r").await, 0);
-    assert!(
-        events.warnings().iter().any(|w| w.contains("recreated")),
-        "{:?}",
-        events.warnings()
-    );
+    assert_eq!(deployment_replicas(&env, "r").await, 0);
+    assert!(events.warned("recreated"), "{:?}", events.warnings());
     assert!(locks(&env).await.is_empty());
 
     // Deleted and not recreated: a warning, the lock released.
-    env.apply_yaml(&deployment("d", 2)).await;
-    scaled_down(&env, "s2", "deployment/d", &events).await;
+    scaled_down_deployment(&env, "d", 2, "s2", &events).await;
     api(&env, ScaleKind::Deployment)
         .delete("d", &Default::default())
         .await
         .unwrap();
-    scale_down::restore(&env.client, &env.namespace, "s2", &events.sink())
-        .await
-        .unwrap();
-    assert!(events
-        .warnings()
-        .iter()
-        .any(|w| w.contains("no longer exists")));
+    restore(&env, "s2", &events).await;
+    assert!(events.warned("no longer exists"));
     assert!(locks(&env).await.is_empty());
 }
 
@@ -385,52 +332,26 @@ spec:
     )
     .await;
     let events = Events::default();
-    let handle = session(&env, "k", "deployment/queue-worker", false).await;
-    let plan = prepare(
-        &env,
-        &handle,
-        "deployment/queue-worker",
-        LONG,
-        &events.sink(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(plan.hpas, vec!["queue-worker".to_string()]);
-    assert!(events
-        .warnings()
-        .iter()
-        .any(|w| w.contains("HorizontalPodAutoscaler queue-worker")));
-    scale_down::apply(&env.client, &plan, &events.sink())
+    let plan = prepare_new(&env, "k", "deployment/queue-worker", &events)
         .await
         .unwrap();
-    let so = |name: &'static str| {
-        let env = &env;
-        async move {
-            env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", name)
-                .await
-                .unwrap()["metadata"]["annotations"]
-                .clone()
-        }
-    };
+    assert_eq!(plan.hpas, vec!["queue-worker".to_string()]);
+    assert!(events.warned("HorizontalPodAutoscaler queue-worker"));
+    apply(&env, &plan, &events).await;
     for name in ["queue-worker", "queue-worker-unpaused"] {
-        let a = so(name).await;
+        let a = scaled_object_annotations(&env, name).await;
         assert_eq!(a["autoscaling.keda.sh/paused-replicas"], "0", "{name}: {a}");
         assert_eq!(a[KEDA_PAUSED_BY_ANNOTATION], "k");
     }
-    scale_down::restore(&env.client, &env.namespace, "k", &events.sink())
-        .await
-        .unwrap();
-    assert_eq!(
-        replicas(&env, ScaleKind::Deployment, "queue-worker").await,
-        3
-    );
-    let a = so("queue-worker").await;
+    restore(&env, "k", &events).await;
+    assert_eq!(deployment_replicas(&env, "queue-worker").await, 3);
+    let a = scaled_object_annotations(&env, "queue-worker").await;
     assert_eq!(
         a["autoscaling.keda.sh/paused-replicas"], "3",
         "previous value back: {a}"
     );
     assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null());
-    let a = so("queue-worker-unpaused").await;
+    let a = scaled_object_annotations(&env, "queue-worker-unpaused").await;
     assert!(
         a.get("autoscaling.keda.sh/paused-replicas")
             .is_none_or(|v| v.is_null()),
@@ -454,9 +375,8 @@ async fn crash_at_each_write_of_end_then_gc_restores_the_exact_count() {
     let fake = env.fake().expect("fake API server"); // fault injection
     for (i, (method, path, nth)) in END_WRITES.into_iter().enumerate() {
         let name = format!("end{i}");
-        env.apply_yaml(&deployment(&name, 4)).await;
-        run_steps(&env, &format!("e{i}"), &name, 5).await;
-        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 0);
+        crashed_deployment(&env, &name, 4, &format!("e{i}"), 5).await;
+        assert_eq!(deployment_replicas(&env, &name).await, 0);
         fake.faults().fail_nth(method, path, nth, 500);
         let err = scale_down::restore(
             &env.client,
@@ -468,25 +388,10 @@ async fn crash_at_each_write_of_end_then_gc_restores_the_exact_count() {
         fake.faults().clear();
         assert!(err.is_err(), "the fault at {method} {path} #{nth} was hit");
         let_leases_expire().await;
-        let report = gc(&env.client, Some(&env.namespace), &Events::default().sink())
-            .await
-            .unwrap();
+        let report = gc_namespace(&env).await;
         assert!(report.skipped.is_empty(), "{method} {path}: {report:?}");
-        assert_eq!(
-            replicas(&env, ScaleKind::Deployment, &name).await,
-            4,
-            "{method} {path}"
-        );
-        assert_eq!(
-            annotation(
-                &env,
-                ScaleKind::Deployment,
-                &name,
-                SCALED_DOWN_BY_ANNOTATION
-            )
-            .await,
-            None
-        );
+        assert_eq!(deployment_replicas(&env, &name).await, 4, "{method} {path}");
+        assert_eq!(scaled_down_by(&env, &name).await, None);
         assert!(locks(&env).await.is_empty(), "{method} {path}");
     }
 }
@@ -496,8 +401,7 @@ async fn many_gc_at_once_restore_exactly_once() {
     let env = TestEnv::new().await;
     for i in 0..3 {
         let name = format!("g{i}");
-        env.apply_yaml(&deployment(&name, i + 2)).await;
-        run_steps(&env, &format!("dead{i}"), &name, 5).await;
+        crashed_deployment(&env, &name, i + 2, &format!("dead{i}"), 5).await;
     }
     let_leases_expire().await;
     let runs = futures::future::join_all((0..6).map(|_| {
@@ -518,7 +422,7 @@ async fn many_gc_at_once_restore_exactly_once() {
     assert!(ended >= 3, "every session ended by someone");
     for i in 0..3 {
         assert_eq!(
-            replicas(&env, ScaleKind::Deployment, &format!("g{i}")).await,
+            deployment_replicas(&env, &format!("g{i}")).await,
             i64::from(i + 2)
         );
     }
@@ -529,21 +433,12 @@ async fn many_gc_at_once_restore_exactly_once() {
 #[tokio::test]
 async fn restore_finds_the_workload_through_the_session_when_the_lock_is_gone() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&deployment("s", 3)).await;
     let events = Events::default();
-    let plan = scaled_down(&env, "live", "deployment/s", &events).await;
-    config_maps(&env)
-        .delete(&plan.lock_name, &Default::default())
-        .await
-        .unwrap();
-    scale_down::restore(&env.client, &env.namespace, "live", &events.sink())
-        .await
-        .unwrap();
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "s").await, 3);
-    assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "s", SCALED_DOWN_BY_ANNOTATION).await,
-        None
-    );
+    let plan = scaled_down_deployment(&env, "s", 3, "live", &events).await;
+    delete_config_map(&env, &plan.lock_name).await;
+    restore(&env, "live", &events).await;
+    assert_eq!(deployment_replicas(&env, "s").await, 3);
+    assert_eq!(scaled_down_by(&env, "s").await, None);
 }
 
 #[tokio::test]
@@ -591,36 +486,17 @@ async fn gc_restores_through_an_orphan_lock_when_the_session_is_gone() {
     // the fake's off to prove gc restores through such a lock.
     let fake = env.fake().expect("fake API server");
     assert!(fake.controllers().set("gc", false));
-    env.apply_yaml(&deployment("o", 6)).await;
-    run_steps(&env, "orphaned", "o", 5).await;
+    crashed_deployment(&env, "o", 6, "orphaned", 5).await;
     // The session ConfigMap is gone but its lock was not collected (no garbage collector ran).
-    for name in sessions(&env).await {
-        config_maps(&env)
-            .delete(&name, &Default::default())
-            .await
-            .unwrap();
-    }
-    let events = Events::default();
-    let report = gc(&env.client, Some(&env.namespace), &events.sink())
-        .await
-        .unwrap();
-    assert_eq!(
-        replicas(&env, ScaleKind::Deployment, "o").await,
-        6,
-        "{report:?}"
-    );
+    delete_sessions(&env).await;
+    let report = gc_namespace(&env).await;
+    assert_eq!(deployment_replicas(&env, "o").await, 6, "{report:?}");
     assert!(
-        report
-            .restored
-            .iter()
-            .any(|r| r.contains("lock of dead session orphaned")),
+        mentions(&report.restored, "lock of dead session orphaned"),
         "{report:?}"
     );
     assert!(locks(&env).await.is_empty());
-    assert_eq!(
-        annotation(&env, ScaleKind::Deployment, "o", SCALED_DOWN_BY_ANNOTATION).await,
-        None
-    );
+    assert_eq!(scaled_down_by(&env, "o").await, None);
 }
 
 #[tokio::test]
@@ -645,17 +521,11 @@ spec:
     let_leases_expire().await;
     let events = Events::default();
     scaled_down(&env, "second", "deployment/kw", &events).await;
-    scale_down::restore(&env.client, &env.namespace, "second", &events.sink())
-        .await
-        .unwrap();
-    let so = env
-        .get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "kw")
-        .await
-        .unwrap();
-    let a = &so["metadata"]["annotations"];
+    restore(&env, "second", &events).await;
+    let a = scaled_object_annotations(&env, "kw").await;
     assert_eq!(a["autoscaling.keda.sh/paused-replicas"], "3", "{a}");
     assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null(), "{a}");
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "kw").await, 3);
+    assert_eq!(deployment_replicas(&env, "kw").await, 3);
 }
 
 /// KEDA's ScaledObject must be served: a cluster without it fails the test with a clear
@@ -673,35 +543,27 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
     let env = TestEnv::new().await;
     for step in 1..=STEPS.len() {
         let name = format!("take{step}");
-        env.apply_yaml(&deployment(&name, 3)).await;
-        run_steps(&env, &format!("died{step}"), &name, step).await;
+        crashed_deployment(&env, &name, 3, &format!("died{step}"), step).await;
         let_leases_expire().await;
         let target = format!("deployment/{name}");
         let events = Events::default();
         let next = format!("next{step}");
-        let handle = session(&env, &next, &target, false).await;
-        let plan = prepare(&env, &handle, &target, LONG, &events.sink())
+        let plan = prepare_new(&env, &next, &target, &events)
             .await
             .unwrap_or_else(|e| panic!("after {}: {e}", STEPS[step - 1]));
         assert_eq!(plan.original_replicas, 3, "after {}", STEPS[step - 1]);
-        scale_down::apply(&env.client, &plan, &events.sink())
-            .await
-            .unwrap();
-        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 0);
-        scale_down::restore(&env.client, &env.namespace, &next, &events.sink())
-            .await
-            .unwrap();
+        apply(&env, &plan, &events).await;
+        assert_eq!(deployment_replicas(&env, &name).await, 0);
+        restore(&env, &next, &events).await;
         assert_eq!(
-            replicas(&env, ScaleKind::Deployment, &name).await,
+            deployment_replicas(&env, &name).await,
             3,
             "after a crash once {}",
             STEPS[step - 1]
         );
         // The dead session's leftovers (its ConfigMap) go with gc, which must not touch the count.
-        gc(&env.client, Some(&env.namespace), &Events::default().sink())
-            .await
-            .unwrap();
-        assert_eq!(replicas(&env, ScaleKind::Deployment, &name).await, 3);
+        gc_namespace(&env).await;
+        assert_eq!(deployment_replicas(&env, &name).await, 3);
         assert!(locks(&env).await.is_empty());
     }
 }
@@ -718,60 +580,31 @@ async fn gc_cronjob_clusterrole_suffices() {
         .find(|doc| doc.contains("kind: ClusterRole\n"))
         .expect("the manifest has a ClusterRole");
     // Binding a token needs the fake.
-    let kubeconfig = env
-        .kubeconfig_with_roles("mirrord-copy-gc", cluster_role)
-        .expect("fake API server");
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    let gc_client = kube::Client::try_from(config).unwrap();
+    let gc_client = client_with_roles(&env, "mirrord-copy-gc", cluster_role).await;
 
     require_keda(&env).await;
     env.apply_yaml(&deployment("expired", 3)).await;
-    env.apply_yaml(
-        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: expired\nspec:\n  scaleTargetRef: {name: expired}\n",
-    )
-    .await;
+    env.apply_yaml(&scaled_object("expired")).await;
     run_steps(&env, "expired", "expired", 5).await;
-    env.apply_yaml(&deployment("annotated", 2)).await;
-    run_steps(&env, "annotated", "annotated", 5).await;
+    crashed_deployment(&env, "annotated", 2, "annotated", 5).await;
     for cm in locks(&env).await {
         if cm.data.as_ref().unwrap()["workloadName"] == "annotated" {
-            config_maps(&env)
-                .delete(&cm.metadata.name.unwrap(), &Default::default())
-                .await
-                .unwrap();
+            delete_config_map(&env, &cm.metadata.name.unwrap()).await;
         }
     }
-    config_maps(&env)
-        .delete("mirrord-copy-session-annotated", &Default::default())
-        .await
-        .unwrap();
+    delete_config_map(&env, "mirrord-copy-session-annotated").await;
     let_leases_expire().await;
 
     let report = gc(&gc_client, None, &Events::default().sink())
         .await
         .unwrap_or_else(|e| panic!("gc with the CronJob's ClusterRole: {e}"));
     assert!(report.skipped.is_empty(), "{report:?}");
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "expired").await, 3);
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "annotated").await, 2);
+    assert_eq!(deployment_replicas(&env, "expired").await, 3);
+    assert_eq!(deployment_replicas(&env, "annotated").await, 2);
     assert!(locks(&env).await.is_empty());
     assert!(sessions(&env).await.is_empty());
-    let so = env
-        .get_json(
-            "keda.sh",
-            "v1alpha1",
-            "ScaledObject",
-            "scaledobjects",
-            "expired",
-        )
-        .await
-        .unwrap();
-    assert!(
-        so["metadata"]["annotations"][KEDA_PAUSED_BY_ANNOTATION].is_null(),
-        "{so}"
-    );
+    let a = scaled_object_annotations(&env, "expired").await;
+    assert!(a[KEDA_PAUSED_BY_ANNOTATION].is_null(), "{a}");
 }
 
 #[tokio::test]
@@ -780,31 +613,18 @@ async fn keda_writes_retry_after_a_conflict() {
     let env = TestEnv::new().await;
     let fake = env.fake().expect("fake API server"); // conflict injection
     env.apply_yaml(&deployment("kc", 2)).await;
-    env.apply_yaml(
-        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: kc\nspec:\n  scaleTargetRef: {name: kc}\n",
-    )
-    .await;
+    env.apply_yaml(&scaled_object("kc")).await;
     let events = Events::default();
-    let handle = session(&env, "kc", "deployment/kc", false).await;
-    let plan = prepare(&env, &handle, "deployment/kc", LONG, &events.sink())
+    let plan = prepare_new(&env, "kc", "deployment/kc", &events)
         .await
         .unwrap();
-    let annotations = || async {
-        env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", "kc")
-            .await
-            .unwrap()["metadata"]["annotations"]
-            .clone()
-    };
+    let annotations = || scaled_object_annotations(&env, "kc");
     fake.faults().fail_nth("PATCH", "/scaledobjects/kc", 1, 409);
-    scale_down::apply(&env.client, &plan, &events.sink())
-        .await
-        .unwrap();
+    apply(&env, &plan, &events).await;
     assert_eq!(annotations().await[KEDA_PAUSED_BY_ANNOTATION], "kc");
     fake.faults().fail_nth("PATCH", "/scaledobjects/kc", 1, 409);
-    scale_down::restore(&env.client, &env.namespace, "kc", &events.sink())
-        .await
-        .unwrap();
+    restore(&env, "kc", &events).await;
     fake.faults().clear();
     assert!(annotations().await[KEDA_PAUSED_BY_ANNOTATION].is_null());
-    assert_eq!(replicas(&env, ScaleKind::Deployment, "kc").await, 2);
+    assert_eq!(deployment_replicas(&env, "kc").await, 2);
 }

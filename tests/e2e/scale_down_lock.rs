@@ -4,10 +4,11 @@
 use chrono::{Duration, Utc};
 use fakekube::harness::TestEnv;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use mirrord_copy_lock::{self as lock, LockError, LockRecord, Released, WorkloadKey};
+use mirrord_copy_lock::{self as lock, LockError, LockGuard, LockRecord, Released, WorkloadKey};
 
 use crate::scale_down_support::*;
 
+/// A lock record of Deployment w for `session`: `uid`, `replicas`, a `lease` from now.
 fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecord {
     let now = Utc::now();
     LockRecord {
@@ -24,41 +25,64 @@ fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecor
     }
 }
 
+/// A record of `session` with an hour's lease: a live holder.
+fn live_record(session: &str, uid: &str, replicas: i32) -> LockRecord {
+    record(session, uid, replicas, Duration::hours(1))
+}
+
+/// An owner reference to a new live session `session_id`.
 async fn owner(env: &TestEnv, session_id: &str) -> OwnerReference {
     let h = session(env, session_id, "deployment/w", false).await;
     mirrord_copy_core::scale_down::owner_reference(&h)
 }
 
+/// `lock::acquire` of Deployment w's lock with `record`, owned by `owner`.
+async fn acquire(
+    env: &TestEnv,
+    record: LockRecord,
+    owner: OwnerReference,
+) -> Result<LockGuard, LockError> {
+    let key = WorkloadKey::new("deployment", "w");
+    lock::acquire(&env.client, &env.namespace, &key, record, owner).await
+}
+
+/// `acquire` for `session`'s record (`uid`, `replicas`, `lease`), owned by a new session of it.
+async fn acquire_new(
+    env: &TestEnv,
+    session: &str,
+    uid: &str,
+    replicas: i32,
+    lease: Duration,
+) -> Result<LockGuard, LockError> {
+    let record = record(session, uid, replicas, lease);
+    acquire(env, record, owner(env, session).await).await
+}
+
+/// A lock of `session` (`uid`, `replicas`) whose lease has already run out.
+async fn expired_lock(env: &TestEnv, session: &str, uid: &str, replicas: i32) {
+    acquire_new(env, session, uid, replicas, Duration::zero())
+        .await
+        .unwrap();
+    let_leases_expire().await;
+}
+
 #[tokio::test]
 async fn takeover_carries_the_count_and_repoints_the_owner() {
     let env = TestEnv::new().await;
-    let key = WorkloadKey::new("deployment", "w");
     let ns = &env.namespace;
     let c = &env.client;
-    let dead = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("a", "uid-1", 5, Duration::zero()),
-        owner(&env, "a").await,
-    )
-    .await
-    .unwrap();
+    let dead = acquire_new(&env, "a", "uid-1", 5, Duration::zero())
+        .await
+        .unwrap();
     lock::update_record(c, ns, &dead.name, "a", |r| r.scaled_down = true)
         .await
         .unwrap();
     let_leases_expire().await;
     // The new caller sees the workload at 0 (because of the dead session): it must not win.
     let b_owner = owner(&env, "b").await;
-    let guard = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("b", "uid-1", 0, Duration::hours(1)),
-        b_owner.clone(),
-    )
-    .await
-    .unwrap();
+    let guard = acquire(&env, live_record("b", "uid-1", 0), b_owner.clone())
+        .await
+        .unwrap();
     assert_eq!(guard.record.original_replicas, 5);
     assert!(
         guard.record.scaled_down,
@@ -70,15 +94,9 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
     assert_eq!(cm.metadata.labels.unwrap()["mirrord-copy.io/session"], "b");
 
     // A valid lease is held: the third caller gets the holder's record, nothing written.
-    let err = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("c", "uid-1", 9, Duration::hours(1)),
-        owner(&env, "c").await,
-    )
-    .await
-    .unwrap_err();
+    let err = acquire_new(&env, "c", "uid-1", 9, Duration::hours(1))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, LockError::Held(r) if r.holder_session == "b"),
         "{err}"
@@ -106,27 +124,10 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
 #[tokio::test]
 async fn a_record_for_another_workload_uid_is_not_trusted() {
     let env = TestEnv::new().await;
-    let key = WorkloadKey::new("deployment", "w");
-    let (c, ns) = (&env.client, &env.namespace);
-    lock::acquire(
-        c,
-        ns,
-        &key,
-        record("a", "old-uid", 5, Duration::zero()),
-        owner(&env, "a").await,
-    )
-    .await
-    .unwrap();
-    let_leases_expire().await;
-    let guard = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("b", "new-uid", 2, Duration::hours(1)),
-        owner(&env, "b").await,
-    )
-    .await
-    .unwrap();
+    expired_lock(&env, "a", "old-uid", 5).await;
+    let guard = acquire_new(&env, "b", "new-uid", 2, Duration::hours(1))
+        .await
+        .unwrap();
     assert_eq!(guard.record.original_replicas, 2);
     assert_eq!(guard.record.workload_uid, "new-uid");
 }
@@ -134,34 +135,14 @@ async fn a_record_for_another_workload_uid_is_not_trusted() {
 #[tokio::test]
 async fn concurrent_takeovers_have_one_winner() {
     let env = TestEnv::new().await;
-    let key = WorkloadKey::new("deployment", "w");
-    let (c, ns) = (&env.client, &env.namespace);
-    lock::acquire(
-        c,
-        ns,
-        &key,
-        record("dead", "u", 4, Duration::zero()),
-        owner(&env, "dead").await,
-    )
-    .await
-    .unwrap();
-    let_leases_expire().await;
+    expired_lock(&env, "dead", "u", 4).await;
     let mut owners = Vec::new();
     for i in 0..10 {
         owners.push(owner(&env, &format!("t{i}")).await);
     }
     let results = futures::future::join_all(owners.into_iter().enumerate().map(|(i, o)| {
-        let key = key.clone();
-        async move {
-            lock::acquire(
-                c,
-                ns,
-                &key,
-                record(&format!("t{i}"), "u", 0, Duration::hours(1)),
-                o,
-            )
-            .await
-        }
+        let env = &env;
+        async move { acquire(env, live_record(&format!("t{i}"), "u", 0), o).await }
     }))
     .await;
     let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -176,28 +157,15 @@ async fn concurrent_takeovers_have_one_winner() {
 #[tokio::test]
 async fn same_session_reacquires_untouched_and_releases() {
     let env = TestEnv::new().await;
-    let key = WorkloadKey::new("deployment", "w");
     let (c, ns) = (&env.client, &env.namespace);
     let a_owner = owner(&env, "a").await;
-    let g = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("a", "u", 1, Duration::hours(1)),
-        a_owner.clone(),
-    )
-    .await
-    .unwrap();
+    let g = acquire(&env, live_record("a", "u", 1), a_owner.clone())
+        .await
+        .unwrap();
     // Same session re-acquiring (a retried call) gets its lock back, untouched.
-    let again = lock::acquire(
-        c,
-        ns,
-        &key,
-        record("a", "u", 7, Duration::hours(1)),
-        a_owner,
-    )
-    .await
-    .unwrap();
+    let again = acquire(&env, live_record("a", "u", 7), a_owner)
+        .await
+        .unwrap();
     assert_eq!(again.record.original_replicas, 1);
     let read = lock::read(c, ns, &g.name).await.unwrap().unwrap();
     assert_eq!(read.0.original_replicas, 1);

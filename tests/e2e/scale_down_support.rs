@@ -9,11 +9,14 @@ use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use mirrord_copy_core::gc::{gc, GcReport};
+use mirrord_copy_core::labels::SCALED_DOWN_BY_ANNOTATION;
 use mirrord_copy_core::labels::{self, Role};
 use mirrord_copy_core::scale_down::{self, ScaleDownPlan, ScaleKind};
 use mirrord_copy_core::{
     resolve, CopyOptions, Error, Progress, ProgressFn, ResolvedTarget, SessionHandle, TargetRef,
 };
+use mirrord_copy_lock::LockRecord;
 use serde_json::{json, Value};
 
 pub fn deployment(name: &str, replicas: i32) -> String {
@@ -44,6 +47,25 @@ pub fn statefulset(name: &str, replicas: i32) -> String {
             "spec:\n  replicas",
             &format!("spec:\n  serviceName: {name}\n  replicas"),
         )
+}
+
+/// `manifest` with `lines` added to its metadata, right after `name: {name}`.
+pub fn with_metadata(manifest: &str, name: &str, lines: &str) -> String {
+    let head = format!("metadata:\n  name: {name}\n");
+    manifest.replace(&head, &format!("{head}{lines}"))
+}
+
+/// A Deployment whose metadata carries `annotations` (key, YAML value).
+pub fn annotated_deployment(name: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
+    let lines: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: {v}\n"))
+        .collect();
+    with_metadata(
+        &deployment(name, replicas),
+        name,
+        &format!("  annotations:\n{lines}"),
+    )
 }
 
 pub fn replicaset(name: &str, replicas: i32) -> String {
@@ -77,6 +99,18 @@ spec:
     )
 }
 
+/// Does any of `lines` contain `text`?
+pub fn mentions(lines: &[String], text: &str) -> bool {
+    lines.iter().any(|l| l.contains(text))
+}
+
+/// A KEDA ScaledObject `name` scaling the Deployment `name`.
+pub fn scaled_object(name: &str) -> String {
+    format!(
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: {name}\nspec:\n  scaleTargetRef: {{name: {name}}}\n"
+    )
+}
+
 /// Collects progress events.
 #[derive(Clone, Default)]
 pub struct Events(Arc<Mutex<Vec<Progress>>>);
@@ -97,6 +131,11 @@ impl Events {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Was a warning containing `text` reported?
+    pub fn warned(&self, text: &str) -> bool {
+        mentions(&self.warnings(), text)
     }
 
     pub fn all(&self) -> Vec<Progress> {
@@ -159,16 +198,45 @@ pub async fn prepare(
     scale_down::prepare(&env.client, &resolved, handle, lease, on_progress).await
 }
 
-/// A live session `id` that has scaled `target` down (prepared and applied, LONG lease).
-pub async fn scaled_down(env: &TestEnv, id: &str, target: &str, events: &Events) -> ScaleDownPlan {
+/// `prepare` of `target` for a new live session `id`, with a LONG lease.
+pub async fn prepare_new(
+    env: &TestEnv,
+    id: &str,
+    target: &str,
+    events: &Events,
+) -> Result<ScaleDownPlan, Error> {
     let handle = session(env, id, target, false).await;
-    let plan = prepare(env, &handle, target, LONG, &events.sink())
-        .await
-        .unwrap_or_else(|e| panic!("{target}: {e}"));
-    scale_down::apply(&env.client, &plan, &events.sink())
+    prepare(env, &handle, target, LONG, &events.sink()).await
+}
+
+/// `scale_down::apply` of `plan`, which must succeed.
+pub async fn apply(env: &TestEnv, plan: &ScaleDownPlan, events: &Events) {
+    scale_down::apply(&env.client, plan, &events.sink())
         .await
         .unwrap();
+}
+
+/// `scale_down::restore` for the session `id`, which must succeed.
+pub async fn restore(env: &TestEnv, id: &str, events: &Events) {
+    scale_down::restore(&env.client, &env.namespace, id, &events.sink())
+        .await
+        .unwrap();
+}
+
+/// A live session `id` that has scaled `target` down (prepared and applied, LONG lease).
+pub async fn scaled_down(env: &TestEnv, id: &str, target: &str, events: &Events) -> ScaleDownPlan {
+    let plan = prepare_new(env, id, target, events)
+        .await
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+    apply(env, &plan, events).await;
     plan
+}
+
+/// `gc` of the test namespace (progress discarded), which must succeed.
+pub async fn gc_namespace(env: &TestEnv) -> GcReport {
+    gc(&env.client, Some(&env.namespace), &Events::default().sink())
+        .await
+        .unwrap()
 }
 
 pub fn config_maps(env: &TestEnv) -> Api<ConfigMap> {
@@ -213,6 +281,16 @@ pub async fn annotation(env: &TestEnv, kind: ScaleKind, name: &str, key: &str) -
         .map(String::from)
 }
 
+/// spec.replicas of the Deployment `name`.
+pub async fn deployment_replicas(env: &TestEnv, name: &str) -> i64 {
+    replicas(env, ScaleKind::Deployment, name).await
+}
+
+/// The scaled-down-by annotation of the Deployment `name`.
+pub async fn scaled_down_by(env: &TestEnv, name: &str) -> Option<String> {
+    annotation(env, ScaleKind::Deployment, name, SCALED_DOWN_BY_ANNOTATION).await
+}
+
 pub async fn scale_to(env: &TestEnv, kind: ScaleKind, name: &str, n: i32) {
     api(env, kind)
         .patch_scale(
@@ -231,6 +309,26 @@ pub async fn locks(env: &TestEnv) -> Vec<ConfigMap> {
         .unwrap()
 }
 
+/// The record a lock ConfigMap holds.
+pub fn parse_lock(lock: &ConfigMap) -> LockRecord {
+    LockRecord::parse(lock.data.as_ref().unwrap()).unwrap()
+}
+
+/// Deletes the ConfigMap `name` in the test namespace.
+pub async fn delete_config_map(env: &TestEnv, name: &str) {
+    config_maps(env)
+        .delete(name, &Default::default())
+        .await
+        .unwrap();
+}
+
+/// Deletes every session ConfigMap in the test namespace.
+pub async fn delete_sessions(env: &TestEnv) {
+    for name in sessions(env).await {
+        delete_config_map(env, &name).await;
+    }
+}
+
 /// Session ConfigMaps in the test namespace.
 pub async fn sessions(env: &TestEnv) -> Vec<String> {
     config_maps(env)
@@ -241,6 +339,77 @@ pub async fn sessions(env: &TestEnv) -> Vec<String> {
         .iter()
         .map(|c| c.name_any())
         .collect()
+}
+
+/// The annotations of the KEDA ScaledObject `name`.
+pub async fn scaled_object_annotations(env: &TestEnv, name: &str) -> Value {
+    env.get_json("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", name)
+        .await
+        .unwrap()["metadata"]["annotations"]
+        .clone()
+}
+
+/// A client authenticated as `account`, bound only to the roles in `rbac` (needs the fake).
+pub async fn client_with_roles(env: &TestEnv, account: &str, rbac: &str) -> kube::Client {
+    let kubeconfig = env
+        .kubeconfig_with_roles(account, rbac)
+        .expect("fake API server");
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A ReplicaSet controlled by Deployment `owner`: the Deployment controller's if it makes one
+/// (a real cluster, or the fake with its controllers), else one made here.
+pub async fn owned_replicaset(env: &TestEnv, owner: &str) -> String {
+    let uid = object(env, ScaleKind::Deployment, owner).await.unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..30 {
+        let sets = api(env, ScaleKind::ReplicaSet)
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let made = sets.items.iter().find(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid && r.controller == Some(true))
+        });
+        if let Some(rs) = made {
+            return rs.metadata.name.clone().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let name = format!("{owner}-5d8f7c9b4");
+    let yaml = with_metadata(
+        &replicaset(&name, 3),
+        &name,
+        &format!(
+            "  ownerReferences:\n    - {{apiVersion: apps/v1, kind: Deployment, name: {owner}, uid: {uid}, controller: true}}\n"
+        ),
+    );
+    env.apply_yaml(&yaml).await;
+    name
+}
+
+/// The Deployment x (`replicas`) and the name of a ReplicaSet it controls, for the races.
+pub async fn deployment_x_and_replicaset(env: &TestEnv, replicas: i32) -> String {
+    env.apply_yaml(&deployment("x", replicas)).await;
+    owned_replicaset(env, "x").await
+}
+
+/// The target racer `i` names: the Deployment x when `i` is even, its ReplicaSet `rs` when odd.
+pub fn racer_target(i: usize, rs: &str) -> String {
+    if i.is_multiple_of(2) {
+        "deployment/x".to_string()
+    } else {
+        format!("replicaset/{rs}")
+    }
 }
 
 /// Let a lease written with zero length be strictly in the past.
