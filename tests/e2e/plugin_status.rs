@@ -305,17 +305,7 @@ async fn wide_json_and_yaml_mark_your_sessions() {
         assert_eq!(item["kind"], "CopySession");
         assert_eq!(item["yours"], yours);
         assert_eq!(item["phase"], "Running");
-        for f in [
-            "session",
-            "namespace",
-            "target",
-            "copyPod",
-            "scaleDown",
-            "owner",
-            "created",
-            "expires",
-            "options",
-        ] {
+        for f in SESSION_DOC_FIELDS {
             assert_eq!(item[f], created[f], "{f}");
         }
     }

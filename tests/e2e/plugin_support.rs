@@ -28,6 +28,19 @@ pub const CONTROLLER_LABELS: &[&str] = &[
     "batch.kubernetes.io/job-name",
 ];
 
+/// The fields of every session document (`-o json|yaml` of create, status, delete).
+pub const SESSION_DOC_FIELDS: [&str; 9] = [
+    "session",
+    "namespace",
+    "target",
+    "copyPod",
+    "scaleDown",
+    "owner",
+    "created",
+    "expires",
+    "options",
+];
+
 /// The result of one run of the plugin.
 #[derive(Debug)]
 pub struct Run {
@@ -192,15 +205,15 @@ pub fn bare_pod(name: &str) -> String {
     )
 }
 
-/// A Deployment with one plain container whose image makes the fake kubelet fail that way.
-pub fn failing_deployment(name: &str, image: &str) -> String {
+/// A Deployment of `replicas` with one plain container running `image`.
+pub fn plain_deployment(name: &str, replicas: i32, image: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {name}
 spec:
-  replicas: 1
+  replicas: {replicas}
   selector:
     matchLabels: {{app: {name}}}
   template:
@@ -212,6 +225,11 @@ spec:
           image: {image}
 "#
     )
+}
+
+/// A Deployment with one plain container whose image makes the fake kubelet fail that way.
+pub fn failing_deployment(name: &str, image: &str) -> String {
+    plain_deployment(name, 1, image)
 }
 
 pub fn names(list: &Value) -> Vec<String> {

@@ -19,25 +19,9 @@ use mirrord_copy_core::{
 use mirrord_copy_lock::LockRecord;
 use serde_json::{json, Value};
 
+/// A Deployment of `replicas` pause containers (`app: name`).
 pub fn deployment(name: &str, replicas: i32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: app
-          image: registry.k8s.io/pause:3.10
-"#
-    )
+    crate::plugin_support::plain_deployment(name, replicas, "registry.k8s.io/pause:3.10")
 }
 
 pub fn statefulset(name: &str, replicas: i32) -> String {
