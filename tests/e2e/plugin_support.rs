@@ -15,7 +15,8 @@ use serde_json::Value;
 
 pub const RS: (&str, &str, &str, &str) = ("apps", "v1", "ReplicaSet", "replicasets");
 
-/// Labels that tie a pod to a controller: never on a copy (README, "create").
+/// Labels that tie a pod to a controller: never on a copy (README, "create"). Written out from
+/// the README rather than imported from core's list, so a label dropped there fails a test.
 pub const CONTROLLER_LABELS: &[&str] = &[
     "pod-template-hash",
     "rollouts-pod-template-hash",
