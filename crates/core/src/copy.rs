@@ -4,6 +4,7 @@
 //! - `--exclude-container` / `--exclude-init-container` remove containers by name;
 //! - from a pod target, what the scheduler, kubelet and admission filled in is dropped;
 //! - labels that tie a pod to a controller are dropped, so no controller adopts the copy;
+//! - a StatefulSet's claim templates become volumes of ordinal 0's claims (crate::claims);
 //! - the copy is owned (controller ownerReference) by its session ConfigMap.
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::{Deserialize, Serialize};
 
+use crate::claims::{claims, mount_claims};
 use crate::error::Error;
 use crate::labels::{self, Role};
 use crate::resolve::ResolvedTarget;
@@ -25,6 +27,10 @@ use crate::target::TargetKind;
 pub struct CopyOptions {
     pub exclude_containers: Vec<String>,
     pub exclude_init_containers: Vec<String>,
+    /// A StatefulSet's claim templates become emptyDir volumes instead of ordinal 0's claims
+    /// (crate::claims). Left out of the JSON when false, so older records read the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub claims_as_empty_dir: bool,
 }
 
 impl CopyOptions {
@@ -39,6 +45,7 @@ impl CopyOptions {
         CopyOptions {
             exclude_containers: norm(&self.exclude_containers),
             exclude_init_containers: norm(&self.exclude_init_containers),
+            claims_as_empty_dir: self.claims_as_empty_dir,
         }
     }
 
@@ -240,7 +247,8 @@ pub fn build_copy_pod(
             )));
         }
     }
-    let spec = copy_pod_spec(&resolved.template, resolved.target.kind, opts)?;
+    let mut spec = copy_pod_spec(&resolved.template, resolved.target.kind, opts)?;
+    mount_claims(&mut spec, &claims(resolved), opts.claims_as_empty_dir);
     let template_meta = resolved.template.metadata.as_ref();
     let mut annotations = copy_annotations(
         template_meta.and_then(|m| m.annotations.as_ref()),

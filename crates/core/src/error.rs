@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use mirrord_copy_lock::{error_chain, kube_error_text, status_text};
+
 /// Every way a core operation can fail. Each variant maps to one documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +29,15 @@ pub enum Error {
     /// The API server refused the request (exit 5). `message` is the server's own text.
     #[error("permission denied: cannot {verb} {resource}: {message}")]
     Forbidden {
+        verb: String,
+        resource: String,
+        message: String,
+    },
+
+    /// The API server refused an object as invalid (422): what we would create does not pass
+    /// its validation for this target (exit 4). `message` is the server's, with its causes.
+    #[error("the API server rejected {verb} {resource} as invalid: {message}")]
+    Invalid {
         verb: String,
         resource: String,
         message: String,
@@ -67,7 +78,7 @@ pub enum Error {
     CorruptRecord(String),
 
     /// Any other API error (exit code derived from the HTTP status where it means something).
-    #[error("kubernetes API error: {0}")]
+    #[error("kubernetes API error: {}", kube_error_text(.0))]
     Kube(#[from] kube::Error),
 
     /// Anything else unexpected (exit 1).
@@ -81,7 +92,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::TargetNotFound { .. } => 3,
-            Error::Unsupported(_) => 4,
+            Error::Unsupported(_) | Error::Invalid { .. } => 4,
             Error::Forbidden { .. } => 5,
             Error::CopyFailed { .. } => 6,
             Error::Timeout(_) => 7,
@@ -94,6 +105,7 @@ impl Error {
                 Some(403) => 5,
                 Some(401) => 8,
                 Some(504) => 7,
+                Some(422) => 4,
                 Some(_) => 1,
                 None if is_transport(err) => 8,
                 None => 1,
@@ -128,6 +140,13 @@ impl Error {
                     ))
                 }
                 504 => Error::Timeout(format!("{verb} {resource}: {}", status.message)),
+                // The server's validation refused what we built from the target: the target
+                // cannot be copied as it is (exit 4), never an "unexpected" 1.
+                422 => Error::Invalid {
+                    verb: verb.to_string(),
+                    resource: resource.to_string(),
+                    message: status_text(status),
+                },
                 _ => Error::Kube(err),
             };
         }
@@ -185,21 +204,6 @@ fn is_transport(err: &kube::Error) -> bool {
             | kube::Error::RustlsTls(_)
             | kube::Error::TlsRequired
     )
-}
-
-/// "outer: inner: innermost": transport errors hide their cause in `source()`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 struct NotFoundMessage<'a> {
@@ -357,6 +361,42 @@ mod tests {
         assert_eq!(e.exit_code(), 4);
         let e = Error::from_kube(api(409, "AlreadyExists", "x"), "create", "configmaps");
         assert!(matches!(&e, Error::Kube(k) if is_already_exists(k) && !is_conflict(k)));
+    }
+
+    #[test]
+    fn invalid_is_exit_4_with_the_server_message_and_causes() {
+        let mut status = Status::failure(
+            "Pod \"db-copy-x\" is invalid: spec.containers[0].volumeMounts[0].name: Not found: \"data\"",
+            "Invalid",
+        )
+        .with_code(422);
+        status.details = Some(
+            serde_json::from_value(
+                serde_json::json!({"name": "db-copy-x", "kind": "Pod", "causes": [
+                {"reason": "FieldValueNotFound", "message": "Not found: \"data\"",
+                 "field": "spec.containers[0].volumeMounts[0].name"}]}),
+            )
+            .unwrap(),
+        );
+        let raw = kube::Error::Api(status.boxed());
+        // Unclassified, it still reads as the server's words and exits 4, not 1.
+        let unclassified = Error::Kube(raw);
+        assert_eq!(unclassified.exit_code(), 4);
+        let text = unclassified.to_string();
+        assert!(!text.contains("Status {"), "debug dump: {text}");
+        assert!(
+            text.contains("\n  spec.containers[0].volumeMounts[0].name: Not found: \"data\""),
+            "{text}"
+        );
+        let Error::Kube(raw) = unclassified else {
+            unreachable!()
+        };
+        let e = Error::from_kube(raw, "create", "pods");
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(
+            e.to_string(),
+            "the API server rejected create pods as invalid: Pod \"db-copy-x\" is invalid: spec.containers[0].volumeMounts[0].name: Not found: \"data\"\n  spec.containers[0].volumeMounts[0].name: Not found: \"data\""
+        );
     }
 
     #[test]

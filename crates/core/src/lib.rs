@@ -1,6 +1,7 @@
 //! Core of `kubectl mirrord-copy`: target parsing and resolution, copy rules, naming, session
 //! lifecycle, scale-down orchestration and gc. See DESIGN.md for the contracts.
 
+pub mod claims;
 pub mod copy;
 pub mod error;
 pub mod gc;

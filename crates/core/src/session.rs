@@ -54,6 +54,11 @@ pub enum Progress {
         pod: String,
         reason: String,
     },
+    /// Waiting for the original pod `pod` to stop so the copy can mount `claims`.
+    Releasing {
+        pod: String,
+        claims: Vec<String>,
+    },
     Ready {
         pod: String,
     },

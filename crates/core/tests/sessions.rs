@@ -202,6 +202,7 @@ async fn reuse_returns_the_live_session() {
     req.options = CopyOptions {
         exclude_containers: vec![],
         exclude_init_containers: vec![],
+        ..Default::default()
     };
     req.owner = "someone-else@host".into();
     let third = session::create(&env.client, &req, &*quiet()).await.unwrap();

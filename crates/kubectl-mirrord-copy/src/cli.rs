@@ -104,6 +104,9 @@ pub struct CopyArgs {
     /// Leave this init container out of the copy (repeatable)
     #[arg(long = "exclude-init-container", value_name = "CONTAINER")]
     pub exclude_init_containers: Vec<String>,
+    /// StatefulSets: give the copy empty volumes (emptyDir) instead of ordinal 0's PersistentVolumeClaims, so it can run beside the original without --scale-down
+    #[arg(long = "claims-as-emptydir")]
+    pub claims_as_emptydir: bool,
     /// Do not wait for the copy to become Ready
     #[arg(long, conflicts_with = "wait")]
     pub no_wait: bool,

@@ -80,7 +80,7 @@ impl Reporter {
 
 /// Steps that are over once reported, as opposed to a wait still going on.
 fn is_step_done(event: &Progress) -> bool {
-    !matches!(event, Progress::Waiting { .. })
+    !matches!(event, Progress::Waiting { .. } | Progress::Releasing { .. })
 }
 
 fn describe(event: &Progress) -> String {
@@ -92,6 +92,10 @@ fn describe(event: &Progress) -> String {
         }
         Progress::CopyCreated { pod } => format!("copy pod {pod} created"),
         Progress::Waiting { pod, reason } => format!("waiting for {pod} to become Ready: {reason}"),
+        Progress::Releasing { pod, claims } => format!(
+            "waiting for {pod} to stop and release {}",
+            claims.join(", ")
+        ),
         Progress::Ready { pod } => format!("copy pod {pod} is Ready"),
         Progress::ScaledDown { workload, from } => {
             format!("scaled {workload} down from {from} to 0")

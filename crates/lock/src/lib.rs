@@ -6,10 +6,12 @@
 //!
 //! This crate knows nothing of targets: it locks a [`WorkloadKey`].
 
+mod api_text;
 mod name;
 mod ops;
 mod record;
 
+pub use api_text::{error_chain, kube_error_text, status_text};
 pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
 pub use ops::{
     acquire, list, read, release, renew, update_record, LockGuard, Released, LABEL_MANAGED_BY,
@@ -39,6 +41,6 @@ pub enum LockError {
     /// Kept losing compare-and-swap races.
     #[error("gave up after repeated conflicts on {0}")]
     Contended(String),
-    #[error(transparent)]
+    #[error("{}", kube_error_text(.0))]
     Kube(#[from] kube::Error),
 }

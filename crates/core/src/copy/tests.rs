@@ -142,6 +142,7 @@ fn metadata_annotations_and_owner_reference() {
     let opts = CopyOptions {
         exclude_containers: vec!["metrics".into()],
         exclude_init_containers: vec![],
+        ..Default::default()
     };
     let pod = pod_json("deploy/py-serv/container/app", template(), &opts);
     let meta = &pod["metadata"];
@@ -178,6 +179,7 @@ fn exclusions_remove_by_name() {
     let opts = CopyOptions {
         exclude_containers: vec!["metrics".into()],
         exclude_init_containers: vec!["setup".into(), "proxy".into()],
+        ..Default::default()
     };
     let pod = pod_json("deploy/py-serv", template(), &opts);
     assert_eq!(names(&pod["spec"]["containers"]), ["app"]);
@@ -304,10 +306,12 @@ fn options_json_is_normalized() {
     let a = CopyOptions {
         exclude_containers: vec!["b".into(), "a".into(), "a".into()],
         exclude_init_containers: vec![],
+        ..Default::default()
     };
     let b = CopyOptions {
         exclude_containers: vec!["a".into(), "b".into()],
         exclude_init_containers: vec![],
+        ..Default::default()
     };
     assert_eq!(a.to_json(), b.to_json());
     assert_eq!(a.normalized(), b);

@@ -2,7 +2,8 @@
 //!
 //! create's order (DESIGN.md): resolve, validate, [reuse], session ConfigMap, [scale-down
 //! prepare: guardrail, lock, original count], copy pod (owned by the session ConfigMap), wait
-//! until Ready, [scale to zero]. Any failure after the session ConfigMap exists ends the
+//! until Ready, [scale to zero]. A StatefulSet copy that takes over a ReadWriteOnce claim
+//! scales to zero first and waits for `<sts>-0` to be gone before the copy pod. Any failure after the session ConfigMap exists ends the
 //! session (undoing scale-down first) before the error is returned.
 
 use std::time::Duration;
@@ -16,8 +17,9 @@ use serde_json::json;
 use super::query::{list_all, sessions_only};
 use super::record::{session_from_config_map, NewSession};
 use super::scale;
-use super::wait::{pod_state, wait_ready, PodState};
+use super::wait::{pod_state, wait_gone, wait_ready, PodState};
 use super::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
+use crate::claims::{check_exclusive, claims, COPIED_ORDINAL};
 use crate::copy::{build_copy_pod, timestamp, CopyOptions};
 use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
@@ -69,6 +71,13 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
 pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, Error> {
     validate(req)?;
     let resolved = resolve(client, &req.namespace, &req.target).await?;
+    let options = req.options.normalized();
+    check_exclusive(
+        &resolved,
+        &claims(&resolved),
+        req.scale_down,
+        options.claims_as_empty_dir,
+    )?;
     // Read-only: a dry run also says when the guardrail or another session would refuse.
     if req.scale_down {
         scale::check(client, &resolved).await?;
@@ -83,7 +92,7 @@ pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, 
     let pod_name = naming::copy_pod_name(&req.target.name);
     build_copy_pod(
         &resolved,
-        &req.options.normalized(),
+        &options,
         &handle,
         &pod_name,
         &req.owner,
@@ -113,7 +122,13 @@ pub async fn create(
         namespace: req.namespace.clone(),
         uid: String::new(),
     };
-    // Bad exclusions fail here, before anything is written.
+    // Bad exclusions and a claim the copy cannot share fail here, before anything is written.
+    check_exclusive(
+        &resolved,
+        &claims(&resolved),
+        req.scale_down,
+        options.claims_as_empty_dir,
+    )?;
     build_copy_pod(
         &resolved,
         &options,
@@ -200,6 +215,25 @@ async fn start_copy(
     } else {
         None
     };
+    // A claim only one pod can use (StatefulSet, ReadWriteOnce) is handed over: the originals
+    // stop first, then the copy mounts it. Otherwise the originals go only once the copy can
+    // take their place.
+    let held: Vec<String> = claims(resolved)
+        .into_iter()
+        .filter(|c| c.exclusive && !options.claims_as_empty_dir)
+        .map(|c| c.claim_name)
+        .collect();
+    let scale_first = plan.is_some() && !held.is_empty();
+    if let (true, Some(plan)) = (scale_first, &plan) {
+        scale::apply(client, plan, on_progress).await?;
+        let holder = format!("{}-{COPIED_ORDINAL}", resolved.object.name);
+        on_progress(Progress::Releasing {
+            pod: holder.clone(),
+            claims: held,
+        });
+        let gone = wait_gone(client, &req.namespace, &holder, req.timeout);
+        keeping_alive(client, req, handle, gone, on_progress).await?;
+    }
     let pod = build_copy_pod(resolved, options, handle, pod_name, &req.owner, Utc::now())?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
     pods.create(&PostParams::default(), &pod)
@@ -210,9 +244,10 @@ async fn start_copy(
     });
     // Scale-down always waits: the originals go only once the copy can take their place.
     if req.wait || plan.is_some() {
-        wait_keeping_alive(client, req, handle, pod_name, on_progress).await?;
+        let ready = wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress);
+        keeping_alive(client, req, handle, ready, on_progress).await?;
     }
-    if let Some(plan) = &plan {
+    if let (false, Some(plan)) = (scale_first, &plan) {
         scale::apply(client, plan, on_progress).await?;
     }
     Ok(())
@@ -328,17 +363,17 @@ async fn beat(
     Ok(())
 }
 
-/// Wait for Ready. A `run` session (no ttl) lives by its heartbeat and its lock by a lease of
-/// [`RUN_LEASE`]; a wait longer than that must keep both alive, or gc (or a takeover) would
-/// end the session while it is still being created.
-async fn wait_keeping_alive(
+/// Run `wait` (for Ready, or for an original to release its claims). A `run` session (no ttl)
+/// lives by its heartbeat and its lock by a lease of [`RUN_LEASE`]; a wait longer than that
+/// must keep both alive, or gc (or a takeover) would end the session while it is still being
+/// created.
+async fn keeping_alive(
     client: &kube::Client,
     req: &CreateRequest,
     handle: &SessionHandle,
-    pod_name: &str,
+    wait: impl std::future::Future<Output = Result<(), Error>>,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    let wait = wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress);
     if req.ttl.is_some() {
         return wait.await;
     }

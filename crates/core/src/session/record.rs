@@ -139,6 +139,7 @@ mod tests {
         let opts = OPTS.get_or_init(|| CopyOptions {
             exclude_containers: vec!["metrics".into()],
             exclude_init_containers: vec![],
+            ..Default::default()
         });
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
             .unwrap()

@@ -235,7 +235,10 @@ async fn watch_until_settled(
             // A blip (overloaded or restarting API server) is not the copy's failure: retry
             // until the deadline.
             Err(e) if is_transient(&e) => {
-                tracker.observe(PodState::Pending(format!("API server: {e}")))?;
+                tracker.observe(PodState::Pending(format!(
+                    "API server: {}",
+                    mirrord_copy_lock::kube_error_text(&e)
+                )))?;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -280,6 +283,57 @@ async fn watch_until_settled(
                 }
             }
         }
+    }
+}
+
+/// Wait until pod `pod_name` no longer exists (the StatefulSet controller deletes `<sts>-0`
+/// last when scaling to zero, and a volume is released only once its pod is gone). GET, then
+/// WATCH from that resourceVersion until DELETED; a blip goes back to the GET.
+pub(crate) async fn wait_gone(
+    client: &kube::Client,
+    namespace: &str,
+    pod_name: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let gone = async {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let version = match api.get(pod_name).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if is_transient(&e) => None,
+                Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+                Ok(pod) => pod.resource_version(),
+            };
+            if let Some(version) = version {
+                let params = WatchParams::default()
+                    .fields(&format!("metadata.name={pod_name}"))
+                    .timeout(290);
+                match api.watch(&params, &version).await {
+                    Ok(stream) => {
+                        let mut events = stream.boxed();
+                        while let Ok(Some(event)) = events.try_next().await {
+                            match event {
+                                WatchEvent::Deleted(_) => return Ok(()),
+                                WatchEvent::Error(_) => break,
+                                _ => backoff = Duration::from_millis(100),
+                            }
+                        }
+                    }
+                    Err(e) if is_transient(&e) => {}
+                    Err(e) => return Err(Error::from_kube(e, "watch", "pods")),
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    };
+    match tokio::time::timeout(timeout, gone).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout(format!(
+            "pod {pod_name} was still running {}s after its workload was scaled to zero, so its volume claims are not free for the copy",
+            timeout.as_secs()
+        ))),
     }
 }
 

@@ -36,6 +36,7 @@ pub fn build_request(
     let mut options = CopyOptions {
         exclude_containers: from_file.exclude_containers,
         exclude_init_containers: from_file.exclude_init_containers,
+        claims_as_empty_dir: copy.claims_as_emptydir,
     };
     options
         .exclude_containers
