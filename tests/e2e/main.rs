@@ -18,12 +18,14 @@ pub fn plugin_bin() -> &'static str {
     })
 }
 
+mod plugin_access;
 mod plugin_cli;
 mod plugin_create;
 mod plugin_errors;
 mod plugin_interop;
 mod plugin_kubeconfig;
 mod plugin_run;
+mod plugin_statefulset;
 mod plugin_status;
 mod plugin_support;
 mod plugin_tty;

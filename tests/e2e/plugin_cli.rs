@@ -293,7 +293,7 @@ async fn corrupt_state_file_is_set_aside_with_a_warning() {
     st.stderr_has(&["unknown version 99"]);
     let rows = table_rows(st.ok());
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0][8], "");
+    assert_eq!(rows[0][9], "", "Yours");
 }
 
 /// A real kubectl: `kubectl plugin list` finds the binary on PATH and `kubectl mirrord-copy`

@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 
 use crate::plugin_support::*;
 
-const WIDE_HEADERS: [&str; 9] = [
+const WIDE_HEADERS: [&str; 10] = [
     "Original Target",
     "Namespace",
     "Copy Pod Name",
     "Scale Down?",
     "Owner",
+    "Host",
     "Age",
     "Phase",
     "Expires",
@@ -284,15 +285,17 @@ async fn wide_json_and_yaml_mark_your_sessions() {
     );
     assert_eq!(m[4], mine["owner"].as_str().unwrap());
     assert_eq!(t[4], theirs["owner"].as_str().unwrap());
+    assert_eq!(m[5], mine["host"].as_str().unwrap());
+    assert_eq!(t[5], theirs["host"].as_str().unwrap());
     for r in [m, t] {
-        let age = r[5].strip_suffix('s').expect("age in seconds");
+        let age = r[6].strip_suffix('s').expect("age in seconds");
         assert!(age.parse::<u32>().unwrap() < 120, "{r:?}");
-        assert_eq!(r[6], "Running");
+        assert_eq!(r[7], "Running");
     }
-    assert!(m[7] == "in 59m" || m[7] == "in 60m", "{m:?}");
-    assert!(t[7] == "in 7h59m" || t[7] == "in 8h", "{t:?}");
-    assert_eq!(m[8], "yes");
-    assert_eq!(t[8], "");
+    assert!(m[8] == "in 59m" || m[8] == "in 60m", "{m:?}");
+    assert!(t[8] == "in 7h59m" || t[8] == "in 8h", "{t:?}");
+    assert_eq!(m[9], "yes");
+    assert_eq!(t[9], "");
 
     let json: Value = serde_json::from_str(mc(&env, &["status", "-o", "json"]).await.ok()).unwrap();
     let yaml: Value = serde_yaml::from_str(mc(&env, &["status", "-o", "yaml"]).await.ok()).unwrap();

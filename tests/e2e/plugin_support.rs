@@ -30,13 +30,14 @@ pub const CONTROLLER_LABELS: &[&str] = &[
 ];
 
 /// The fields of every session document (`-o json|yaml` of create, status, delete).
-pub const SESSION_DOC_FIELDS: [&str; 9] = [
+pub const SESSION_DOC_FIELDS: [&str; 10] = [
     "session",
     "namespace",
     "target",
     "copyPod",
     "scaleDown",
     "owner",
+    "host",
     "created",
     "expires",
     "options",
@@ -284,12 +285,6 @@ pub async fn check_copy(env: &TestEnv, pod_name: &str, target: &str, app: &str) 
     assert_eq!(labels["mirrord-copy.io/role"], "copy");
     let ann = &pod["metadata"]["annotations"];
     assert_eq!(ann["mirrord-copy.io/original-target"], target);
-    assert!(
-        ann["mirrord-copy.io/created-by"]
-            .as_str()
-            .is_some_and(|s| s.contains('@')),
-        "{ann}"
-    );
     let created_at = ann["mirrord-copy.io/created-at"]
         .as_str()
         .expect("created-at");
@@ -321,6 +316,15 @@ pub async fn check_copy(env: &TestEnv, pod_name: &str, target: &str, app: &str) 
         data.get("target").map(String::as_str),
         Some(target),
         "session target"
+    );
+    assert_eq!(
+        ann["mirrord-copy.io/created-by"].as_str(),
+        data.get("owner").map(String::as_str),
+        "the copy names the session's owner"
+    );
+    assert!(
+        data.get("host").is_some_and(|h| h.contains('@')),
+        "the session records user@host beside the owner: {data:?}"
     );
     Copy { pod, session }
 }

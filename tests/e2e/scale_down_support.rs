@@ -473,6 +473,7 @@ pub fn scale_down_request(
         scale_down: true,
         ttl: Some(Duration::from_secs(3600)),
         owner: owner.to_string(),
+        host: "e2e@test-host".into(),
         wait: true,
         timeout: Duration::from_secs(30),
         reuse: false,

@@ -69,6 +69,8 @@ pub const DATA_TARGET: &str = "target";
 pub const DATA_COPY_POD: &str = "copyPod";
 pub const DATA_SCALE_DOWN: &str = "scaleDown";
 pub const DATA_OWNER: &str = "owner";
+/// `localuser@hostname` of the machine that made the session (beside the Kubernetes user in `owner`).
+pub const DATA_HOST: &str = "host";
 pub const DATA_CREATED: &str = "created";
 pub const DATA_EXPIRES: &str = "expires";
 pub const DATA_OPTIONS: &str = "options";

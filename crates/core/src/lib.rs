@@ -5,6 +5,7 @@ pub mod claims;
 pub mod copy;
 pub mod error;
 pub mod gc;
+pub mod identity;
 pub mod labels;
 pub mod naming;
 pub mod resolve;

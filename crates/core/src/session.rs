@@ -90,8 +90,10 @@ pub struct CreateRequest {
     pub scale_down: bool,
     /// Detached sessions expire after this; `None` for `run` sessions (kept alive by heartbeat).
     pub ttl: Option<Duration>,
-    /// "user@host"
+    /// The Kubernetes user (SelfSubjectReview), or `user@host` where the cluster cannot say.
     pub owner: String,
+    /// `localuser@hostname` of this machine, recorded beside the owner.
+    pub host: String,
     pub wait: bool,
     pub timeout: Duration,
     pub reuse: bool,
@@ -108,6 +110,9 @@ pub struct Session {
     pub copy_pod: String,
     pub scale_down: bool,
     pub owner: String,
+    /// `localuser@hostname` that made it (absent in records from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
     pub options: CopyOptions,

@@ -19,6 +19,9 @@ pub struct SessionDoc {
     pub copy_pod: String,
     pub scale_down: bool,
     pub owner: String,
+    /// `localuser@hostname` of the machine that made it (absent in older records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
     pub options: CopyOptions,
@@ -42,6 +45,7 @@ impl SessionDoc {
             copy_pod: s.copy_pod.clone(),
             scale_down: s.scale_down,
             owner: s.owner.clone(),
+            host: s.host.clone(),
             created: s.created.trunc_subsecs(0),
             expires: s.expires.map(|t| t.trunc_subsecs(0)),
             options: s.options.clone(),

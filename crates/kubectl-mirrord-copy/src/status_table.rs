@@ -33,6 +33,8 @@ struct WideRow {
     scale_down: &'static str,
     #[tabled(rename = "Owner")]
     owner: String,
+    #[tabled(rename = "Host")]
+    host: String,
     #[tabled(rename = "Age")]
     age: String,
     #[tabled(rename = "Phase")]
@@ -80,6 +82,7 @@ pub fn render_wide(
         copy_pod: s.copy_pod.clone(),
         scale_down: star(s.scale_down),
         owner: s.owner.clone(),
+        host: s.host.clone().unwrap_or_default(),
         age: short_duration(now - s.created),
         phase: s.copy_phase.clone().unwrap_or_else(|| "<missing>".into()),
         expires: match s.expires {
@@ -120,6 +123,7 @@ mod tests {
             copy_pod: pod.into(),
             scale_down,
             owner: "me@host".into(),
+            host: None,
             created: Utc::now(),
             expires: None,
             options: CopyOptions::default(),

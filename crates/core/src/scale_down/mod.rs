@@ -49,7 +49,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::labels::{
-    session_config_map_name, DATA_COPY_POD, DATA_OWNER, DATA_WORKLOAD,
+    session_config_map_name, DATA_COPY_POD, DATA_HOST, DATA_OWNER, DATA_WORKLOAD,
     ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION,
 };
 use crate::resolve::ResolvedTarget;
@@ -262,7 +262,7 @@ pub async fn renew(
     Ok(())
 }
 
-/// The session's owner (user@host) and copy pod, from its ConfigMap; records the workload in
+/// The session's holder ("user (localuser@host)") and copy pod, from its ConfigMap; records the workload in
 /// it (`workload`, DESIGN.md) so `restore` finds the workload even if the lock is lost.
 async fn session_owner(
     client: &kube::Client,
@@ -280,10 +280,13 @@ async fn session_owner(
         .await
         .map_err(|e| Error::from_kube(e, "patch", "configmaps"))?;
     let data = cm.data.unwrap_or_default();
-    Ok((
-        data.get(DATA_OWNER).cloned().unwrap_or_default(),
-        data.get(DATA_COPY_POD).cloned().unwrap_or_default(),
-    ))
+    let owner = data.get(DATA_OWNER).cloned().unwrap_or_default();
+    // The holder a conflict names: the Kubernetes user and the machine it works from.
+    let holder = match data.get(DATA_HOST) {
+        Some(host) if !host.is_empty() && host != &owner => format!("{owner} ({host})"),
+        _ => owner,
+    };
+    Ok((holder, data.get(DATA_COPY_POD).cloned().unwrap_or_default()))
 }
 
 /// The lock is owned by the session ConfigMap: deleting the session deletes the lock.

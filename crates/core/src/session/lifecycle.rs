@@ -156,6 +156,7 @@ pub async fn create(
         copy_pod: &pod_name,
         scale_down: req.scale_down,
         owner: &req.owner,
+        host: &req.host,
         options: &options,
         now: Utc::now(),
         ttl: req.ttl,
@@ -268,6 +269,7 @@ async fn reuse(
     for mut session in candidates {
         let same = session.target == target
             && session.owner == req.owner
+            && session.host.as_deref().unwrap_or_default() == req.host
             && &session.options == options
             && session.scale_down == req.scale_down
             // Only detached sessions: a `run` session ends with its command.
@@ -557,7 +559,8 @@ mod tests {
             options: CopyOptions::default(),
             scale_down: false,
             ttl: Some(Duration::from_secs(3600)),
-            owner: "me@host".into(),
+            owner: "me".into(),
+            host: "me@host".into(),
             wait: true,
             timeout: Duration::from_secs(60),
             reuse: false,

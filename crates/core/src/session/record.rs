@@ -22,6 +22,7 @@ pub(crate) struct NewSession<'a> {
     pub copy_pod: &'a str,
     pub scale_down: bool,
     pub owner: &'a str,
+    pub host: &'a str,
     pub options: &'a CopyOptions,
     pub now: DateTime<Utc>,
     pub ttl: Option<Duration>,
@@ -44,6 +45,9 @@ impl NewSession<'_> {
             (labels::DATA_HEARTBEAT, timestamp(self.now)),
             (labels::DATA_OPTIONS, self.options.to_json()),
         ]);
+        if !self.host.is_empty() {
+            data.insert(labels::DATA_HOST, self.host.to_string());
+        }
         if let Some(expires) = self.expires() {
             data.insert(labels::DATA_EXPIRES, timestamp(expires));
         }
@@ -67,6 +71,7 @@ impl NewSession<'_> {
             copy_pod: self.copy_pod.to_string(),
             scale_down: self.scale_down,
             owner: self.owner.to_string(),
+            host: (!self.host.is_empty()).then(|| self.host.to_string()),
             created: self.now,
             expires: self.expires(),
             options: self.options.normalized(),
@@ -123,6 +128,10 @@ pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
         copy_pod: field(labels::DATA_COPY_POD)?.clone(),
         scale_down,
         owner: field(labels::DATA_OWNER)?.clone(),
+        host: data
+            .get(labels::DATA_HOST)
+            .filter(|v| !v.is_empty())
+            .cloned(),
         created: time(labels::DATA_CREATED, field(labels::DATA_CREATED)?)?,
         expires,
         options: options.normalized(),
@@ -151,7 +160,8 @@ mod tests {
                 target: "deployment/x/container/app".into(),
                 copy_pod: "x-copy-aaaaa",
                 scale_down: true,
-                owner: "me@host",
+                owner: "alice@example.com",
+                host: "alice@laptop",
                 options: opts,
                 now,
                 ttl,
@@ -175,7 +185,8 @@ mod tests {
         assert_eq!(data["target"], "deployment/x/container/app");
         assert_eq!(data["copyPod"], "x-copy-aaaaa");
         assert_eq!(data["scaleDown"], "true");
-        assert_eq!(data["owner"], "me@host");
+        assert_eq!(data["owner"], "alice@example.com");
+        assert_eq!(data["host"], "alice@laptop");
         assert_eq!(data["created"], "2026-11-22T10:00:00Z");
         assert_eq!(data["heartbeat"], "2026-11-22T10:00:00Z");
         assert_eq!(data["expires"], "2026-11-22T18:00:00Z");
@@ -184,6 +195,14 @@ mod tests {
             r#"{"excludeContainers":["metrics"],"excludeInitContainers":[]}"#
         );
         assert_eq!(session_from_config_map(&cm).unwrap(), new.session());
+    }
+
+    #[test]
+    fn records_without_a_host_still_read() {
+        let (new, _) = new_session(None);
+        let mut cm = new.config_map();
+        cm.data.as_mut().unwrap().remove("host");
+        assert_eq!(session_from_config_map(&cm).unwrap().host, None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use mirrord_copy_core::{session, CopyOptions, CreateRequest, Error, Session, TargetRef};
+use mirrord_copy_core::{identity, session, CopyOptions, CreateRequest, Error, Session, TargetRef};
 
 use crate::cli::{CopyArgs, CreateArgs, CreateOutput, GlobalArgs};
-use crate::commands::{owner, print, with_state};
+use crate::commands::{local_user, print, with_state};
 use crate::kube_client::{connect, Cluster};
 use crate::mirrord_config;
 use crate::output::{to_json, to_yaml, SessionDoc};
@@ -13,6 +13,7 @@ use crate::progress::Reporter;
 use crate::state::Entry;
 
 /// Merge the command line with an optional mirrord configuration (the command line wins).
+/// The owner is this machine's `user@host` until [`identify`] asks the cluster.
 pub fn build_request(
     global: &GlobalArgs,
     cluster: &Cluster,
@@ -50,11 +51,22 @@ pub fn build_request(
         options: options.normalized(),
         scale_down: copy.scale_down || from_file.scale_down,
         ttl,
-        owner: owner(),
+        owner: local_user(),
+        host: local_user(),
         wait: !copy.no_wait,
         timeout: copy.timeout,
         reuse: copy.reuse,
     })
+}
+
+/// Record the Kubernetes user the cluster names (SelfSubjectReview) as the owner, with this
+/// machine's `user@host` beside it; where the cluster cannot say, the local `user@host` stays.
+/// Not for `--dry-run=client`, which sends no write at all.
+pub async fn identify(mut request: CreateRequest, cluster: &Cluster) -> CreateRequest {
+    if let Some(user) = identity::whoami(&cluster.client).await {
+        request.owner = user;
+    }
+    request
 }
 
 /// Remember the session locally and write the mirrord config if asked.
@@ -93,6 +105,7 @@ pub async fn create(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error
         };
         return print(&text).map(|_| 0);
     }
+    let request = identify(request, &cluster).await;
     let reporter = Reporter::new(global.verbose);
     let result = session::create(&cluster.client, &request, &reporter.sink()).await;
     reporter.finish();

@@ -12,8 +12,8 @@ use mirrord_copy_core::Error;
 
 use crate::state::{Entry, LocalState};
 
-/// `user@host`, recorded on sessions so teammates know whose copy it is.
-pub fn owner() -> String {
+/// `user@host` of this machine, recorded on sessions beside the Kubernetes user.
+pub fn local_user() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .or_else(|_| std::env::var("USERNAME"))

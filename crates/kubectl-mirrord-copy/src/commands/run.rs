@@ -9,7 +9,7 @@ use mirrord_copy_core::{session, Error, Session};
 use tokio::process::Command;
 
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::commands::create::{after_create, build_request};
+use crate::commands::create::{after_create, build_request, identify};
 use crate::commands::with_state;
 use crate::kube_client::connect;
 use crate::progress::Reporter;
@@ -18,6 +18,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     // No ttl: an attached session is kept alive by its heartbeat instead.
     let request = build_request(global, &cluster, args.target.as_deref(), &args.copy, None)?;
+    let request = identify(request, &cluster).await;
     let reporter = Reporter::new(global.verbose);
     let created = session::create(&cluster.client, &request, &reporter.sink()).await;
     reporter.finish();
