@@ -3,7 +3,7 @@
 
 /// Multi-document YAML: Deployment `py-serv-deployment` (2 replicas, app=py-serv, liveness,
 /// readiness and startup probes, a sidecar init container with restartPolicy Always and its
-/// own probe) and its Service, StatefulSet `db` (3), Job `migrate`, CronJob `nightly`, Argo
+/// own probe) and its Service, StatefulSet `db` (3, a ReadWriteOnce claim template `data`), Job `migrate`, CronJob `nightly`, Argo
 /// Rollout `checkout` (2), bare Pod `debug-me`, Deployment `queue-worker` with an HPA and a
 /// KEDA ScaledObject (minReplicaCount 1).
 pub fn demo_manifests() -> &'static str {
@@ -100,6 +100,17 @@ spec:
           readinessProbe:
             exec: {command: [pg_isready, -U, postgres]}
             periodSeconds: 5
+          volumeMounts:
+            - {name: data, mountPath: /var/lib/postgresql/data}
+  # Like most real StatefulSets: one ReadWriteOnce claim per ordinal (data-db-0, ...).
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests:
+            storage: 1Gi
 ---
 apiVersion: batch/v1
 kind: Job
