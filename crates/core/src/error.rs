@@ -194,14 +194,15 @@ pub fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
 }
 
-/// The request never got an HTTP answer (connection refused, reset, TLS, timeout).
+/// The request never got an HTTP answer (connection refused, reset, TLS, timeout). A failed
+/// TLS handshake comes back from the connector as a Service or Hyper error (kube's RustlsTls
+/// only exists with its rustls-tls feature, which the plugin no longer enables).
 fn is_transport(err: &kube::Error) -> bool {
     matches!(
         err,
         kube::Error::HyperError(_)
             | kube::Error::Service(_)
             | kube::Error::ReadEvents(_)
-            | kube::Error::RustlsTls(_)
             | kube::Error::TlsRequired
     )
 }
