@@ -11,7 +11,11 @@
 # on any distribution since 2014. The standard library is rebuilt for each target from the Rust
 # source of the same compiler (-Zbuild-std, allowed on a stable compiler by RUSTC_BOOTSTRAP=1),
 # since rustup can fetch no other target here. plugin-manifest/cross-tools.sh installs those
-# pieces. Archives land in dist/ (or $DIST); krew.yaml lists every archive found there.
+# pieces. macOS binaries link only the /usr/lib system libraries (zig ships their stubs; the
+# plugin uses no Apple framework, so Apple's SDK is not needed) and are ad-hoc signed with
+# rcodesign (Apple Silicon refuses unsigned arm64 code; amd64 is signed the same way); on a Mac
+# without rcodesign, Apple's own `codesign -s -` signs instead. Archives land in dist/ (or
+# $DIST); krew.yaml lists every archive found there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=v$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -44,12 +48,28 @@ triple() {
   esac
 }
 
+# Ad-hoc sign a macOS binary in place: an embedded signature with no identity, which is what
+# Apple Silicon requires of any arm64 code it runs (Gatekeeper's notarization is another matter:
+# Krew's download carries no quarantine attribute, so it does not apply).
+sign_macos() { # binary
+  if command -v rcodesign >/dev/null; then
+    rcodesign sign --binary-identifier kubectl-mirrord_copy "$1" >/dev/null
+  elif command -v codesign >/dev/null; then
+    codesign --sign - --force --identifier kubectl-mirrord_copy "$1"
+  else
+    echo "signing a macOS binary needs rcodesign: run plugin-manifest/cross-tools.sh" >&2
+    return 1
+  fi
+  echo "signed $1 (ad-hoc)"
+}
+
 # Stage the binary with LICENSE and README, pack it (zip on Windows, as Krew expects there).
 pack() { # platform binary
   local os=${1%/*} arch=${1#*/} exe=kubectl-mirrord_copy stage archive
   [ "$os" = windows ] && exe=kubectl-mirrord_copy.exe
   stage=$(mktemp -d)
   cp "$2" "$stage/$exe"
+  [ "$os" = darwin ] && sign_macos "$stage/$exe"
   cp LICENSE README.md "$stage/"
   if [ "$os" = windows ]; then
     archive="$dist/kubectl-mirrord-copy-${version}-${os}-${arch}.zip"
@@ -76,12 +96,25 @@ else
     echo "cross-building needs cargo-zigbuild and the Rust source of $rustc: run plugin-manifest/cross-tools.sh" >&2
     exit 1
   fi
+  case " ${platforms[*]}" in
+    *" darwin/"*) command -v rcodesign >/dev/null || {
+      echo "macOS binaries are signed with rcodesign: run plugin-manifest/cross-tools.sh" >&2; exit 1; } ;;
+  esac
   for platform in "${platforms[@]}"; do
     t=$(triple "$platform")
     echo "building $platform ($t) with $("$rustc" --version)"
+    started=$SECONDS
+    # The oldest macOS to run on, Rust's own minimum for the target (11.0 is the first on Apple
+    # Silicon): zig would otherwise mark the binary for its default, a recent macOS release.
+    case "$platform" in
+      darwin/arm64) export MACOSX_DEPLOYMENT_TARGET=11.0 ;;
+      darwin/amd64) export MACOSX_DEPLOYMENT_TARGET=10.12 ;;
+      *) unset MACOSX_DEPLOYMENT_TARGET ;;
+    esac
     # The compiler's own cargo (first on PATH) drives -Zbuild-std with its library source.
     PATH="$(dirname "$rustc"):$PATH" RUSTC="$rustc" RUSTC_BOOTSTRAP=1 cargo zigbuild --release --locked -p kubectl-mirrord-copy \
       -Zbuild-std=std,panic_abort --target "$t"
+    echo "built $platform in $((SECONDS - started))s"
     exe=kubectl-mirrord_copy; [ "${platform%/*}" = windows ] && exe=kubectl-mirrord_copy.exe
     pack "$platform" "$target_dir/${t%%.2.*}/release/$exe"
   done
