@@ -23,7 +23,7 @@ use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role, DATA_HEARTBEAT, SCALED_DOWN_BY_ANNOTATION};
 use crate::scale_down::{self, restore_workload, RestoreOutcome, ScaleKind, ScaleTarget};
 use crate::session::{self, Progress, ProgressFn, RUN_LEASE};
-use mirrord_copy_lock as lock;
+use mirrord_copy_lock::{self as lock, clock};
 
 /// What gc did, for `-o json|yaml` and the CronJob's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ async fn end_expired_sessions(
     )
     .await
     .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
-    let now = Utc::now();
+    let now = clock::now();
     let mut live = Live::new();
     for cm in cms {
         let ns = cm.namespace().unwrap_or_default();
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn expiry_rules() {
-        let now = Utc::now();
+        let now = clock::now();
         let minute = chrono::Duration::seconds(60);
         assert!(is_expired(Some(now - minute), None, now, now));
         assert!(!is_expired(Some(now + minute), None, now, now));

@@ -7,6 +7,7 @@
 //! This crate knows nothing of targets: it locks a [`WorkloadKey`].
 
 mod api_text;
+pub mod clock;
 mod name;
 mod ops;
 mod record;

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
+use crate::clock;
 use crate::{LockError, LockRecord, WorkloadKey};
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -128,7 +129,7 @@ pub async fn acquire(
         if held.holder_session == record.holder_session {
             return Ok(guard_from(&current, held, None));
         }
-        if held.lease_valid(Utc::now()) {
+        if held.lease_valid(clock::now()) {
             return Err(LockError::Held(Box::new(held)));
         }
         let mut new = record.clone();

@@ -41,7 +41,6 @@ mod workload;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Api, ResourceExt};
@@ -54,7 +53,7 @@ use crate::labels::{
 };
 use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
-use mirrord_copy_lock::{self as lock, LockError, LockRecord, MAX_REPLICAS};
+use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS};
 
 pub use autoscalers::{
     scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
@@ -87,7 +86,7 @@ pub async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<S
         .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
     guardrail::check(client, &target, &object.metadata, resolved).await?;
     match lock::read(client, &target.namespace, &target.key().lock_name()).await {
-        Ok(Some((held, _))) if held.lease_valid(Utc::now()) => Err(conflict(&target, &held)),
+        Ok(Some((held, _))) if held.lease_valid(clock::now()) => Err(conflict(&target, &held)),
         Ok(_) => Ok(target),
         Err(e) => Err(lock_error(&target, e)),
     }
@@ -139,7 +138,7 @@ pub async fn prepare(
     }
 
     let (owner, copy_pod) = session_owner(client, session, &target).await?;
-    let now = Utc::now();
+    let now = clock::now();
     let record = LockRecord {
         holder_session: session.id.clone(),
         holder: owner,
@@ -245,7 +244,7 @@ pub async fn renew(
     lease: Duration,
 ) -> Result<(), Error> {
     let until =
-        Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
+        clock::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
     let locks = lock::list(client, Some(namespace), Some(session_id))
         .await
         .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;

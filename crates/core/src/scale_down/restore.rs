@@ -3,7 +3,6 @@
 //! resourceVersion it decided on, so a racing gc, a new session or a human scaling the
 //! workload is never overwritten.
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -14,7 +13,7 @@ use super::{lock_error, session_cm, FENCE};
 use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{DATA_WORKLOAD, ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
 use crate::session::{Progress, ProgressFn};
-use mirrord_copy_lock::{self as lock, LockError, LockRecord, Released};
+use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, Released};
 
 /// What [`restore_workload`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +52,7 @@ pub async fn restore(
     let mut handled = false;
     for cm in locks {
         let name = cm.name_any();
-        let until = Utc::now() + chrono::Duration::from_std(FENCE).unwrap_or_default();
+        let until = clock::now() + chrono::Duration::from_std(FENCE).unwrap_or_default();
         let fenced = lock::renew(client, namespace, &name, session_id, until).await;
         let guard = match fenced {
             Ok(g) => g,

@@ -25,6 +25,7 @@ use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::naming;
 use crate::resolve::{resolve, ResolvedTarget};
+use mirrord_copy_lock::clock;
 
 /// Lease of a `run` session's scale-down lock; its heartbeat renews it.
 pub const RUN_LEASE: Duration = Duration::from_secs(60);
@@ -57,7 +58,10 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     if req.ttl.is_some_and(|ttl| ttl.is_zero()) {
         return Err(Error::Usage("--ttl must be longer than zero".into()));
     }
-    if req.ttl.is_some_and(|ttl| expiry(Utc::now(), ttl).is_none()) {
+    if req
+        .ttl
+        .is_some_and(|ttl| expiry(clock::now(), ttl).is_none())
+    {
         return Err(Error::Usage("--ttl is too long".into()));
     }
     if (req.wait || req.scale_down) && req.timeout.is_zero() {
@@ -96,7 +100,7 @@ pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, 
         &handle,
         &pod_name,
         &req.owner,
-        Utc::now(),
+        clock::now(),
     )
 }
 
@@ -135,7 +139,7 @@ pub async fn create(
         &handle,
         &pod_name,
         &req.owner,
-        Utc::now(),
+        clock::now(),
     )?;
 
     if req.reuse {
@@ -158,7 +162,7 @@ pub async fn create(
         owner: &req.owner,
         host: &req.host,
         options: &options,
-        now: Utc::now(),
+        now: clock::now(),
         ttl: req.ttl,
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &req.namespace);
@@ -235,7 +239,14 @@ async fn start_copy(
         let gone = wait_gone(client, &req.namespace, &holder, req.timeout);
         keeping_alive(client, req, handle, gone, on_progress).await?;
     }
-    let pod = build_copy_pod(resolved, options, handle, pod_name, &req.owner, Utc::now())?;
+    let pod = build_copy_pod(
+        resolved,
+        options,
+        handle,
+        pod_name,
+        &req.owner,
+        clock::now(),
+    )?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
     pods.create(&PostParams::default(), &pod)
         .await
@@ -262,7 +273,7 @@ async fn reuse(
     options: &CopyOptions,
     on_progress: &ProgressFn,
 ) -> Result<Option<Session>, Error> {
-    let now = Utc::now();
+    let now = clock::now();
     let target = req.target.to_string();
     let candidates = sessions_only(client, Some(&req.namespace)).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
@@ -357,7 +368,7 @@ async fn beat(
     session_id: &str,
     scale_down: bool,
 ) -> Result<(), Error> {
-    let now = timestamp(Utc::now());
+    let now = timestamp(clock::now());
     patch_data(client, namespace, session_id, labels::DATA_HEARTBEAT, &now).await?;
     if scale_down {
         scale::renew(client, namespace, session_id, RUN_LEASE).await?;
@@ -595,7 +606,7 @@ mod tests {
 
     #[test]
     fn expiry_is_checked() {
-        let now = Utc::now();
+        let now = clock::now();
         assert_eq!(
             expiry(now, Duration::from_secs(60)),
             Some(now + chrono::Duration::seconds(60))

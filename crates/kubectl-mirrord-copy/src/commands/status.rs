@@ -1,7 +1,7 @@
 //! `status`: the reference table, or -o wide|json|yaml.
 
-use chrono::Utc;
 use mirrord_copy_core::{session, Error};
+use mirrord_copy_lock::clock;
 
 use crate::cli::{GlobalArgs, StatusArgs, StatusOutput};
 use crate::commands::{print, state_entries};
@@ -29,7 +29,7 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error
     };
     let text = match args.output {
         None => status_table::render(&sessions),
-        Some(StatusOutput::Wide) => status_table::render_wide(&sessions, Utc::now(), &is_yours),
+        Some(StatusOutput::Wide) => status_table::render_wide(&sessions, clock::now(), &is_yours),
         Some(StatusOutput::Json) => to_json(&ListDoc::new("CopySessionList", docs()))?,
         Some(StatusOutput::Yaml) => to_yaml(&ListDoc::new("CopySessionList", docs()))?,
     };
