@@ -833,6 +833,7 @@ const SCENARIOS: &[&str] = &[
     "leases",
     "owner-gc",
     "pod-create",
+    "pod-validation",
     "rs-adoption",
     "scale-subresource",
     "server-side-apply",
@@ -882,6 +883,7 @@ scenario_test!(forbidden, "forbidden");
 scenario_test!(leases, "leases");
 scenario_test!(owner_gc_server_steps, "owner-gc");
 scenario_test!(pod_create, "pod-create");
+scenario_test!(pod_validation, "pod-validation");
 scenario_test!(rs_adoption_server_steps, "rs-adoption");
 scenario_test!(scale_subresource, "scale-subresource");
 scenario_test!(server_side_apply, "server-side-apply");
