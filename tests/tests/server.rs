@@ -868,6 +868,69 @@ async fn rbac_rules_and_stored_roles() {
     );
 }
 
+/// A Role granting `get namespaces` in N, bound in N, reaches `GET /api/v1/namespaces/N`: the
+/// request resolver gives a namespaces request the name as its namespace, so the RoleBinding
+/// in N applies. Another namespace, or listing namespaces (cluster scope), is 403.
+#[tokio::test]
+async fn role_on_namespaces_covers_its_own_namespace() {
+    let fake = plain_cluster().await;
+    let port = fake.port();
+    fake.seed_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n",
+    )
+    .unwrap();
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: ns-reader\n\
+                rules:\n- apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list, watch]\n";
+    let token = fake.token_with_roles("team-a", "viewer", role).unwrap();
+    let get = |path: &str| {
+        let (path, token) = (path.to_string(), token.clone());
+        async move {
+            send(
+                port,
+                "GET",
+                &path,
+                &[],
+                Some(&token),
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+        }
+    };
+    let own = get("/api/v1/namespaces/team-a").await;
+    assert_eq!(own.status, 200, "{}", String::from_utf8_lossy(&own.body));
+    assert_eq!(own.json()["metadata"]["name"], "team-a");
+
+    let user = "system:serviceaccount:team-a:viewer";
+    for name in ["team-b", "absent"] {
+        let other = get(&format!("/api/v1/namespaces/{name}")).await;
+        assert_eq!(other.status, 403);
+        let body = other.json();
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(
+            body["message"],
+            format!("namespaces \"{name}\" is forbidden: User \"{user}\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"{name}\"")
+        );
+        assert_eq!(body["details"], json!({"name": name, "kind": "namespaces"}));
+    }
+
+    let list = get("/api/v1/namespaces").await;
+    assert_eq!(list.status, 403);
+    let body = list.json();
+    assert_eq!(
+        body["message"],
+        format!("namespaces is forbidden: User \"{user}\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope")
+    );
+    assert_eq!(body["details"], json!({"kind": "namespaces"}));
+    let watch = get("/api/v1/namespaces?watch=true&fieldSelector=metadata.name%3Dteam-a").await;
+    assert_eq!(watch.status, 403);
+    assert_eq!(
+        watch.json()["message"],
+        format!("namespaces is forbidden: User \"{user}\" cannot watch resource \"namespaces\" in API group \"\" at the cluster scope")
+    );
+}
+
 #[tokio::test]
 async fn faults_request_log_and_restart() {
     let fake = plain_cluster().await;
