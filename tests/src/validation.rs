@@ -142,6 +142,8 @@ pub fn validate_object(
     if rt.plural == "pods" {
         pod::validate_pod(obj, old, &mut causes);
     }
+    // Divergence: the workload's pod template is not validated (upstream also runs
+    // ValidatePodTemplateSpec, the rules of `pod` for a template).
     if rt.group == "apps" && matches!(rt.plural, "deployments" | "replicasets" | "statefulsets") {
         validate_workload(obj, old, &mut causes);
     }
