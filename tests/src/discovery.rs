@@ -251,11 +251,26 @@ pub fn openapi_v3_gv(types: &[ResourceType], group: &str, version: &str) -> Opti
                    "x-kubernetes-group-version-kind": gvk, "parameters": params,
                    "responses": {"200": {"description": "OK"}}})
         };
-        paths.insert(base.clone(), json!({"post": op("post"), "get": op("list")}));
-        paths.insert(
-            format!("{base}/{{name}}"),
-            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-        );
+        // The operations of the verbs served (a create-only type has just `post`), as the
+        // installer registers routes.
+        let ops = |pairs: &[(&str, &str, &str)]| -> serde_json::Map<String, Value> {
+            pairs
+                .iter()
+                .filter(|(verb, _, _)| t.verbs.contains(verb))
+                .map(|(_, method, action)| (method.to_string(), op(action)))
+                .collect()
+        };
+        let collection = ops(&[("create", "post", "post"), ("list", "get", "list")]);
+        paths.insert(base.clone(), Value::Object(collection));
+        let item = ops(&[
+            ("get", "get", "get"),
+            ("update", "put", "put"),
+            ("patch", "patch", "patch"),
+            ("delete", "delete", "delete"),
+        ]);
+        if !item.is_empty() {
+            paths.insert(format!("{base}/{{name}}"), Value::Object(item));
+        }
     }
     if paths.is_empty() {
         return None;

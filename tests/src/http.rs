@@ -146,6 +146,9 @@ fn route(state: &ServerState, path: &str) -> Route {
                 return Route::NotFound;
             }
         }
+        if name.is_some() && !rt.has_item_path() {
+            return Route::NotFound;
+        }
         Route::Resource(ResReq {
             rt,
             namespace: ns.map(String::from),
@@ -384,6 +387,9 @@ async fn serve(
         return Err(method_not_allowed(method));
     }
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    if r.rt.group == "authentication.k8s.io" && r.rt.plural == "selfsubjectreviews" {
+        return self_subject_review(&who, &body, content_type);
+    }
     match verb {
         "get" => get(state, &r, accept),
         "list" => list(state, &r, query, accept),
@@ -530,6 +536,41 @@ fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
         ));
     }
     Ok(v)
+}
+
+/// `POST .../authentication.k8s.io/v1/selfsubjectreviews` (the only verb routed here): as
+/// pkg/registry/authentication/selfsubjectreview, nothing is stored; the answer is a new
+/// SelfSubjectReview with a creationTimestamp and the caller's user info, 201 Created.
+fn self_subject_review(
+    who: &crate::rbac::Identity,
+    body: &[u8],
+    ct: &str,
+) -> Result<Response<Body>, ApiError> {
+    // Clients built on client-go's typed clientsets (kubectl auth whoami) send protobuf. The
+    // body's content does not change the answer, so only the envelope's `k8s\0` prefix is
+    // checked (the protobuf serializer's first test); anything else must be a JSON object.
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        if !body.starts_with(b"k8s\0") {
+            return Err(ApiError::bad_request(
+                "provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]",
+            ));
+        }
+        if body.len() == 4 {
+            return Err(ApiError::bad_request("empty body"));
+        }
+    } else {
+        parse_body(body, ct)?;
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(value_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": now},
+            "status": {"userInfo": who.user_info()},
+        }),
+    ))
 }
 
 fn check_namespace(r: &ResReq, obj: &Value) -> Result<(), ApiError> {

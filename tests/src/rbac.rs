@@ -4,7 +4,7 @@
 //! `system:serviceaccount:<ns>:<name>`, with groups `system:serviceaccounts`,
 //! `system:serviceaccounts:<ns>` and `system:authenticated`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use serde_json::Value;
@@ -14,12 +14,76 @@ use crate::store::Store;
 /// The token that is cluster-admin (user `admin`, group `system:masters`).
 pub const ADMIN_TOKEN: &str = "fakekube-admin-token";
 
-/// Who a token authenticates as.
+/// Who a token authenticates as (user.Info).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
+    /// The ServiceAccount's uid for its tokens; None for the admin and test users, as for
+    /// users from a static token file.
+    pub uid: Option<String>,
+    /// What the authenticator adds (a ServiceAccount token's credential id).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
+
+impl Identity {
+    /// A plain user in the given groups: no uid, no extra.
+    pub fn user(user: &str, groups: &[&str]) -> Identity {
+        Identity {
+            user: user.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            uid: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// What a bound token (TokenRequest) of ServiceAccount `ns/name` authenticates as:
+    /// `system:serviceaccount:<ns>:<name>`, its groups, the ServiceAccount's uid and the token's
+    /// `authentication.kubernetes.io/credential-id` (`JTI=<uuid>`, the token's id).
+    pub fn service_account(ns: &str, name: &str, uid: Option<String>) -> Identity {
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "authentication.kubernetes.io/credential-id".to_string(),
+            vec![format!("JTI={}", uuid::Uuid::new_v4())],
+        );
+        Identity {
+            user: format!("system:serviceaccount:{ns}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ],
+            uid,
+            extra,
+        }
+    }
+
+    /// `status.userInfo` of a SelfSubjectReview: `uid`, `groups` and `extra` are omitted when
+    /// empty (omitempty in authentication/v1 UserInfo).
+    pub fn user_info(&self) -> Value {
+        let mut info = serde_json::json!({"username": self.user});
+        if let Some(uid) = self.uid.as_deref().filter(|u| !u.is_empty()) {
+            info["uid"] = uid.into();
+        }
+        if !self.groups.is_empty() {
+            info["groups"] = serde_json::json!(self.groups);
+        }
+        if !self.extra.is_empty() {
+            info["extra"] = serde_json::json!(self.extra);
+        }
+        info
+    }
+}
+
+/// The rules of the bootstrap ClusterRole `system:basic-user` (verb `create`): API group and
+/// resources (plugin/pkg/auth/authorizer/rbac/bootstrappolicy).
+const BASIC_USER_RULES: &[(&str, &[&str])] = &[
+    (
+        "authorization.k8s.io",
+        &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    ),
+    ("authentication.k8s.io", &["selfsubjectreviews"]),
+];
 
 /// One rule given to a user by a test: like a PolicyRule plus the namespaces it applies to.
 #[derive(Debug, Clone, Default)]
@@ -84,10 +148,7 @@ impl Default for Rbac {
         };
         rbac.add_token(
             ADMIN_TOKEN,
-            Identity {
-                user: "admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            },
+            Identity::user("admin", &["system:masters", "system:authenticated"]),
         );
         rbac
     }
@@ -139,13 +200,7 @@ impl Rbac {
     /// A new token for a plain user (no permissions until rules or bindings grant some).
     pub fn user_token(&self, user: &str) -> String {
         let token = format!("user-{}", uuid::Uuid::new_v4());
-        self.add_token(
-            &token,
-            Identity {
-                user: user.to_string(),
-                groups: vec!["system:authenticated".into()],
-            },
-        );
+        self.add_token(&token, Identity::user(user, &["system:authenticated"]));
         token
     }
 
@@ -161,18 +216,19 @@ impl Rbac {
     /// A token for ServiceAccount `ns/name`, authorized by stored (Cluster)RoleBindings, as a
     /// projected ServiceAccount token is.
     pub fn service_account_token(&self, ns: &str, name: &str) -> String {
+        self.service_account_token_with_uid(ns, name, None)
+    }
+
+    /// As [`Rbac::service_account_token`], with the ServiceAccount object's uid (which a real
+    /// token carries; [`crate::FakeCluster::token_with_roles`] passes it when the object exists).
+    pub fn service_account_token_with_uid(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<String>,
+    ) -> String {
         let token = format!("sa-{ns}-{name}-{}", uuid::Uuid::new_v4());
-        self.add_token(
-            &token,
-            Identity {
-                user: format!("system:serviceaccount:{ns}:{name}"),
-                groups: vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{ns}"),
-                    "system:authenticated".into(),
-                ],
-            },
-        );
+        self.add_token(&token, Identity::service_account(ns, name, uid));
         token
     }
 
@@ -198,6 +254,19 @@ impl Rbac {
 
     pub fn authorize(&self, store: &Store, who: &Identity, a: &Attributes) -> bool {
         if who.groups.iter().any(|g| g == "system:masters") {
+            return true;
+        }
+        // The bootstrap ClusterRole system:basic-user, bound to system:authenticated by the
+        // ClusterRoleBinding of the same name: every user may ask who it is and what it may do.
+        // (Divergence: the bootstrap policy is built in here, not stored as objects.)
+        if who.groups.iter().any(|g| g == "system:authenticated")
+            && BASIC_USER_RULES.iter().any(|(group, resources)| {
+                a.verb == "create"
+                    && a.group == *group
+                    && a.subresource.is_none()
+                    && resources.contains(&a.resource)
+            })
+        {
             return true;
         }
         {

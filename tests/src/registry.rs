@@ -56,6 +56,14 @@ impl ResourceType {
             || matches!(self.group, "argoproj.io" | "keda.sh")
     }
 
+    /// Whether `/<plural>/<name>` is served: upstream's installer registers the item path only
+    /// for storage that gets, updates, patches or deletes (a create-only type answers 404).
+    pub fn has_item_path(&self) -> bool {
+        self.verbs
+            .iter()
+            .any(|v| matches!(*v, "get" | "update" | "patch" | "delete"))
+    }
+
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }
@@ -101,11 +109,19 @@ const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
+/// SelfSubjectReviews are only created (pkg/registry/authentication/selfsubjectreview: a
+/// Creater with no storage), as discovery shows them.
+const CREATE_ONLY_VERBS: &[&str] = &["create"];
+
 /// The resources a sandbox serves.
 pub fn builtin() -> Vec<ResourceType> {
     let mut types = served();
-    for t in types.iter_mut().filter(|t| t.plural == "namespaces") {
-        t.verbs = NAMESPACE_VERBS;
+    for t in types.iter_mut() {
+        match t.plural {
+            "namespaces" => t.verbs = NAMESPACE_VERBS,
+            "selfsubjectreviews" => t.verbs = CREATE_ONLY_VERBS,
+            _ => {}
+        }
     }
     types
 }
@@ -122,6 +138,8 @@ fn served() -> Vec<ResourceType> {
         rt!("apps", "v1", "deployments", "deployment", "Deployment", true, short: &["deploy"], sub: &["status", "scale"], cat: &["all"]),
         rt!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, short: &["sts"], sub: &["status", "scale"], cat: &["all"]),
         rt!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, short: &["rs"], sub: &["status", "scale"], cat: &["all"]),
+        // Not stored: a create answers with the caller's user info (`kubectl auth whoami`).
+        rt!("authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, short: &[], sub: &[], cat: &[]),
         rt!("batch", "v1", "jobs", "job", "Job", true, short: &[], sub: &["status"], cat: &["all"]),
         rt!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, short: &["cj"], sub: &["status"], cat: &["all"]),
         rt!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: &["hpa"], sub: &["status"], cat: &["all"]),

@@ -275,7 +275,13 @@ impl FakeCluster {
                 _ => {}
             }
         }
-        Ok(self.rbac().service_account_token(ns, sa))
+        // A real token carries the ServiceAccount's uid (SelfSubjectReview shows it); the
+        // object may not exist here, as the fake does not require it.
+        let uid = store
+            .resource("", "serviceaccounts")
+            .and_then(|rt| store.get(rt, Some(ns), sa).ok())
+            .and_then(|o| o["metadata"]["uid"].as_str().map(String::from));
+        Ok(self.rbac().service_account_token_with_uid(ns, sa, uid))
     }
 
     /// Stop serving: the listener and every open connection close. State is kept.

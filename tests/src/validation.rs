@@ -1,12 +1,14 @@
 //! Object validation as kube-apiserver does it, for the rules the plugin can trip over:
-//! object names (DNS-1123 subdomain, 253), label keys and values (63), pod container names
-//! (DNS-1123 label), `spec.containers` required, and pod updates that add or remove containers.
-//! Messages are byte-identical to configmap-crud.json and pod-create.json.
+//! object names (DNS-1123 subdomain, 253), label keys and values (63), owner references,
+//! ConfigMap keys, apps/v1 selectors; pods in [`pod`]. Messages are byte-identical to
+//! configmap-crud.json, pod-create.json and pod-validation.json.
 
 use serde_json::Value;
 
 use crate::api_error::{ApiError, Cause};
 use crate::registry::ResourceType;
+
+mod pod;
 
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
@@ -92,7 +94,7 @@ pub fn label_key_error(k: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn invalid(field: &str, value: &str, msg: &str) -> Cause {
+pub(crate) fn invalid(field: &str, value: &str, msg: &str) -> Cause {
     Cause {
         reason: "FieldValueInvalid".into(),
         message: format!("Invalid value: \"{value}\": {msg}"),
@@ -138,8 +140,10 @@ pub fn validate_object(
     }
     validate_owner_references(obj, &mut causes);
     if rt.plural == "pods" {
-        validate_pod(obj, old, &mut causes);
+        pod::validate_pod(obj, old, &mut causes);
     }
+    // Divergence: the workload's pod template is not validated (upstream also runs
+    // ValidatePodTemplateSpec, the rules of `pod` for a template).
     if rt.group == "apps" && matches!(rt.plural, "deployments" | "replicasets" | "statefulsets") {
         validate_workload(obj, old, &mut causes);
     }
@@ -269,156 +273,6 @@ fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
             field: "metadata.ownerReferences".into(),
         });
     }
-}
-
-fn validate_pod(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
-    let containers = obj["spec"]["containers"].as_array();
-    match containers {
-        None => causes.push(Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value".into(),
-            field: "spec.containers".into(),
-        }),
-        Some(cs) if cs.is_empty() => causes.push(Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value".into(),
-            field: "spec.containers".into(),
-        }),
-        Some(_) => {}
-    }
-    let mut volumes = std::collections::HashSet::new();
-    if let Some(vs) = obj["spec"]["volumes"].as_array() {
-        for (i, v) in vs.iter().enumerate() {
-            let n = v["name"].as_str().unwrap_or("");
-            if !volumes.insert(n.to_string()) {
-                causes.push(Cause {
-                    reason: "FieldValueDuplicate".into(),
-                    message: format!("Duplicate value: \"{n}\""),
-                    field: format!("spec.volumes[{i}].name"),
-                });
-            }
-        }
-    }
-    for list in ["initContainers", "containers"] {
-        for (i, c) in obj["spec"][list]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let mut paths = std::collections::HashSet::new();
-            for (j, m) in c["volumeMounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let n = m["name"].as_str().unwrap_or("");
-                if !volumes.contains(n) {
-                    causes.push(Cause {
-                        reason: "FieldValueNotFound".into(),
-                        message: format!("Not found: \"{n}\""),
-                        field: format!("spec.{list}[{i}].volumeMounts[{j}].name"),
-                    });
-                }
-                let p = m["mountPath"].as_str().unwrap_or("");
-                if !paths.insert(p.to_string()) {
-                    causes.push(invalid(
-                        &format!("spec.{list}[{i}].volumeMounts[{j}].mountPath"),
-                        p,
-                        "must be unique",
-                    ));
-                }
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for list in ["initContainers", "containers"] {
-        if let Some(cs) = obj["spec"][list].as_array() {
-            for (i, c) in cs.iter().enumerate() {
-                let n = c["name"].as_str().unwrap_or("");
-                let field = format!("spec.{list}[{i}].name");
-                if c["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
-                    causes.push(Cause {
-                        reason: "FieldValueRequired".into(),
-                        message: "Required value".into(),
-                        field: format!("spec.{list}[{i}].image"),
-                    });
-                }
-                if !n.is_empty() && !seen.insert(n.to_string()) {
-                    causes.push(Cause {
-                        reason: "FieldValueDuplicate".into(),
-                        message: format!("Duplicate value: \"{n}\""),
-                        field: field.clone(),
-                    });
-                }
-                if n.is_empty() {
-                    causes.push(Cause {
-                        reason: "FieldValueRequired".into(),
-                        message: "Required value".into(),
-                        field,
-                    });
-                    continue;
-                }
-                for e in label_name_errors(n) {
-                    causes.push(invalid(&field, n, &e));
-                }
-            }
-        }
-    }
-    if let Some(old) = old {
-        // Pod spec is immutable except images and a few fields; adding or removing containers
-        // is the failure the transcript records (validation.ValidatePodUpdate).
-        let count = |v: &Value, l: &str| v["spec"][l].as_array().map(|a| a.len()).unwrap_or(0);
-        let mut resized = false;
-        for list in ["containers", "initContainers"] {
-            if count(obj, list) != count(old, list) {
-                resized = true;
-                causes.push(Cause {
-                    reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: pod updates may not add or remove containers".into(),
-                    field: format!("spec.{list}"),
-                });
-            }
-        }
-        if !resized && mutable_view(&obj["spec"]) != mutable_view(&old["spec"]) {
-            // Upstream appends a diff of the specs to this message; that part is not reproduced.
-            causes.push(Cause {
-                reason: "FieldValueForbidden".into(),
-                message: POD_SPEC_IMMUTABLE.into(),
-                field: "spec".into(),
-            });
-        }
-    }
-}
-
-const POD_SPEC_IMMUTABLE: &str = "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
-
-/// A pod spec without the fields an update may change: images, activeDeadlineSeconds,
-/// tolerations, terminationGracePeriodSeconds. `nodeName` is left out too: upstream sets it
-/// through the binding subresource, which the simulated scheduler does not use.
-fn mutable_view(spec: &Value) -> Value {
-    let mut v = spec.clone();
-    if let Some(m) = v.as_object_mut() {
-        for k in [
-            "activeDeadlineSeconds",
-            "tolerations",
-            "terminationGracePeriodSeconds",
-            "nodeName",
-        ] {
-            m.remove(k);
-        }
-    }
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(cs) = v.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
-                if let Some(m) = c.as_object_mut() {
-                    m.remove("image");
-                }
-            }
-        }
-    }
-    v
 }
 
 /// Five characters from the alphabet upstream uses for generateName suffixes.

