@@ -73,6 +73,11 @@ pub enum Error {
         set_by: Option<String>,
     },
 
+    /// The session is no longer ours: its ConfigMap or lock is gone or was taken over, or its
+    /// lease lapsed because renewals kept failing (exit 11). `run` stops its command.
+    #[error("session lost: {0}")]
+    SessionLost(String),
+
     /// A lock or session record whose data is malformed: reported, never acted upon (exit 1).
     #[error("corrupt record: {0}")]
     CorruptRecord(String),
@@ -99,6 +104,7 @@ impl Error {
             Error::Unreachable(_) => 8,
             Error::Conflict { .. } => 9,
             Error::Guardrail { .. } => 10,
+            Error::SessionLost(_) => 11,
             Error::CorruptRecord(_) | Error::Other(_) => 1,
             // Errors nobody classified still deserve the right code when the status says it.
             Error::Kube(err) => match status_code(err) {
@@ -339,6 +345,7 @@ mod tests {
                 },
                 10,
             ),
+            (Error::SessionLost("x".into()), 11),
             (Error::CorruptRecord("x".into()), 1),
             (Error::Other("x".into()), 1),
         ];

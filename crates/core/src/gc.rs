@@ -13,16 +13,15 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{is_conflict, is_not_found, Error};
-use crate::labels::{self, Role, DATA_HEARTBEAT, SCALED_DOWN_BY_ANNOTATION};
+use crate::labels::{self, Role, SCALED_DOWN_BY_ANNOTATION};
 use crate::scale_down::{self, restore_workload, RestoreOutcome, ScaleKind, ScaleTarget};
-use crate::session::{self, Progress, ProgressFn, RUN_LEASE};
+use crate::session::{self, Progress, ProgressFn};
 use mirrord_copy_lock::{self as lock, clock};
 
 /// What gc did, for `-o json|yaml` and the CronJob's log.
@@ -94,23 +93,6 @@ async fn session_exists(client: &kube::Client, ns: &str, id: &str) -> Result<boo
         .map_err(|e| Error::from_kube(e, "get", "configmaps"))
 }
 
-/// Is this session over at `now`? Detached: `expires` passed. `run` (no expiry): its heartbeat
-/// is older than the lease it renews.
-fn is_expired(
-    expires: Option<DateTime<Utc>>,
-    heartbeat: Option<DateTime<Utc>>,
-    created: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> bool {
-    match expires {
-        Some(e) => e <= now,
-        None => {
-            let last = heartbeat.unwrap_or(created);
-            last + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default() < now
-        }
-    }
-}
-
 async fn end_expired_sessions(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -139,13 +121,7 @@ async fn end_expired_sessions(
                 continue;
             }
         };
-        let heartbeat = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(DATA_HEARTBEAT))
-            .and_then(|h| DateTime::parse_from_rfc3339(h).ok())
-            .map(|h| h.with_timezone(&Utc));
-        if !is_expired(session.expires, heartbeat, session.created, now) {
+        if !session.has_lapsed(now) {
             live.insert((ns, id));
             continue;
         }
@@ -373,31 +349,4 @@ async fn delete_orphan_copies(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_rules() {
-        let now = clock::now();
-        let minute = chrono::Duration::seconds(60);
-        assert!(is_expired(Some(now - minute), None, now, now));
-        assert!(!is_expired(Some(now + minute), None, now, now));
-        // run sessions: by heartbeat, falling back to creation.
-        assert!(!is_expired(
-            None,
-            Some(now - minute / 2),
-            now - minute * 10,
-            now
-        ));
-        assert!(is_expired(
-            None,
-            Some(now - minute * 2),
-            now - minute * 10,
-            now
-        ));
-        assert!(is_expired(None, None, now - minute * 2, now));
-    }
 }

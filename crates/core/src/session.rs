@@ -15,7 +15,10 @@ mod record;
 mod scale;
 mod wait;
 
-pub use lifecycle::{create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RUN_LEASE};
+pub use lifecycle::{
+    create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE, RETRY_PERIOD,
+    RUN_LEASE,
+};
 pub use query::{find_by_pod, find_by_target, get, list};
 pub use record::session_from_config_map;
 
@@ -115,14 +118,62 @@ pub struct Session {
     pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
+    /// Last renewal by `run`'s heartbeat (absent in records that never had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DateTime<Utc>>,
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
 }
 
+impl Session {
+    /// When the session is over by time: a detached session at `expires`; a `run` session
+    /// (no expiry) [`RUN_LEASE`] after its last heartbeat (or its creation). Compare with the
+    /// API server's time (`mirrord_copy_lock::clock::now`), never this machine's.
+    pub fn lapses_at(&self) -> DateTime<Utc> {
+        self.expires.unwrap_or_else(|| {
+            self.heartbeat.unwrap_or(self.created)
+                + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default()
+        })
+    }
+
+    /// Over by time at `now`: `gc` ends it, and a takeover may take its lock.
+    pub fn has_lapsed(&self, now: DateTime<Utc>) -> bool {
+        self.lapses_at() <= now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lapse_rules() {
+        let now = mirrord_copy_lock::clock::now();
+        let minute = chrono::Duration::seconds(60);
+        let session = |expires, heartbeat, created| Session {
+            id: "i".into(),
+            namespace: "n".into(),
+            target: "deployment/x".into(),
+            copy_pod: "x-copy-aaaaa".into(),
+            scale_down: false,
+            owner: "o".into(),
+            host: None,
+            created,
+            expires,
+            heartbeat,
+            options: CopyOptions::default(),
+            copy_phase: None,
+        };
+        assert!(session(Some(now - minute), None, now).has_lapsed(now));
+        assert!(!session(Some(now + minute), None, now).has_lapsed(now));
+        // run sessions: by heartbeat, falling back to creation.
+        let beat = |ago| session(None, Some(now - ago), now - minute * 10);
+        assert!(!beat(minute / 2).has_lapsed(now));
+        assert!(beat(minute * 2).has_lapsed(now));
+        assert!(session(None, None, now - minute * 2).has_lapsed(now));
+        assert_eq!(beat(minute).lapses_at(), now);
+    }
 
     #[test]
     fn progress_serializes_every_variant() {

@@ -178,6 +178,9 @@ pub struct DeleteArgs {
     /// With --all or --target: every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// With --all or --target: end other people's sessions too (by default only yours: made by your Kubernetes user, or recorded in this machine's state file)
+    #[arg(long)]
+    pub all_owners: bool,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ListOutput>,

@@ -1,10 +1,16 @@
 //! A kube client configured the way kubectl would be: --kubeconfig, else $KUBECONFIG (several
 //! files merged, first wins), else ~/.kube/config; --context; the context's namespace unless -n.
 
+use http::Response;
+use kube::client::DynBody;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use mirrord_copy_core::Error;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
+use tower::util::MapResponseLayer;
 
 use crate::cli::GlobalArgs;
+use crate::http_stack::{observe_server_date, TransientRetry};
 
 pub struct Cluster {
     pub client: kube::Client,
@@ -62,8 +68,18 @@ pub async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = kube::Client::try_from(config)
-        .map_err(|e| Error::Unreachable(format!("cannot build a client: {e}")))?;
+    // Our own retry policy replaces kube's (which waits up to 15 times for as long as a server
+    // asks): bounded, and never a write that may have been applied (crate::http_stack).
+    config.default_retry = false;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| Error::Unreachable(format!("cannot build a client: {e}")))?
+        .with_layer(&MapResponseLayer::new(
+            observe_server_date as fn(Response<Box<DynBody>>) -> Response<Box<DynBody>>,
+        ))
+        // Retry needs a service it can clone: a Buffer shares the boxed stack.
+        .with_layer(&BufferLayer::new(1024))
+        .with_layer(&RetryLayer::new(TransientRetry::default()))
+        .build();
     Ok(Cluster {
         client,
         namespace,

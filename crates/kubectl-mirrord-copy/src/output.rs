@@ -24,6 +24,12 @@ pub struct SessionDoc {
     pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
+    /// `run` sessions: the last heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DateTime<Utc>>,
+    /// Over by time (expired, or a `run` session whose heartbeat stopped past its lease), on
+    /// the API server's clock: `gc` will end it, and its lock may be taken over.
+    pub lapsed: bool,
     pub options: CopyOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
@@ -48,6 +54,8 @@ impl SessionDoc {
             host: s.host.clone(),
             created: s.created.trunc_subsecs(0),
             expires: s.expires.map(|t| t.trunc_subsecs(0)),
+            heartbeat: s.heartbeat.map(|t| t.trunc_subsecs(0)),
+            lapsed: s.has_lapsed(mirrord_copy_lock::clock::now()),
             options: s.options.clone(),
             phase: s.copy_phase.clone(),
             yours: None,

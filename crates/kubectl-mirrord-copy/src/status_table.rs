@@ -88,6 +88,10 @@ pub fn render_wide(
         expires: match s.expires {
             Some(at) if at <= now => "expired".into(),
             Some(at) => format!("in {}", short_duration(at - now)),
+            None if s.has_lapsed(now) => format!(
+                "lapsed {} ago (no heartbeat)",
+                short_duration(now - s.lapses_at())
+            ),
             None => "while attached".into(),
         },
         yours: if is_yours(s) { "yes" } else { "" },
@@ -124,6 +128,7 @@ mod tests {
             scale_down,
             owner: "me@host".into(),
             host: None,
+            heartbeat: None,
             created: Utc::now(),
             expires: None,
             options: CopyOptions::default(),

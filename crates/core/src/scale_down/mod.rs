@@ -249,14 +249,25 @@ pub async fn renew(
         .await
         .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
     if locks.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::SessionLost(format!(
             "session {session_id} holds no scale-down lock in namespace {namespace} (its lease expired and another session took it over?)"
         )));
     }
     for cm in locks {
         lock::renew(client, namespace, &cm.name_any(), session_id, until)
             .await
-            .map_err(|e| Error::Other(format!("renewing the scale-down lock: {e}")))?;
+            .map_err(|e| match e {
+                LockError::Lost(why) => {
+                    Error::SessionLost(format!("its scale-down lock {}: {why}", cm.name_any()))
+                }
+                LockError::Held(other) => Error::SessionLost(format!(
+                    "its scale-down lock {} was taken over by {}",
+                    cm.name_any(),
+                    other.describe_holder()
+                )),
+                LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
+                other => Error::Other(format!("renewing the scale-down lock: {other}")),
+            })?;
     }
     Ok(())
 }

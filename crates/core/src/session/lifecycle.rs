@@ -31,6 +31,12 @@ use mirrord_copy_lock::clock;
 pub const RUN_LEASE: Duration = Duration::from_secs(60);
 /// How often `run` should call [`heartbeat`] (well inside [`RUN_LEASE`]).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// With no successful renewal for this long, `run` treats its session as lost: before the
+/// lease itself runs out (lease > renew deadline > retry period, as client-go's leader
+/// election), so the command is stopped before anyone else may take the workload.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(40);
+/// A failed renewal is retried this often (with jitter); each attempt is bounded by it too.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(4);
 
 /// What `end` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -350,7 +356,7 @@ async fn patch_data(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Err(Error::Other(format!(
+        Err(e) if is_not_found(&e) => Err(Error::SessionLost(format!(
             "session {session_id} in namespace {namespace} no longer exists (ended by delete or gc)"
         ))),
         Err(e) => Err(Error::from_kube(e, "patch", "configmaps")),

@@ -74,6 +74,7 @@ impl NewSession<'_> {
             host: (!self.host.is_empty()).then(|| self.host.to_string()),
             created: self.now,
             expires: self.expires(),
+            heartbeat: Some(self.now),
             options: self.options.normalized(),
             copy_phase: None,
         }
@@ -134,6 +135,10 @@ pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
             .cloned(),
         created: time(labels::DATA_CREATED, field(labels::DATA_CREATED)?)?,
         expires,
+        heartbeat: match data.get(labels::DATA_HEARTBEAT).filter(|v| !v.is_empty()) {
+            Some(v) => Some(time(labels::DATA_HEARTBEAT, v)?),
+            None => None,
+        },
         options: options.normalized(),
         copy_phase: None,
     })
