@@ -187,12 +187,24 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                     "updateStrategy",
                     json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
                 );
-                set_default(
-                    spec,
-                    "persistentVolumeClaimRetentionPolicy",
-                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-                );
+                // SetDefaults_StatefulSet defaults each field of the policy on its own.
+                set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
+                let policy = &mut spec["persistentVolumeClaimRetentionPolicy"];
+                if policy.is_object() {
+                    set_default(policy, "whenDeleted", json!("Retain"));
+                    set_default(policy, "whenScaled", json!("Retain"));
+                }
                 default_pod_spec(&mut spec["template"]["spec"]);
+                // zz_generated.defaults: SetDefaults_PersistentVolumeClaim and
+                // SetDefaults_PersistentVolumeClaimSpec on every claim template.
+                if let Some(ts) = spec
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Value::as_array_mut)
+                {
+                    for t in ts.iter_mut().filter(|t| t.is_object()) {
+                        default_claim(t);
+                    }
+                }
             }
             set_default(
                 obj,
@@ -209,9 +221,39 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
             // Zero values of non-omitempty status fields, as a new object serializes upstream.
             set_default(obj, "status", json!({"replicas": 0}));
         }
+        ("", "persistentvolumeclaims") => {
+            // The registry's PrepareForCreate clears the status, defaulting sets it Pending.
+            obj["status"] = json!({});
+            default_claim(obj);
+            // The StorageObjectInUseProtection admission plugin: the pvc-protection
+            // controller removes the finalizer once no scheduled pod uses the claim.
+            let fins = &mut obj["metadata"]["finalizers"];
+            if !fins.is_array() {
+                *fins = json!([]);
+            }
+            let fins = fins.as_array_mut().unwrap();
+            if !fins.iter().any(|f| f == PVC_PROTECTION) {
+                fins.push(json!(PVC_PROTECTION));
+            }
+        }
         ("batch", "jobs") => default_job(obj),
         _ => {}
     }
+}
+
+/// The finalizer the StorageObjectInUseProtection admission plugin puts on every new claim.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+
+/// SetDefaults_PersistentVolumeClaim (status.phase Pending) and
+/// SetDefaults_PersistentVolumeClaimSpec (volumeMode Filesystem).
+fn default_claim(claim: &mut Value) {
+    if claim["spec"].is_object() {
+        set_default(&mut claim["spec"], "volumeMode", json!("Filesystem"));
+    }
+    if !claim["status"].is_object() {
+        claim["status"] = json!({});
+    }
+    set_default(&mut claim["status"], "phase", json!("Pending"));
 }
 
 /// The Job registry generates the selector and template labels from the Job's uid unless

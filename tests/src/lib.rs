@@ -4,7 +4,7 @@
 //! - [`store`]: the generic object store (metadata bookkeeping, history for watches)
 //! - [`server`]: [`FakeCluster`], the HTTP/1.1 listener and its lifecycle
 //! - [`http`]: routing and the verbs; [`watch`], [`patch`], [`apply`], [`scale`]: their details
-//! - [`selectors`], [`validation`], [`defaults`]: what the real server checks and fills in
+//! - [`selectors`], [`validation`], [`volumes`], [`defaults`]: what the real server checks and fills in
 //! - [`discovery`], [`table`]: what kubectl and kube's discovery read
 //! - [`rbac`], [`faults`]: authorization and fault injection, the request log
 //! - [`harness`]: `TestEnv` for the end-to-end tests
@@ -30,6 +30,7 @@ pub mod store;
 pub mod table;
 pub mod tls;
 pub mod validation;
+pub mod volumes;
 pub mod watch;
 
 pub use api_error::ApiError;

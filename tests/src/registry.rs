@@ -49,11 +49,13 @@ impl ResourceType {
         }
     }
 
-    /// Whether DELETE answers with the object (pods, services, namespaces, custom resources
-    /// set `ReturnDeletedObject` upstream) rather than a `Status` of `Success` (ConfigMaps etc.).
+    /// Whether DELETE answers with the object (pods, services, namespaces, persistentvolumeclaims,
+    /// custom resources set `ReturnDeletedObject` upstream) rather than a `Status` of `Success` (ConfigMaps etc.).
     pub fn returns_deleted_object(&self) -> bool {
-        matches!(self.plural, "pods" | "services" | "namespaces")
-            || matches!(self.group, "argoproj.io" | "keda.sh")
+        matches!(
+            self.plural,
+            "pods" | "services" | "namespaces" | "persistentvolumeclaims"
+        ) || matches!(self.group, "argoproj.io" | "keda.sh")
     }
 
     /// Whether `/<plural>/<name>` is served: upstream's installer registers the item path only
@@ -135,6 +137,7 @@ fn served() -> Vec<ResourceType> {
         rt!("", "v1", "services", "service", "Service", true, short: &["svc"], sub: &["status"], cat: &["all"]),
         rt!("", "v1", "events", "event", "Event", true, short: &["ev"], sub: &[], cat: &[]),
         rt!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: &["sa"], sub: &[], cat: &[]),
+        rt!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, short: &["pvc"], sub: &["status"], cat: &[]),
         rt!("apps", "v1", "deployments", "deployment", "Deployment", true, short: &["deploy"], sub: &["status", "scale"], cat: &["all"]),
         rt!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, short: &["sts"], sub: &["status", "scale"], cat: &["all"]),
         rt!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, short: &["rs"], sub: &["status", "scale"], cat: &["all"]),

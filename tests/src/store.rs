@@ -426,7 +426,12 @@ impl Store {
             },
         };
         obj["metadata"]["name"] = json!(name);
-        validation::validate_object(rt, &name, &obj, None)?;
+        crate::volumes::validate(
+            rt,
+            &name,
+            &obj,
+            validation::validate_object(rt, &name, &obj, None),
+        )?;
         if inner
             .objects
             .get(&key(rt))
@@ -722,7 +727,12 @@ impl Store {
         if obj["metadata"].is_null() {
             obj["metadata"] = json!({});
         }
-        validation::validate_object(rt, name, &obj, Some(&current))?;
+        crate::volumes::validate(
+            rt,
+            name,
+            &obj,
+            validation::validate_object(rt, name, &obj, Some(&current)),
+        )?;
         {
             let cm = meta(&current);
             let m = &mut obj["metadata"];

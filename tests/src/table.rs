@@ -346,6 +346,62 @@ fn columns_and_cells(rt: &ResourceType, objs: &[Arc<Value>]) -> (Vec<Value>, Vec
                 })
                 .collect(),
         ),
+        // printPersistentVolumeClaim: capacity and access modes from the status once bound
+        // (spec.volumeName set); an unset class prints empty, an unset attributes class
+        // `<unset>`.
+        ("", "persistentvolumeclaims") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Volume", "string", 0),
+                col("Capacity", "string", 0),
+                col("Access Modes", "string", 0),
+                col("StorageClass", "string", 0),
+                col("VolumeAttributesClass", "string", 0),
+                col("Age", "string", 0),
+                col("VolumeMode", "string", 1),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let volume = o["spec"]["volumeName"].as_str().unwrap_or("");
+                    let (capacity, modes) = if volume.is_empty() {
+                        (String::new(), String::new())
+                    } else {
+                        let modes: Vec<&str> = o["status"]["accessModes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        (
+                            o["status"]["capacity"]["storage"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_string(),
+                            crate::volumes::access_modes_short(&modes),
+                        )
+                    };
+                    let phase = if o["metadata"]["deletionTimestamp"].is_null() {
+                        o["status"]["phase"].as_str().unwrap_or("")
+                    } else {
+                        "Terminating"
+                    };
+                    vec![
+                        name(o),
+                        json!(phase),
+                        json!(volume),
+                        json!(capacity),
+                        json!(modes),
+                        json!(o["spec"]["storageClassName"].as_str().unwrap_or("")),
+                        json!(o["spec"]["volumeAttributesClassName"]
+                            .as_str()
+                            .unwrap_or("<unset>")),
+                        json!(age(o)),
+                        json!(o["spec"]["volumeMode"].as_str().unwrap_or("<unset>")),
+                    ]
+                })
+                .collect(),
+        ),
         ("", "namespaces") => (
             vec![
                 col("Name", "string", 0),

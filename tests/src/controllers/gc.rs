@@ -33,6 +33,7 @@ const ALL: &[ResKey] = &[
     ("", "secrets"),
     ("", "services"),
     ("", "serviceaccounts"),
+    ("", "persistentvolumeclaims"),
     ("", "namespaces"),
     ("", "events"),
     ("apps", "deployments"),

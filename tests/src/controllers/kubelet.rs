@@ -11,19 +11,44 @@
 //! phase; the object stays until its finalizers go (pods without finalizers are removed by the
 //! store at once, with no grace period: a divergence of the store).
 //!
+//! Volumes, checked before a pod is bound and before its containers start:
+//! - the scheduler's VolumeRestrictions/VolumeBinding PreFilter: a claim that does not exist,
+//!   is being deleted, or is not bound yet keeps the pod Pending and unscheduled (PodScheduled
+//!   False, reason Unschedulable) with a Warning `FailedScheduling` Event worded as
+//!   `FitError.Error()` words it for one node, e.g. `0/1 nodes are available:
+//!   persistentvolumeclaim "data-db-0" not found. preemption: 0/1 nodes are available: 1
+//!   Preemption is not helpful for scheduling.`; the pod is bound once the claim is there;
+//! - VolumeRestrictions' Filter: a ReadWriteOncePod claim used by another scheduled, active pod
+//!   keeps the pod unscheduled the same way (`1 node has pod using PersistentVolumeClaim with
+//!   the same name and ReadWriteOncePod access mode`, then `1 No preemption victims found for
+//!   incoming pod`: the pods have the same priority);
+//! - the attach/detach controller: a ReadWriteOnce claim whose volume another active pod holds
+//!   gets a Warning `FailedAttachVolume` `Multi-Attach error for volume "pvc-<uid>" Volume is
+//!   already used by pod(s) <name>` and the pod stays Pending in `ContainerCreating` (no pod IP,
+//!   PodReadyToStartContainers False) until that pod is deleted or terminal, then starts.
+//!   ReadWriteMany and ReadOnlyMany claims are shared freely.
+//!
 //! Divergences: probes are not run (Ready follows the delay); one BackOff event per pod instead of an
 //! aggregated count; restarts of a crash-looping container come every `ready_delay` instead of
-//! with exponential back-off.
+//! with exponential back-off. There is one node, but a ReadWriteOnce volume behaves as on a
+//! multi-node cluster, where the second pod usually lands on another node (on one node upstream
+//! would share it); the kubelet's `FailedMount` timeout Events (after two minutes) are not
+//! sent; one `FailedScheduling` Event per distinct message instead of a count; preemption never
+//! evicts the pod holding a ReadWriteOncePod claim (it would, for a higher-priority pod); a pod
+//! created already bound to the node waits in `ContainerCreating` for a missing or unbound
+//! claim, without Events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::util::{self, deleting, name, namespace, uid};
-use super::{rt, Controllers, Failure, KubeletConfig, Reconciler, PODS};
+use super::util::{self, deleting, name, namespace, pod_active, uid};
+use super::volumes::claim_names;
+use super::{rt, Controllers, Failure, KubeletConfig, Reconciler, PODS, PVCS};
 use crate::store::{ResKey, Store};
+use crate::volumes::{access_modes, ROX, RWOP, RWX};
 
 pub const NODE: &str = "fake-node";
 const HOST_IP: &str = "10.0.0.10";
@@ -33,6 +58,18 @@ pub struct Kubelet {
     /// uid -> what we know of the pod.
     pods: HashMap<String, Tracked>,
     next_ip: u32,
+    /// `<namespace>/<claim>` of a ReadWriteOnce claim -> uid of the pod its volume is attached
+    /// for (the attach/detach controller's actual state of the world).
+    attached: HashMap<String, String>,
+}
+
+/// What one pass knows of the pods that use claims (only those, to keep a pass cheap).
+struct Snapshot {
+    /// `<namespace>/<claim>` -> uids of the active pods bound to a node that use it (the
+    /// scheduler's PVC reference counts).
+    claim_users: HashMap<String, Vec<String>>,
+    /// Active pods with claims, by uid.
+    users: HashMap<String, Arc<Value>>,
 }
 
 struct Tracked {
@@ -44,6 +81,10 @@ struct Tracked {
     restarts: i64,
     last_restart: Option<Instant>,
     events: Vec<&'static str>,
+    /// Messages of the FailedScheduling / FailedAttachVolume Events already sent.
+    said: HashSet<String>,
+    /// The pod waited for a volume's attachment: its start is counted from the attachment.
+    waited_for_volume: bool,
     done: bool,
 }
 
@@ -51,14 +92,37 @@ impl Reconciler for Kubelet {
     const NAME: &'static str = "kubelet";
 
     fn watches(&self) -> &'static [ResKey] {
-        &[PODS]
+        &[PODS, PVCS]
     }
 
     fn reconcile(&mut self, store: &Store, ctl: &Controllers) {
         let cfg = ctl.kubelet_settings();
         let pods = util::list_all(store, PODS);
-        let live: std::collections::HashSet<&str> = pods.iter().map(|p| uid(p)).collect();
+        let live: HashSet<&str> = pods.iter().map(|p| uid(p)).collect();
         self.pods.retain(|u, _| live.contains(u.as_str()));
+        let mut snap = Snapshot {
+            claim_users: HashMap::new(),
+            users: HashMap::new(),
+        };
+        for p in pods.iter().filter(|p| pod_active(p)) {
+            if claim_names(p).next().is_none() {
+                continue;
+            }
+            snap.users.insert(uid(p).to_string(), p.clone());
+            if p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            {
+                for c in claim_names(p) {
+                    snap.claim_users
+                        .entry(format!("{}/{c}", namespace(p)))
+                        .or_default()
+                        .push(uid(p).to_string());
+                }
+            }
+        }
+        // A volume is detached once the pod it was attached for is gone, deleted or terminal.
+        self.attached.retain(|_, u| snap.users.contains_key(u));
         for pod in &pods {
             if deleting(pod) {
                 terminate(store, pod);
@@ -69,7 +133,7 @@ impl Reconciler for Kubelet {
                     continue; // bound elsewhere by a test: not ours
                 }
             }
-            self.sync(store, &cfg, pod);
+            self.sync(store, &cfg, pod, &mut snap);
         }
     }
 }
@@ -105,7 +169,7 @@ pub fn failure_of(cfg: &KubeletConfig, pod: &Value) -> Option<Failure> {
 }
 
 impl Kubelet {
-    fn sync(&mut self, store: &Store, cfg: &KubeletConfig, pod: &Arc<Value>) {
+    fn sync(&mut self, store: &Store, cfg: &KubeletConfig, pod: &Arc<Value>, snap: &mut Snapshot) {
         let prt = rt(store, PODS);
         let u = uid(pod).to_string();
         if !self.pods.contains_key(&u) {
@@ -127,23 +191,37 @@ impl Kubelet {
                     restarts: 0,
                     last_restart: None,
                     events: Vec::new(),
+                    said: HashSet::new(),
+                    waited_for_volume: false,
                     done: false,
                 },
             );
         }
-        let t = self.pods.get_mut(&u).unwrap();
-        if t.done {
+        if self.pods[&u].done {
             return;
         }
         // Bind (the scheduler's part).
         let mut pod = pod.clone();
         if pod["spec"]["nodeName"].is_null() {
+            if let Some(why) = unschedulable(store, &pod, snap) {
+                let t = self.pods.get_mut(&u).unwrap();
+                unschedulable_status(store, &pod, t, &why);
+                return;
+            }
             let mut p = (*pod).clone();
             p["spec"]["nodeName"] = json!(NODE);
             match store.update(&prt, Some(namespace(&pod)), name(&pod), p, None, false) {
                 Ok(p) => pod = p,
                 Err(_) => return,
             }
+            for c in claim_names(&pod) {
+                snap.claim_users
+                    .entry(format!("{}/{c}", namespace(&pod)))
+                    .or_default()
+                    .push(u.clone());
+            }
+            let t = self.pods.get_mut(&u).unwrap();
+            t.bound = Instant::now();
             event(
                 store,
                 &pod,
@@ -158,6 +236,33 @@ impl Kubelet {
                 ),
                 "default-scheduler",
             );
+        }
+        // Volumes are attached and mounted before anything starts.
+        let started_before = self.pods[&u].started.is_some() || util::pod_phase(&pod) == "Running";
+        if !started_before {
+            if let Some(blocks) = self.volume_wait(store, &pod, snap) {
+                let t = self.pods.get_mut(&u).unwrap();
+                t.waited_for_volume = true;
+                for (reason, msg) in blocks {
+                    if t.said.insert(msg.clone()) {
+                        emit(
+                            store,
+                            &pod,
+                            reason,
+                            "Warning",
+                            None,
+                            &msg,
+                            "attachdetach-controller",
+                        );
+                    }
+                }
+                write(store, &pod, container_creating(&pod));
+                return;
+            }
+        }
+        let t = self.pods.get_mut(&u).unwrap();
+        if std::mem::take(&mut t.waited_for_volume) {
+            t.bound = Instant::now();
         }
         let failure = failure_of(cfg, &pod);
         let now = Instant::now();
@@ -347,6 +452,188 @@ impl Kubelet {
     }
 }
 
+impl Kubelet {
+    /// What keeps a bound pod's volumes from being ready, as (Event reason, message) pairs
+    /// (none to send when the wait has no Event); None when every volume can be used.
+    fn volume_wait(
+        &mut self,
+        store: &Store,
+        pod: &Value,
+        snap: &Snapshot,
+    ) -> Option<Vec<(&'static str, String)>> {
+        let crt = rt(store, PVCS);
+        let mut waits = None::<Vec<(&'static str, String)>>;
+        for c in claim_names(pod) {
+            let claim = match store.get(&crt, Some(namespace(pod)), c) {
+                Ok(claim) if fully_bound(&claim) => claim,
+                // Only a pod created already bound gets here (the scheduler checked the rest).
+                _ => {
+                    waits.get_or_insert_with(Vec::new);
+                    continue;
+                }
+            };
+            let modes = access_modes(&claim);
+            if modes.is_empty() || modes.iter().any(|m| *m == RWX || *m == ROX) {
+                continue; // util.IsMultiAttachAllowed: ReadWriteMany / ReadOnlyMany share
+            }
+            let key = format!("{}/{c}", namespace(pod));
+            let holder = match self.attached.get(&key) {
+                Some(h) => h.clone(),
+                None => {
+                    // After a restart of the fake: a pod already running with it holds it.
+                    let running = snap.users.values().find(|p| {
+                        uid(p) != uid(pod)
+                            && namespace(p) == namespace(pod)
+                            && util::pod_phase(p) == "Running"
+                            && claim_names(p).any(|x| x == c)
+                    });
+                    let h = running.map_or(uid(pod), |p| uid(p)).to_string();
+                    self.attached.insert(key, h.clone());
+                    h
+                }
+            };
+            if holder != uid(pod) {
+                let other = snap.users.get(&holder).map_or("", |p| name(p));
+                let volume = claim["spec"]["volumeName"].as_str().unwrap_or("");
+                // reportMultiAttachError, for pods in the claim's namespace.
+                waits.get_or_insert_with(Vec::new).push((
+                    "FailedAttachVolume",
+                    format!(
+                        "Multi-Attach error for volume \"{volume}\" Volume is already used by pod(s) {other}"
+                    ),
+                ));
+            }
+        }
+        waits
+    }
+}
+
+/// Bound as the scheduler's volume binder sees it (spec.volumeName and `bind-completed`).
+fn fully_bound(claim: &Value) -> bool {
+    claim["spec"]["volumeName"]
+        .as_str()
+        .is_some_and(|v| !v.is_empty())
+        && !claim["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"].is_null()
+}
+
+/// Why the scheduler cannot place the pod because of its claims (`FitError.Error()` for one
+/// node), None when it can.
+fn unschedulable(store: &Store, pod: &Value, snap: &Snapshot) -> Option<String> {
+    // A PreFilter rejection: UnschedulableAndUnresolvable, preemption cannot help.
+    let prefilter = |m: &str| {
+        format!("0/1 nodes are available: {m}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    };
+    let crt = rt(store, PVCS);
+    let names: Vec<&str> = claim_names(pod).collect();
+    let mut claims = Vec::new();
+    // VolumeRestrictions' PreFilter fetches every claim first ...
+    for c in &names {
+        match store.get(&crt, Some(namespace(pod)), c) {
+            Ok(claim) => claims.push(claim),
+            Err(_) => {
+                return Some(prefilter(&format!(
+                    "persistentvolumeclaim \"{c}\" not found"
+                )))
+            }
+        }
+    }
+    // ... then VolumeBinding's (podHasPVCs, then the unbound immediate claims).
+    if let Some(c) = claims.iter().find(|c| deleting(c)) {
+        return Some(prefilter(&format!(
+            "persistentvolumeclaim \"{}\" is being deleted",
+            name(c)
+        )));
+    }
+    if claims.iter().any(|c| !fully_bound(c)) {
+        return Some(prefilter(
+            "pod has unbound immediate PersistentVolumeClaims",
+        ));
+    }
+    // VolumeRestrictions' Filter: a ReadWriteOncePod claim already used by a scheduled pod.
+    let taken = claims.iter().any(|c| {
+        access_modes(c).contains(&RWOP)
+            && snap
+                .claim_users
+                .get(&format!("{}/{}", namespace(pod), name(c)))
+                .is_some_and(|us| us.iter().any(|u| u != uid(pod)))
+    });
+    taken.then(|| {
+        "0/1 nodes are available: 1 node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.".to_string()
+    })
+}
+
+/// The scheduler's answer to an unschedulable pod: PodScheduled False (Unschedulable) with the
+/// message, and a Warning FailedScheduling Event (handleSchedulingFailure).
+fn unschedulable_status(store: &Store, pod: &Arc<Value>, t: &mut Tracked, why: &str) {
+    let old = pod["status"]["conditions"].as_array().and_then(|cs| {
+        cs.iter()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+    });
+    let since = old
+        .map(|c| c["lastTransitionTime"].clone())
+        .unwrap_or_else(|| json!(util::now()));
+    let mut status = pod["status"].clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    status["phase"] = json!("Pending");
+    status["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+        "lastProbeTime": null, "lastTransitionTime": since,
+        "reason": "Unschedulable", "message": why}]);
+    if t.said.insert(why.to_string()) {
+        emit(
+            store,
+            pod,
+            "FailedScheduling",
+            "Warning",
+            None,
+            why,
+            "default-scheduler",
+        );
+    }
+    write(store, pod, status);
+}
+
+/// A kubelet's status for a bound pod whose volumes are not attached yet: containers waiting
+/// in `ContainerCreating` (`PodInitializing` when it has init containers), no sandbox.
+fn container_creating(pod: &Value) -> Value {
+    let inits: Vec<Value> = pod["spec"]["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let waiting_for = |c: &Value| {
+        json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false,
+            "started": false, "restartCount": 0, "lastState": {},
+            "state": {"waiting": {"reason": reason}}})
+    };
+    let mut status = pod["status"].clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    status["phase"] = json!("Pending");
+    status["hostIP"] = json!(HOST_IP);
+    status["hostIPs"] = json!([{"ip": HOST_IP}]);
+    if status["startTime"].is_null() {
+        status["startTime"] = json!(util::now());
+    }
+    status["conditions"] = conditions_with(pod, false, inits.is_empty(), false, false);
+    status["containerStatuses"] = json!(pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(waiting_for)
+        .collect::<Vec<_>>());
+    if !inits.is_empty() {
+        status["initContainerStatuses"] = json!(inits.iter().map(waiting_for).collect::<Vec<_>>());
+    }
+    status
+}
+
 /// A pod kept by finalizers after its delete: the kubelet stops its containers (SIGTERM, exit
 /// 0 here) and reports the terminal phase (Succeeded: every container exited 0), as kubelets
 /// since 1.27 do; the object stays until its finalizers are removed. Unbound pods are left
@@ -454,8 +741,20 @@ fn waiting(c: &Value, reason: &str, message: &str, restarts: i64, last: Option<V
     s
 }
 
-/// PodScheduled, Initialized, ContainersReady, Ready (timestamps kept while unchanged).
+/// PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled (timestamps
+/// kept while unchanged); the sandbox is up once the pod is initialized.
 fn conditions(pod: &Value, initialized: bool, ready: bool, completed: bool) -> Value {
+    conditions_with(pod, initialized, initialized, ready, completed)
+}
+
+/// [`conditions`] with the sandbox (PodReadyToStartContainers) given apart.
+fn conditions_with(
+    pod: &Value,
+    sandbox: bool,
+    initialized: bool,
+    ready: bool,
+    completed: bool,
+) -> Value {
     let cond = |ty: &str, ok: bool, reason: Option<&str>| {
         let st = if ok { "True" } else { "False" };
         let old = pod["status"]["conditions"]
@@ -477,7 +776,7 @@ fn conditions(pod: &Value, initialized: bool, ready: bool, completed: bool) -> V
         "ContainersNotReady"
     };
     json!([
-        cond("PodReadyToStartContainers", initialized, None),
+        cond("PodReadyToStartContainers", sandbox, None),
         cond("Initialized", initialized, Some("ContainersNotInitialized")),
         cond("Ready", ready, Some(not_ready)),
         cond("ContainersReady", ready, Some(not_ready)),
@@ -572,7 +871,13 @@ pub fn emit(
         "involvedObject": involved,
         "reason": reason,
         "message": message,
-        "source": if component == "kubelet" { json!({"component": "kubelet", "host": NODE}) } else { json!({}) },
+        // The kubelet and kube-controller-manager record through core/v1 (source set); the
+        // scheduler through events.k8s.io/v1, which leaves it empty.
+        "source": match component {
+            "kubelet" => json!({"component": "kubelet", "host": NODE}),
+            "default-scheduler" => json!({}),
+            other => json!({"component": other}),
+        },
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,

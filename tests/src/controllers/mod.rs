@@ -8,7 +8,8 @@
 //!
 //! ## Switches ([`Controllers`])
 //! `gc`, `deployment`, `rollout`, `replicaset`, `statefulset`, `job`, `cronjob`, `kubelet`,
-//! `keda`: `AtomicBool`s, all on by default (`controllers.replicaset.store(false, SeqCst)`,
+//! `keda`, `persistentvolume` (the claim binder and pvc-protection stand-ins, [`volumes`]):
+//! `AtomicBool`s, all on by default (`controllers.replicaset.store(false, SeqCst)`,
 //! or [`Controllers::set`]/[`Controllers::none`]).
 //!
 //! ## Kubelet ([`KubeletConfig`], `controllers.kubelet_config.lock()`)
@@ -16,6 +17,13 @@
 //! - `job_run_time` (default None = keep running): pods with restartPolicy Never/OnFailure
 //!   Succeed this long after they start running.
 //! - `failures`: pod-name prefix -> [`Failure`], checked before the image convention.
+//!
+//! Volumes (the scheduler's VolumeBinding/VolumeRestrictions and the attach/detach controller,
+//! see `kubelet`): a pod whose claim is missing, being deleted or not yet Bound stays Pending
+//! and unscheduled (Warning `FailedScheduling`); a ReadWriteOncePod claim in use by another pod
+//! keeps it unscheduled; a ReadWriteOnce claim in use by another pod keeps it in
+//! `ContainerCreating` (Warning `FailedAttachVolume`, Multi-Attach). Both start once the other
+//! pod is gone.
 //!
 //! Image conventions (any container's image, case-insensitive, usable from YAML):
 //! - contains `imagepullbackoff` or `errimagepull`: waiting `ErrImagePull`, then `ImagePullBackOff`;
@@ -44,6 +52,7 @@ mod kubelet;
 mod replicaset;
 mod statefulset;
 mod util;
+mod volumes;
 
 /// Periodic resync of every controller.
 pub const RESYNC: Duration = Duration::from_millis(150);
@@ -90,6 +99,7 @@ pub struct Controllers {
     pub cronjob: AtomicBool,
     pub kubelet: AtomicBool,
     pub keda: AtomicBool,
+    pub persistentvolume: AtomicBool,
     pub kubelet_config: Mutex<KubeletConfig>,
 }
 
@@ -111,6 +121,7 @@ impl Controllers {
             cronjob: AtomicBool::new(on),
             kubelet: AtomicBool::new(on),
             keda: AtomicBool::new(on),
+            persistentvolume: AtomicBool::new(on),
             kubelet_config: Mutex::new(KubeletConfig::default()),
         }
     }
@@ -121,7 +132,8 @@ impl Controllers {
     }
 
     /// Switch one controller by name (`gc`, `deployment`, `rollout`, `replicaset`,
-    /// `statefulset`, `job`, `cronjob`, `kubelet`, `keda`); false for an unknown name.
+    /// `statefulset`, `job`, `cronjob`, `kubelet`, `keda`, `persistentvolume`); false for an
+    /// unknown name.
     pub fn set(&self, name: &str, on: bool) -> bool {
         let Some(flag) = self.flag(name) else {
             return false;
@@ -145,6 +157,7 @@ impl Controllers {
             "cronjob" => &self.cronjob,
             "kubelet" => &self.kubelet,
             "keda" => &self.keda,
+            "persistentvolume" => &self.persistentvolume,
             _ => return None,
         })
     }
@@ -246,6 +259,7 @@ pub fn spawn_all(
         spawn(s(), c(), job::CronJobController),
         spawn(s(), c(), kubelet::Kubelet::default()),
         spawn(s(), c(), keda::Keda::default()),
+        spawn(s(), c(), volumes::PersistentVolumeController),
     ]
 }
 
@@ -258,6 +272,7 @@ pub(crate) fn rt(store: &Store, (group, plural): ResKey) -> ResourceType {
 }
 
 pub(crate) const PODS: ResKey = ("", "pods");
+pub(crate) const PVCS: ResKey = ("", "persistentvolumeclaims");
 
 /// `{"apiVersion", "kind", "name", "uid", "controller": true, "blockOwnerDeletion": true}`.
 pub(crate) fn controller_ref(owner: &Value) -> Value {
