@@ -13,13 +13,14 @@ Exit codes:
   1   unexpected error
   2   usage error: bad flags, malformed target, bad duration, bad config file
   3   target not found
-  4   unsupported: the kind cannot be copied or scaled down
+  4   unsupported: the kind cannot be copied or scaled down, or the API server rejected the copy (422)
   5   permission denied
   6   the copy pod failed to start
   7   timed out
   8   cluster unreachable or authentication failed
   9   the workload is already scaled down by another session
-  10  refused by the scale-down guardrail annotation";
+  10  refused by the scale-down guardrail annotation
+  11  session lost: run stopped its command (session ended or taken over, or not renewable)";
 
 const TARGETS: &str = "\
 TARGET is KIND/NAME[/container/CONTAINER] with KIND one of pod, deployment, statefulset,
@@ -290,5 +291,6 @@ mod tests {
     fn help_lists_exit_codes() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("9   the workload is already scaled down by another session"));
+        assert!(help.contains("11  session lost: run stopped its command"));
     }
 }

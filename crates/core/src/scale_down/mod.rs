@@ -171,17 +171,25 @@ pub async fn prepare(
     }
     let original = guard.record.original_replicas;
     // The recorded way back, on the workload itself: survives the loss of every ConfigMap.
-    workload::patch_annotations(
-        &target.api(client),
-        &target.name,
-        json!({
-            ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
-            SCALED_DOWN_BY_ANNOTATION: session.id,
-        }),
-        None,
+    // Fenced: only over no annotation, ours, or the one of the dead session whose place we
+    // took (read before the lock was ours); never over a session that took ours over since.
+    let before = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
+    let api = target.api(client);
+    let annotations = json!({
+        ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
+        SCALED_DOWN_BY_ANNOTATION: session.id,
+    });
+    workload::fenced(
+        client,
+        &target,
+        &[None, Some(session.id.as_str()), before],
+        "the original-replicas annotation",
+        |rv| {
+            let (api, name, annotations) = (&api, &target.name, annotations.clone());
+            async move { workload::patch_annotations(api, name, annotations, Some(&rv)).await }
+        },
     )
-    .await
-    .map_err(|e| Error::from_kube(e, "patch", &target.kind.resource_name()))?;
+    .await?;
     on_progress(Progress::LockAcquired {
         workload: target.workload_field(),
         lock: guard.name.clone(),
@@ -219,15 +227,16 @@ pub async fn apply(
             "paused KEDA ScaledObject {so} (autoscaling.keda.sh/paused-replicas=0)"
         )));
     }
-    workload::set_replicas(client, target, 0, None)
-        .await
-        .map_err(|e| {
-            Error::from_kube(
-                e,
-                "patch",
-                &format!("{}/scale", target.kind.resource_name()),
-            )
-        })?;
+    // Fenced: the lock CAS above proved we held it a moment ago; the workload must still name
+    // this session, at the resourceVersion the scale is pinned to.
+    workload::fenced(
+        client,
+        target,
+        &[Some(plan.session_id.as_str())],
+        "the scale to zero",
+        |rv| async move { workload::set_replicas(client, target, 0, Some(&rv)).await },
+    )
+    .await?;
     on_progress(Progress::ScaledDown {
         workload: target.workload_field(),
         from: plan.original_replicas,

@@ -319,6 +319,49 @@ pub async fn set_replicas(
     Ok(())
 }
 
+/// A write to the workload made only while this session provably holds it: `write` gets the
+/// resourceVersion at which the workload's `scaled-down-by` annotation was one of `allowed`
+/// (`None`: absent), and must pin itself to it. Someone writing in between (a status update
+/// too) makes the pin fail with 409: read and check again. Another session's id there means
+/// ours was taken over: [`Error::SessionLost`], and nothing is written.
+pub async fn fenced<F, Fut>(
+    client: &kube::Client,
+    target: &ScaleTarget,
+    allowed: &[Option<&str>],
+    what: &str,
+    mut write: F,
+) -> Result<(), Error>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    for _ in 0..8 {
+        let Some(object) = get(client, target).await? else {
+            return Err(Error::Other(format!("{} disappeared", target.describe())));
+        };
+        let holder = object
+            .annotations()
+            .get(crate::labels::SCALED_DOWN_BY_ANNOTATION)
+            .map(String::as_str);
+        if !allowed.contains(&holder) {
+            return Err(Error::SessionLost(format!(
+                "{} is now scaled down by session {}; {what} was not written",
+                target.describe(),
+                holder.unwrap_or("<none>")
+            )));
+        }
+        match write(object.resource_version().unwrap_or_default()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if crate::error::is_conflict(&e) => continue,
+            Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
+        }
+    }
+    Err(Error::Other(format!(
+        "{} kept changing while {what} was being written",
+        target.describe()
+    )))
+}
+
 /// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned.
 pub async fn patch_annotations(
     api: &Api<DynamicObject>,
