@@ -22,6 +22,7 @@ mod plugin_access;
 mod plugin_cli;
 mod plugin_create;
 mod plugin_errors;
+mod plugin_gitops;
 mod plugin_interop;
 mod plugin_kubeconfig;
 mod plugin_run;

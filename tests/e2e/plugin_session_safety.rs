@@ -311,3 +311,67 @@ async fn delete_all_ends_only_your_sessions_unless_all_owners() {
     wait_pod_gone(&env, &theirs).await;
     assert_nothing_left(&env).await;
 }
+
+/// Someone scales the workload during a `run --scale-down`: `run` warns naming the field
+/// manager, `status -o json` records it, and restore keeps their count.
+#[tokio::test]
+async fn someone_else_scaling_during_a_run_is_named() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("s", 2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let script = format!("echo up > {}; sleep 35", started.display());
+    let mut run = tokio::process::Command::from(env.command(plugin_bin()));
+    run.args([
+        "run",
+        "deployment/s",
+        "--scale-down",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut run = run.spawn().unwrap();
+    wait_file(&env, &started).await;
+    assert_eq!(replicas(&env, "Deployment", "deployments", "s").await, 0);
+    // A GitOps controller puts its count back (server-side apply, its own field manager).
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    api.patch(
+        "s",
+        &kube::api::PatchParams::apply("gitops-bot").force(),
+        &kube::api::Patch::Apply(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s"},
+            "spec": {"replicas": 3}
+        })),
+    )
+    .await
+    .unwrap();
+    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
+    let warned = tokio::time::timeout(Duration::from_secs(40), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("was scaled to 3 by gitops-bot") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("warned within a heartbeat");
+    assert!(warned.starts_with("warning: Deployment"), "{warned}");
+    let doc: serde_json::Value =
+        serde_json::from_str(mc(&env, &["status", "-o", "json"]).await.ok()).unwrap();
+    let note = doc["items"][0]["interference"].as_str().unwrap_or_default();
+    assert!(note.contains("scaled to 3 by gitops-bot"), "{doc}");
+    let status = run.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        replicas(&env, "Deployment", "deployments", "s").await,
+        3,
+        "their count is kept"
+    );
+    assert_nothing_left(&env).await;
+}

@@ -42,7 +42,9 @@ async fn twenty_concurrent_sessions_one_winner() {
                 Err(e) => Err(e),
                 Ok(_) => {
                     let handle = session(env, &id, &target, false).await;
-                    let r = scale_down::prepare(&env.client, &resolved, &handle, LONG, &sink).await;
+                    let r =
+                        scale_down::prepare(&env.client, &resolved, &handle, LONG, false, &sink)
+                            .await;
                     if r.is_err() {
                         // What create does on failure: end the session it made.
                         let events = Events::default();

@@ -76,6 +76,8 @@ pub const DATA_EXPIRES: &str = "expires";
 pub const DATA_OPTIONS: &str = "options";
 pub const DATA_WORKLOAD: &str = "workload";
 pub const DATA_HEARTBEAT: &str = "heartbeat";
+/// Someone else scaled the workload during the session (recorded by `run`'s heartbeat).
+pub const DATA_INTERFERENCE: &str = "interference";
 
 // ---- copy pod annotations ----
 pub const ORIGINAL_TARGET_ANNOTATION: &str = "mirrord-copy.io/original-target";

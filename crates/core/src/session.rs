@@ -12,7 +12,6 @@ use crate::target::TargetRef;
 mod lifecycle;
 mod query;
 mod record;
-mod scale;
 mod wait;
 
 pub use lifecycle::{
@@ -100,6 +99,9 @@ pub struct CreateRequest {
     pub wait: bool,
     pub timeout: Duration,
     pub reuse: bool,
+    /// With scale-down of a workload a Flux Kustomization applies: annotate it
+    /// `kustomize.toolkit.fluxcd.io/reconcile: disabled` for the session.
+    pub suspend_flux: bool,
 }
 
 /// A live session, as read back from its ConfigMap (and, from `list`, its copy pod).
@@ -121,6 +123,10 @@ pub struct Session {
     /// Last renewal by `run`'s heartbeat (absent in records that never had one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<DateTime<Utc>>,
+    /// Someone else scaled the workload during the session ("Deployment ns/x was scaled to 2
+    /// by kubectl at ..."), as `run`'s heartbeat last saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interference: Option<String>,
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
@@ -162,6 +168,7 @@ mod tests {
             created,
             expires,
             heartbeat,
+            interference: None,
             options: CopyOptions::default(),
             copy_phase: None,
         };

@@ -108,6 +108,9 @@ pub struct CopyArgs {
     /// StatefulSets: give the copy empty volumes (emptyDir) instead of ordinal 0's PersistentVolumeClaims, so it can run beside the original without --scale-down
     #[arg(long = "claims-as-emptydir")]
     pub claims_as_emptydir: bool,
+    /// With --scale-down of a workload a Flux Kustomization applies: annotate it kustomize.toolkit.fluxcd.io/reconcile=disabled for the session (restored afterwards), so Flux does not scale it back
+    #[arg(long, requires = "scale_down")]
+    pub suspend_flux: bool,
     /// Do not wait for the copy to become Ready
     #[arg(long, conflicts_with = "wait")]
     pub no_wait: bool,

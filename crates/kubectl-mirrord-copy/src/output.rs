@@ -30,6 +30,9 @@ pub struct SessionDoc {
     /// Over by time (expired, or a `run` session whose heartbeat stopped past its lease), on
     /// the API server's clock: `gc` will end it, and its lock may be taken over.
     pub lapsed: bool,
+    /// Someone else scaled the workload during the session (seen by `run`'s heartbeat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interference: Option<String>,
     pub options: CopyOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
@@ -56,6 +59,7 @@ impl SessionDoc {
             expires: s.expires.map(|t| t.trunc_subsecs(0)),
             heartbeat: s.heartbeat.map(|t| t.trunc_subsecs(0)),
             lapsed: s.has_lapsed(mirrord_copy_lock::clock::now()),
+            interference: s.interference.clone(),
             options: s.options.clone(),
             phase: s.copy_phase.clone(),
             yours: None,

@@ -43,6 +43,8 @@ struct WideRow {
     expires: String,
     #[tabled(rename = "Yours")]
     yours: &'static str,
+    #[tabled(rename = "Notes")]
+    notes: String,
 }
 
 fn star(scale_down: bool) -> &'static str {
@@ -95,6 +97,7 @@ pub fn render_wide(
             None => "while attached".into(),
         },
         yours: if is_yours(s) { "yes" } else { "" },
+        notes: s.interference.clone().unwrap_or_default(),
     });
     format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
 }
@@ -129,6 +132,7 @@ mod tests {
             owner: "me@host".into(),
             host: None,
             heartbeat: None,
+            interference: None,
             created: Utc::now(),
             expires: None,
             options: CopyOptions::default(),

@@ -35,7 +35,9 @@
 //! longer matches the record was recreated: it is left alone with a warning.
 
 mod autoscalers;
+pub mod gitops;
 mod guardrail;
+mod interference;
 mod restore;
 mod workload;
 
@@ -59,6 +61,8 @@ pub use autoscalers::{
     scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
 };
 pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use interference::interference;
+use restore::target_of as target_of_record;
 pub use restore::{restore, restore_workload, RestoreOutcome};
 pub use workload::{decide, ScaleKind, ScaleTarget};
 
@@ -102,6 +106,7 @@ pub async fn prepare(
     resolved: &ResolvedTarget,
     session: &SessionHandle,
     lease: Duration,
+    suspend_flux: bool,
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
     let target = decide(client, resolved).await?;
@@ -129,6 +134,21 @@ pub async fn prepare(
         }
         _ => observed.replicas,
     };
+    let meta = &observed.object.metadata;
+    let empty = Default::default();
+    let gitops = gitops::manager(
+        meta.labels.as_ref().unwrap_or(&empty),
+        meta.annotations.as_ref().unwrap_or(&empty),
+    );
+    let suspend_flux =
+        suspend_flux && matches!(gitops, Some(gitops::Manager::FluxKustomization(_)));
+    if let Some(m) = &gitops {
+        on_progress(Progress::Warning(gitops::warning(
+            &target.describe(),
+            m,
+            suspend_flux,
+        )));
+    }
     let hpas = autoscalers::hpas(client, &target).await;
     for hpa in &hpas {
         on_progress(Progress::Warning(format!(
@@ -175,10 +195,23 @@ pub async fn prepare(
     // took (read before the lock was ours); never over a session that took ours over since.
     let before = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
     let api = target.api(client);
-    let annotations = json!({
+    let mut annotations = json!({
         ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
         SCALED_DOWN_BY_ANNOTATION: session.id,
     });
+    if suspend_flux {
+        annotations[gitops::FLUX_RECONCILE_ANNOTATION] = json!("disabled");
+        // A dead session's record of the value before it stays the one to put back.
+        if observed
+            .annotation(gitops::FLUX_PREVIOUS_ANNOTATION)
+            .is_none()
+        {
+            let previous = observed
+                .annotation(gitops::FLUX_RECONCILE_ANNOTATION)
+                .unwrap_or_default();
+            annotations[gitops::FLUX_PREVIOUS_ANNOTATION] = json!(previous);
+        }
+    }
     workload::fenced(
         client,
         &target,

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::autoscalers;
 use super::workload::{self, patch_annotations, ScaleKind, ScaleTarget};
+use super::{autoscalers, gitops};
 use super::{lock_error, session_cm, FENCE};
 use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{DATA_WORKLOAD, ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
@@ -99,7 +99,7 @@ pub async fn restore(
     Ok(())
 }
 
-fn target_of(namespace: &str, record: &LockRecord) -> Result<ScaleTarget, Error> {
+pub(super) fn target_of(namespace: &str, record: &LockRecord) -> Result<ScaleTarget, Error> {
     let kind = ScaleKind::parse(&record.workload_kind).ok_or_else(|| {
         Error::CorruptRecord(format!(
             "lock of {}/{} names an unknown kind {:?}",
@@ -268,7 +268,16 @@ async fn remove_annotations(
         {
             return Ok(());
         }
-        let patch = json!({ORIGINAL_REPLICAS_ANNOTATION: null, SCALED_DOWN_BY_ANNOTATION: null});
+        let mut patch =
+            json!({ORIGINAL_REPLICAS_ANNOTATION: null, SCALED_DOWN_BY_ANNOTATION: null});
+        // --suspend-flux: Flux's reconcile annotation goes back to what it was.
+        if let Some(previous) = object.annotations().get(gitops::FLUX_PREVIOUS_ANNOTATION) {
+            patch[gitops::FLUX_RECONCILE_ANNOTATION] = match previous.as_str() {
+                "" => serde_json::Value::Null,
+                value => json!(value),
+            };
+            patch[gitops::FLUX_PREVIOUS_ANNOTATION] = serde_json::Value::Null;
+        }
         match patch_annotations(
             &api,
             &target.name,

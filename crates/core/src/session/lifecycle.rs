@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::query::{list_all, sessions_only};
 use super::record::{session_from_config_map, NewSession};
-use super::scale;
 use super::wait::{pod_state, wait_gone, wait_ready, PodState};
 use super::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
 use crate::claims::{check_exclusive, claims, COPIED_ORDINAL};
@@ -25,6 +24,7 @@ use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::naming;
 use crate::resolve::{resolve, ResolvedTarget};
+use crate::scale_down;
 use mirrord_copy_lock::clock;
 
 /// Lease of a `run` session's scale-down lock; its heartbeat renews it.
@@ -90,7 +90,7 @@ pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, 
     )?;
     // Read-only: a dry run also says when the guardrail or another session would refuse.
     if req.scale_down {
-        scale::check(client, &resolved).await?;
+        scale_down::check(client, &resolved).await?;
     }
     let id = naming::session_id();
     let handle = SessionHandle {
@@ -156,7 +156,7 @@ pub async fn create(
     // Guardrail and conflict refuse before anything is written (prepare checks again, under
     // the lock, so this is an early answer, not the guarantee).
     if req.scale_down {
-        scale::check(client, &resolved).await?;
+        scale_down::check(client, &resolved).await?;
     }
 
     let new = NewSession {
@@ -222,7 +222,17 @@ async fn start_copy(
 ) -> Result<(), Error> {
     let plan = if req.scale_down {
         let lease = req.ttl.unwrap_or(RUN_LEASE);
-        Some(scale::prepare(client, resolved, handle, lease, on_progress).await?)
+        Some(
+            scale_down::prepare(
+                client,
+                resolved,
+                handle,
+                lease,
+                req.suspend_flux,
+                on_progress,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -236,7 +246,7 @@ async fn start_copy(
         .collect();
     let scale_first = plan.is_some() && !held.is_empty();
     if let (true, Some(plan)) = (scale_first, &plan) {
-        scale::apply(client, plan, on_progress).await?;
+        scale_down::apply(client, plan, on_progress).await?;
         let holder = format!("{}-{COPIED_ORDINAL}", resolved.object.name);
         on_progress(Progress::Releasing {
             pod: holder.clone(),
@@ -266,7 +276,7 @@ async fn start_copy(
         keeping_alive(client, req, handle, ready, on_progress).await?;
     }
     if let (false, Some(plan)) = (scale_first, &plan) {
-        scale::apply(client, plan, on_progress).await?;
+        scale_down::apply(client, plan, on_progress).await?;
     }
     Ok(())
 }
@@ -320,7 +330,7 @@ async fn reuse(
             .await?;
             session.expires = Some(expires);
             if session.scale_down {
-                scale::renew(client, &session.namespace, &session.id, ttl).await?;
+                scale_down::renew(client, &session.namespace, &session.id, ttl).await?;
             }
         }
         if req.wait {
@@ -363,9 +373,26 @@ async fn patch_data(
     }
 }
 
-/// Keep a `run` session alive: record the heartbeat and renew the scale-down lease.
-pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<(), Error> {
-    beat(client, &session.namespace, &session.id, session.scale_down).await
+/// Keep a `run` session alive: record the heartbeat and renew the scale-down lease. With
+/// scale-down, also look whether someone scaled the workload meanwhile: returned (for `run` to
+/// warn about) and recorded in the session (`interference`, for `status`).
+pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<Vec<String>, Error> {
+    beat(client, &session.namespace, &session.id, session.scale_down).await?;
+    if !session.scale_down {
+        return Ok(Vec::new());
+    }
+    let found = scale_down::interference(client, &session.namespace, &session.id).await?;
+    if !found.is_empty() {
+        patch_data(
+            client,
+            &session.namespace,
+            &session.id,
+            labels::DATA_INTERFERENCE,
+            &found.join("; "),
+        )
+        .await?;
+    }
+    Ok(found)
 }
 
 async fn beat(
@@ -377,7 +404,7 @@ async fn beat(
     let now = timestamp(clock::now());
     patch_data(client, namespace, session_id, labels::DATA_HEARTBEAT, &now).await?;
     if scale_down {
-        scale::renew(client, namespace, session_id, RUN_LEASE).await?;
+        scale_down::renew(client, namespace, session_id, RUN_LEASE).await?;
     }
     Ok(())
 }
@@ -446,7 +473,7 @@ pub async fn end(
             .is_none_or(|v| v != "false")
     });
     if scaled_down {
-        scale::restore(client, namespace, session_id, on_progress).await?;
+        scale_down::restore(client, namespace, session_id, on_progress).await?;
     }
 
     let mut copy_pods: Vec<String> = list_all(
@@ -581,6 +608,7 @@ mod tests {
             wait: true,
             timeout: Duration::from_secs(60),
             reuse: false,
+            suspend_flux: false,
         }
     }
 

@@ -75,6 +75,7 @@ impl NewSession<'_> {
             created: self.now,
             expires: self.expires(),
             heartbeat: Some(self.now),
+            interference: None,
             options: self.options.normalized(),
             copy_phase: None,
         }
@@ -139,6 +140,10 @@ pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
             Some(v) => Some(time(labels::DATA_HEARTBEAT, v)?),
             None => None,
         },
+        interference: data
+            .get(labels::DATA_INTERFERENCE)
+            .filter(|v| !v.is_empty())
+            .cloned(),
         options: options.normalized(),
         copy_phase: None,
     })

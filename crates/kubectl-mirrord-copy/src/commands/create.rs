@@ -56,6 +56,7 @@ pub fn build_request(
         wait: !copy.no_wait,
         timeout: copy.timeout,
         reuse: copy.reuse,
+        suspend_flux: copy.suspend_flux,
     })
 }
 

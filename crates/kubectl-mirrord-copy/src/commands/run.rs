@@ -56,11 +56,16 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
 async fn keep_alive(client: kube::Client, s: Session, lost: tokio::sync::oneshot::Sender<Error>) {
     let mut last_renewal = tokio::time::Instant::now();
     let mut wait = session::HEARTBEAT_INTERVAL;
+    let mut warned: Vec<String> = Vec::new();
     loop {
         tokio::time::sleep(wait).await;
         let attempt = tokio::time::timeout(session::RETRY_PERIOD, session::heartbeat(&client, &s));
         let why = match attempt.await {
-            Ok(Ok(())) => {
+            Ok(Ok(interference)) => {
+                for found in interference.iter().filter(|f| !warned.contains(f)) {
+                    eprintln!("warning: {found}; the session still holds it and restores the recorded count only if it is at zero again");
+                }
+                warned = interference;
                 last_renewal = tokio::time::Instant::now();
                 wait = session::HEARTBEAT_INTERVAL;
                 continue;
