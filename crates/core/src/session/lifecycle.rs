@@ -264,7 +264,8 @@ async fn start_copy(
         clock::now(),
     )?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
-    pods.create(&PostParams::default(), &pod)
+    let created = pods
+        .create(&PostParams::default(), &pod)
         .await
         .map_err(|e| Error::from_kube(e, "create", "pods"))?;
     on_progress(Progress::CopyCreated {
@@ -272,7 +273,14 @@ async fn start_copy(
     });
     // Scale-down always waits: the originals go only once the copy can take their place.
     if req.wait || plan.is_some() {
-        let ready = wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress);
+        let ready = wait_ready(
+            client,
+            &req.namespace,
+            pod_name,
+            Some(created),
+            req.timeout,
+            on_progress,
+        );
         keeping_alive(client, req, handle, ready, on_progress).await?;
     }
     if let (false, Some(plan)) = (scale_first, &plan) {
@@ -338,6 +346,7 @@ async fn reuse(
                 client,
                 &session.namespace,
                 &session.copy_pod,
+                None,
                 req.timeout,
                 on_progress,
             )
