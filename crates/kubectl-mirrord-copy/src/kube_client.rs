@@ -18,6 +18,21 @@ pub struct Cluster {
     pub namespace: String,
     /// The kubeconfig context in use, recorded in the local state file.
     pub context: String,
+    /// Names these credentials on this cluster (a hash: no secret is stored), so the identity
+    /// the cluster reported for them can be cached.
+    pub identity_key: String,
+}
+
+/// A hash of the cluster URL and the kubeconfig user (token, certificate, exec command...):
+/// other credentials, another key.
+fn identity_key(config: &kube::Config) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    config.cluster_url.to_string().hash(&mut hasher);
+    serde_json::to_string(&config.auth_info)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, Error> {
@@ -68,6 +83,7 @@ pub async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    let identity_key = identity_key(&config);
     // Our own retry policy replaces kube's (which waits up to 15 times for as long as a server
     // asks): bounded, and never a write that may have been applied (crate::http_stack).
     config.default_retry = false;
@@ -84,5 +100,6 @@ pub async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
         client,
         namespace,
         context,
+        identity_key,
     })
 }

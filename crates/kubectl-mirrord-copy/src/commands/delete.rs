@@ -1,9 +1,10 @@
 //! `delete`: end sessions by copy pod, by target, or all. Idempotent: ending what is already
 //! gone is a note on stderr and exit 0, like `kubectl delete --ignore-not-found`.
 
-use mirrord_copy_core::{identity, session, Error, Session, TargetRef};
+use mirrord_copy_core::{session, Error, Session, TargetRef};
 
 use crate::cli::{DeleteArgs, GlobalArgs, ListOutput};
+use crate::commands::create::known_identity;
 use crate::commands::{local_user, print, state_entries, with_state};
 use crate::kube_client::{connect, Cluster};
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
@@ -21,9 +22,7 @@ async fn only_yours(cluster: &Cluster, sessions: Vec<Session>) -> Vec<Session> {
         return yours;
     }
     // Only asked when needed: one request.
-    let me = identity::whoami(&cluster.client)
-        .await
-        .unwrap_or_else(local_user);
+    let me = known_identity(cluster).await.unwrap_or_else(local_user);
     let (also_yours, others): (Vec<Session>, Vec<Session>) =
         rest.into_iter().partition(|s| s.owner == me);
     yours.extend(also_yours);
