@@ -53,3 +53,47 @@ async fn create_until_ready_is_five_requests() {
         .collect();
     assert_eq!(seq, want, "{pod}");
 }
+
+/// `(verb, path)` with the API prefixes dropped, for comparing with a written-out sequence.
+fn short(seq: Vec<(String, String)>) -> Vec<String> {
+    seq.into_iter()
+        .map(|(v, p)| {
+            let p = p
+                .replace("/apis/apps/v1", "")
+                .replace("/apis/autoscaling/v2", "")
+                .replace("/apis/keda.sh/v1alpha1", "")
+                .replace("/api/v1", "");
+            format!("{v} {p}")
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(real_cluster, ignore = "reads the fake API server's request log")]
+async fn create_scale_down_is_eleven_requests() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("sd", 2)).await;
+    let warm = create(&env, &["deployment/sd"]).await;
+    mc(&env, &["delete", &warm]).await.ok();
+    env.fake().unwrap().request_log().clear();
+    let pod = create(&env, &["deployment/sd", "--scale-down"]).await;
+    let lock = "/configmaps/mirrord-copy-lock-deployment-sd";
+    assert_eq!(
+        short(sequence(&env)),
+        [
+            "get /deployments/sd".to_string(),
+            "get ".into(),               // the Namespace (its guardrail)
+            "create /configmaps".into(), // the session, recording the workload
+            "list /horizontalpodautoscalers".into(),
+            "create /configmaps".into(), // the lock, with the original count
+            "patch /deployments/sd".into(), // the count on the workload, pinned
+            "create /pods".into(),
+            "watch /pods".into(),
+            format!("update {lock}"), // write-ahead scaledDown=true
+            "list /scaledobjects".into(),
+            "patch /deployments/sd/scale".into(), // to zero, pinned
+        ]
+    );
+    mc(&env, &["delete", &pod]).await.ok();
+    assert_eq!(replicas(&env, "Deployment", "deployments", "sd").await, 2);
+}

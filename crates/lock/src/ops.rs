@@ -30,6 +30,8 @@ pub struct LockGuard {
     pub record: LockRecord,
     /// Set when we took an expired lock over: the dead holder's record.
     pub took_over_from: Option<LockRecord>,
+    /// The lock as last written: the next compare-and-swap starts from it (no read first).
+    pub config_map: ConfigMap,
 }
 
 fn api(client: &kube::Client, namespace: &str) -> Api<ConfigMap> {
@@ -68,6 +70,7 @@ fn guard_from(cm: &ConfigMap, record: LockRecord, took_over_from: Option<LockRec
         resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
         record,
         took_over_from,
+        config_map: cm.clone(),
     }
 }
 
@@ -203,9 +206,44 @@ pub async fn update_record(
     session: &str,
     change: impl Fn(&mut LockRecord),
 ) -> Result<LockGuard, LockError> {
+    update_from(client, namespace, name, session, None, change).await
+}
+
+/// [`update_record`] starting from the lock as `guard` last wrote it: no read unless someone
+/// wrote in between (the compare-and-swap then fails and the lock is read again).
+pub async fn update_guarded(
+    client: &kube::Client,
+    guard: &LockGuard,
+    session: &str,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
+    let known = Some(guard.config_map.clone());
+    update_from(
+        client,
+        &guard.namespace,
+        &guard.name,
+        session,
+        known,
+        change,
+    )
+    .await
+}
+
+async fn update_from(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    mut known: Option<ConfigMap>,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
     let api = api(client, namespace);
     for _ in 0..MAX_ATTEMPTS {
-        let Some(mut cm) = api.get_opt(name).await? else {
+        let current = match known.take() {
+            Some(cm) => Some(cm),
+            None => api.get_opt(name).await?,
+        };
+        let Some(mut cm) = current else {
             return Err(LockError::Lost(format!(
                 "lock {namespace}/{name} no longer exists"
             )));

@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -79,6 +80,66 @@ pub struct ScaleDownPlan {
     pub original_replicas: i32,
     /// HPAs targeting the workload (warned about).
     pub hpas: Vec<String>,
+    /// The lock as acquired: `apply`'s compare-and-swap starts from it.
+    pub lock: lock::LockGuard,
+    /// The workload as last written (with our annotation): `apply`'s pin starts from it.
+    pub workload: DynamicObject,
+}
+
+/// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub target: ScaleTarget,
+    pub object: DynamicObject,
+}
+
+/// Who holds a lock, as its record names them, and their copy pod.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// "user (localuser@host)": the Kubernetes user and the machine it works from.
+    pub who: String,
+    pub copy_pod: String,
+}
+
+impl Holder {
+    pub fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
+        let who = match host {
+            Some(host) if !host.is_empty() && host != owner => format!("{owner} ({host})"),
+            _ => owner.to_string(),
+        };
+        Holder {
+            who,
+            copy_pod: copy_pod.to_string(),
+        }
+    }
+}
+
+/// `create`'s check, in as few round trips as the answer allows: the workload is the object
+/// `resolve` already read when the target names it (a ReplicaSet's owner is read), then the
+/// guardrail (the Namespace). A lock held by another session is found by acquiring.
+pub async fn check_for_create(
+    client: &kube::Client,
+    resolved: &ResolvedTarget,
+) -> Result<Checked, Error> {
+    let target = decide(client, resolved).await?;
+    let is_resolved =
+        resolved.object.kind == target.kind.api_kind() && resolved.object.name == target.name;
+    let known = match is_resolved {
+        true => serde_json::from_value::<DynamicObject>(resolved.raw.clone()).ok(),
+        false => None,
+    };
+    let object = match known {
+        Some(o) => o,
+        None => workload::get(client, &target)
+            .await?
+            .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?,
+    };
+    guardrail::check(client, &target, &object.metadata, resolved).await?;
+    let target = ScaleTarget {
+        uid: object.uid().unwrap_or_default(),
+        ..target
+    };
+    Ok(Checked { target, object })
 }
 
 /// Before anything is created: decide the workload, honour the guardrail, and fail with
@@ -109,15 +170,34 @@ pub async fn prepare(
     suspend_flux: bool,
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
-    let target = decide(client, resolved).await?;
-    let observed = workload::observe(client, &target)
-        .await?
-        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
-    guardrail::check(client, &target, &observed.object.metadata, resolved).await?;
-    let target = ScaleTarget {
-        uid: observed.uid(),
-        ..target
-    };
+    let checked = check_for_create(client, resolved).await?;
+    let holder = session_owner(client, session, &checked.target).await?;
+    prepare_checked(
+        client,
+        checked,
+        session,
+        &holder,
+        lease,
+        suspend_flux,
+        on_progress,
+    )
+    .await
+}
+
+/// [`prepare`] from what [`check_for_create`] read, for a session whose ConfigMap already
+/// records the workload (`create` writes it with the session): no read of the workload, the
+/// Namespace or the session again.
+pub async fn prepare_checked(
+    client: &kube::Client,
+    checked: Checked,
+    session: &SessionHandle,
+    holder: &Holder,
+    lease: Duration,
+    suspend_flux: bool,
+    on_progress: &ProgressFn,
+) -> Result<ScaleDownPlan, Error> {
+    let Checked { target, object } = checked;
+    let observed = workload::observed(target.kind, object);
     if observed.replicas > MAX_REPLICAS {
         return Err(Error::Unsupported(format!(
             "{} has {} replicas, more than the {MAX_REPLICAS} mirrord-copy will record",
@@ -157,11 +237,10 @@ pub async fn prepare(
         )));
     }
 
-    let (owner, copy_pod) = session_owner(client, session, &target).await?;
     let now = clock::now();
     let record = LockRecord {
         holder_session: session.id.clone(),
-        holder: owner,
+        holder: holder.who.clone(),
         since: now,
         lease_expires: now
             + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8)),
@@ -169,7 +248,7 @@ pub async fn prepare(
         workload_kind: target.kind.api_kind().to_string(),
         workload_name: target.name.clone(),
         original_replicas: original,
-        copy_pod,
+        copy_pod: holder.copy_pod.clone(),
         scaled_down: false,
     };
     let guard = lock::acquire(
@@ -212,11 +291,12 @@ pub async fn prepare(
             annotations[gitops::FLUX_PREVIOUS_ANNOTATION] = json!(previous);
         }
     }
-    workload::fenced(
+    let written = workload::fenced(
         client,
         &target,
         &[None, Some(session.id.as_str()), before],
         "the original-replicas annotation",
+        Some(observed.object.clone()),
         |rv| {
             let (api, name, annotations) = (&api, &target.name, annotations.clone());
             async move { workload::patch_annotations(api, name, annotations, Some(&rv)).await }
@@ -229,10 +309,12 @@ pub async fn prepare(
     });
     Ok(ScaleDownPlan {
         session_id: session.id.clone(),
-        lock_name: guard.name,
+        lock_name: guard.name.clone(),
         original_replicas: original,
         target,
         hpas,
+        lock: guard,
+        workload: written,
     })
 }
 
@@ -244,15 +326,9 @@ pub async fn apply(
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
     let target = &plan.target;
-    lock::update_record(
-        client,
-        &target.namespace,
-        &plan.lock_name,
-        &plan.session_id,
-        |r| {
-            r.scaled_down = true;
-        },
-    )
+    lock::update_guarded(client, &plan.lock, &plan.session_id, |r| {
+        r.scaled_down = true;
+    })
     .await
     .map_err(|e| lock_error(target, e))?;
     for so in autoscalers::pause_keda(client, target, &plan.session_id).await? {
@@ -267,6 +343,7 @@ pub async fn apply(
         target,
         &[Some(plan.session_id.as_str())],
         "the scale to zero",
+        Some(plan.workload.clone()),
         |rv| async move { workload::set_replicas(client, target, 0, Some(&rv)).await },
     )
     .await?;
@@ -320,7 +397,7 @@ async fn session_owner(
     client: &kube::Client,
     session: &SessionHandle,
     target: &ScaleTarget,
-) -> Result<(String, String), Error> {
+) -> Result<Holder, Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &session.namespace);
     let patch = json!({"data": {DATA_WORKLOAD: target.workload_field()}});
     let cm = api
@@ -332,13 +409,12 @@ async fn session_owner(
         .await
         .map_err(|e| Error::from_kube(e, "patch", "configmaps"))?;
     let data = cm.data.unwrap_or_default();
-    let owner = data.get(DATA_OWNER).cloned().unwrap_or_default();
-    // The holder a conflict names: the Kubernetes user and the machine it works from.
-    let holder = match data.get(DATA_HOST) {
-        Some(host) if !host.is_empty() && host != &owner => format!("{owner} ({host})"),
-        _ => owner,
-    };
-    Ok((holder, data.get(DATA_COPY_POD).cloned().unwrap_or_default()))
+    let get = |key: &str| data.get(key).cloned().unwrap_or_default();
+    Ok(Holder::new(
+        &get(DATA_OWNER),
+        data.get(DATA_HOST).map(String::as_str),
+        &get(DATA_COPY_POD),
+    ))
 }
 
 /// The lock is owned by the session ConfigMap: deleting the session deletes the lock.

@@ -286,7 +286,7 @@ async fn remove_annotations(
         )
         .await
         {
-            Ok(()) => return Ok(()),
+            Ok(_) => return Ok(()),
             Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
             Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
         }

@@ -324,20 +324,27 @@ pub async fn set_replicas(
 /// (`None`: absent), and must pin itself to it. Someone writing in between (a status update
 /// too) makes the pin fail with 409: read and check again. Another session's id there means
 /// ours was taken over: [`Error::SessionLost`], and nothing is written.
-pub async fn fenced<F, Fut>(
+///
+/// `known`: the workload as this session last read or wrote it; the first attempt starts
+/// from it (no read), and only a failed pin reads again.
+pub async fn fenced<F, Fut, T>(
     client: &kube::Client,
     target: &ScaleTarget,
     allowed: &[Option<&str>],
     what: &str,
+    mut known: Option<DynamicObject>,
     mut write: F,
-) -> Result<(), Error>
+) -> Result<T, Error>
 where
     F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
     for _ in 0..8 {
-        let Some(object) = get(client, target).await? else {
-            return Err(Error::Other(format!("{} disappeared", target.describe())));
+        let object = match known.take() {
+            Some(o) => o,
+            None => get(client, target)
+                .await?
+                .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?,
         };
         let holder = object
             .annotations()
@@ -351,7 +358,7 @@ where
             )));
         }
         match write(object.resource_version().unwrap_or_default()).await {
-            Ok(()) => return Ok(()),
+            Ok(written) => return Ok(written),
             Err(e) if crate::error::is_conflict(&e) => continue,
             Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
         }
@@ -362,20 +369,38 @@ where
     )))
 }
 
-/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned.
+/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned; the
+/// object as written.
 pub async fn patch_annotations(
     api: &Api<DynamicObject>,
     name: &str,
     annotations: Value,
     pin: Option<&str>,
-) -> Result<(), kube::Error> {
+) -> Result<DynamicObject, kube::Error> {
     let mut patch = json!({"metadata": {"annotations": annotations}});
     if let Some(rv) = pin {
         patch["metadata"]["resourceVersion"] = json!(rv);
     }
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map(|_| ())
+}
+
+/// A workload read as a whole object: its count is `spec.replicas` at that same
+/// resourceVersion (what its /scale reports: defaulted to 1 when absent), a CronJob's 1 or 0
+/// by `spec.suspend`.
+pub fn observed(kind: ScaleKind, object: DynamicObject) -> Observed {
+    let replicas = match kind {
+        ScaleKind::CronJob => i32::from(object.data["spec"]["suspend"].as_bool() != Some(true)),
+        _ => object.data["spec"]["replicas"]
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(1),
+    };
+    Observed {
+        resource_version: object.resource_version().unwrap_or_default(),
+        object,
+        replicas,
+    }
 }
 
 #[cfg(test)]

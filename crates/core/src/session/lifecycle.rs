@@ -153,11 +153,12 @@ pub async fn create(
             return Ok(session);
         }
     }
-    // Guardrail and conflict refuse before anything is written (prepare checks again, under
-    // the lock, so this is an early answer, not the guarantee).
-    if req.scale_down {
-        scale_down::check(client, &resolved).await?;
-    }
+    // Which workload, and its guardrails, before anything is written; a lock held by another
+    // session is found by acquiring it (the session just created is then ended again).
+    let checked = match req.scale_down {
+        true => Some(scale_down::check_for_create(client, &resolved).await?),
+        false => None,
+    };
 
     let new = NewSession {
         id: &id,
@@ -167,6 +168,7 @@ pub async fn create(
         scale_down: req.scale_down,
         owner: &req.owner,
         host: &req.host,
+        workload: checked.as_ref().map(|c| c.target.workload_field()),
         options: &options,
         now: clock::now(),
         ttl: req.ttl,
@@ -188,8 +190,8 @@ pub async fn create(
     match start_copy(
         client,
         req,
+        checked,
         &resolved,
-        &options,
         &handle,
         &pod_name,
         on_progress,
@@ -214,27 +216,29 @@ pub async fn create(
 async fn start_copy(
     client: &kube::Client,
     req: &CreateRequest,
+    checked: Option<scale_down::Checked>,
     resolved: &ResolvedTarget,
-    options: &CopyOptions,
     handle: &SessionHandle,
     pod_name: &str,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    let plan = if req.scale_down {
-        let lease = req.ttl.unwrap_or(RUN_LEASE);
-        Some(
-            scale_down::prepare(
+    let options = &req.options.normalized();
+    let plan = match checked {
+        Some(checked) => {
+            let holder = scale_down::Holder::new(&req.owner, Some(&req.host), pod_name);
+            let lease = req.ttl.unwrap_or(RUN_LEASE);
+            let plan = scale_down::prepare_checked(
                 client,
-                resolved,
+                checked,
                 handle,
+                &holder,
                 lease,
                 req.suspend_flux,
                 on_progress,
-            )
-            .await?,
-        )
-    } else {
-        None
+            );
+            Some(plan.await?)
+        }
+        None => None,
     };
     // A claim only one pod can use (StatefulSet, ReadWriteOnce) is handed over: the originals
     // stop first, then the copy mounts it. Otherwise the originals go only once the copy can
