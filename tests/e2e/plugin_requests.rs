@@ -97,3 +97,43 @@ async fn create_scale_down_is_eleven_requests() {
     mc(&env, &["delete", &pod]).await.ok();
     assert_eq!(replicas(&env, "Deployment", "deployments", "sd").await, 2);
 }
+
+#[tokio::test]
+#[cfg_attr(real_cluster, ignore = "reads the fake API server's request log")]
+async fn delete_with_restore_is_fourteen_requests() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("dl", 2)).await;
+    let pod = create(&env, &["deployment/dl", "--scale-down"]).await;
+    env.fake().unwrap().request_log().clear();
+    mc(&env, &["delete", &pod]).await.ok();
+    let session = "/configmaps/mirrord-copy-session-";
+    let lock = "/configmaps/mirrord-copy-lock-deployment-dl";
+    let seq: Vec<String> = short(sequence(&env))
+        .into_iter()
+        .map(|r| match r.find(session) {
+            Some(i) => format!("{}{session}<id>", &r[..i]),
+            None => r,
+        })
+        .collect();
+    let copy = format!("delete /pods/{pod}");
+    assert_eq!(
+        seq,
+        [
+            "list /configmaps",            // the session of the pod
+            &format!("get {session}<id>"), // end: the record
+            "list /configmaps",            // restore: the session's locks
+            &format!("update {lock}"),     // fence, from the listed lock
+            "get /deployments/dl",         // the count, at one version
+            "patch /deployments/dl/scale", // back to 2, pinned
+            "list /scaledobjects",         // KEDA pauses of ours
+            "get /deployments/dl",         // after its controller's status update
+            "patch /deployments/dl",       // our annotations off, pinned
+            &format!("delete {lock}"),     // release, preconditioned
+            "list /pods",                  // copies of the session
+            copy.as_str(),
+            "list /configmaps", // locks left to the session
+            &format!("delete {session}<id>"),
+        ]
+    );
+    assert_eq!(replicas(&env, "Deployment", "deployments", "dl").await, 2);
+}

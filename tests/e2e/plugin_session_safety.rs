@@ -34,6 +34,16 @@ fn skewed(env: &TestEnv, offset: &str, args: &[&str]) -> tokio::process::Command
     c
 }
 
+/// `kubectl-mirrord_copy ARGS` running in the background, stderr piped, killed when dropped.
+fn spawn_plugin(env: &TestEnv, args: &[&str]) -> tokio::process::Child {
+    let mut c = tokio::process::Command::from(env.command(plugin_bin()));
+    c.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c.spawn().expect("spawn the plugin")
+}
+
 async fn output(mut c: tokio::process::Command) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
@@ -145,20 +155,18 @@ async fn a_run_whose_session_is_ended_stops_its_command_and_exits_11() {
         stopped.display(),
         started.display()
     );
-    let mut run = tokio::process::Command::from(env.command(plugin_bin()));
-    run.args([
-        "run",
-        "deployment/w",
-        "--scale-down",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let run = run.spawn().unwrap();
+    let run = spawn_plugin(
+        &env,
+        &[
+            "run",
+            "deployment/w",
+            "--scale-down",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
     wait_file(&env, &started).await;
     let pod = live_copies(&env).await.pop().expect("the copy");
     mc(&env, &["delete", &pod]).await.ok();
@@ -188,12 +196,7 @@ async fn renewals_failing_past_the_deadline_stop_the_command_with_11() {
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("started");
     let script = format!("echo up > {}; sleep 300", started.display());
-    let mut run = tokio::process::Command::from(env.command(plugin_bin()));
-    run.args(["run", "deployment/r", "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut run = run.spawn().unwrap();
+    let mut run = spawn_plugin(&env, &["run", "deployment/r", "--", "sh", "-c", &script]);
     wait_file(&env, &started).await;
     fake.faults().add(
         Fault::on(
@@ -321,20 +324,18 @@ async fn someone_else_scaling_during_a_run_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("started");
     let script = format!("echo up > {}; sleep 35", started.display());
-    let mut run = tokio::process::Command::from(env.command(plugin_bin()));
-    run.args([
-        "run",
-        "deployment/s",
-        "--scale-down",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let mut run = run.spawn().unwrap();
+    let mut run = spawn_plugin(
+        &env,
+        &[
+            "run",
+            "deployment/s",
+            "--scale-down",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
     wait_file(&env, &started).await;
     assert_eq!(replicas(&env, "Deployment", "deployments", "s").await, 0);
     // A GitOps controller puts its count back (server-side apply, its own field manager).

@@ -25,6 +25,8 @@ pub struct Fault {
     pub method: Option<String>,
     /// Matches when the request path contains this.
     pub path_contains: String,
+    /// And, if set, when the raw query string contains this (e.g. `watch=`).
+    pub query_contains: Option<String>,
     /// Fire first on the Nth matching request (1-based); 1 = the next one.
     pub nth: u64,
     /// How many times to fire from then on; None = forever.
@@ -41,6 +43,7 @@ impl Fault {
         Fault {
             method: (method != "*").then(|| method.to_uppercase()),
             path_contains: path_contains.to_string(),
+            query_contains: None,
             nth: 1,
             times: Some(1),
             action,
@@ -51,6 +54,12 @@ impl Fault {
 
     pub fn nth(mut self, n: u64) -> Fault {
         self.nth = n.max(1);
+        self
+    }
+
+    /// Only requests whose raw query string contains `query` (say `watch=` for watches).
+    pub fn with_query(mut self, query: &str) -> Fault {
+        self.query_contains = Some(query.to_string());
         self
     }
 
@@ -104,12 +113,16 @@ impl Faults {
     }
 
     /// The actions to take for this request (latencies first), counting it against each fault.
-    pub fn check(&self, method: &str, path: &str) -> Vec<FaultAction> {
+    pub fn check(&self, method: &str, path: &str, query: &str) -> Vec<FaultAction> {
         let mut out = Vec::new();
         let mut faults = self.faults.lock().unwrap();
         for f in faults.iter_mut() {
-            if f.method.as_deref().is_some_and(|m| m != method) || !path.contains(&f.path_contains)
-            {
+            let matches = f.method.as_deref().is_none_or(|m| m == method)
+                && path.contains(&f.path_contains)
+                && f.query_contains
+                    .as_deref()
+                    .is_none_or(|q| query.contains(q));
+            if !matches {
                 continue;
             }
             f.seen += 1;

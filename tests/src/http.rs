@@ -242,7 +242,7 @@ pub async fn handle(
     };
     let query = parse_query(&raw_query);
     record.verb = verb_of(&state, &method, &path, &query);
-    for action in state.faults.check(&method, &path) {
+    for action in state.faults.check(&method, &path, &raw_query) {
         match action {
             FaultAction::Latency(d) => tokio::time::sleep(d).await,
             FaultAction::Fail(e) => {

@@ -217,16 +217,19 @@ pub async fn update_guarded(
     session: &str,
     change: impl Fn(&mut LockRecord),
 ) -> Result<LockGuard, LockError> {
-    let known = Some(guard.config_map.clone());
-    update_from(
-        client,
-        &guard.namespace,
-        &guard.name,
-        session,
-        known,
-        change,
-    )
-    .await
+    update_known(client, guard.config_map.clone(), session, change).await
+}
+
+/// [`update_record`] starting from `known`, the lock as just listed or read.
+pub async fn update_known(
+    client: &kube::Client,
+    known: ConfigMap,
+    session: &str,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
+    let namespace = known.metadata.namespace.clone().unwrap_or_default();
+    let name = known.metadata.name.clone().unwrap_or_default();
+    update_from(client, &namespace, &name, session, Some(known), change).await
 }
 
 async fn update_from(
@@ -305,9 +308,34 @@ pub async fn release(
     name: &str,
     session: &str,
 ) -> Result<Released, LockError> {
+    release_from(client, namespace, name, session, None).await
+}
+
+/// [`release`] of the lock as `guard` last wrote it: deleted with its uid and resourceVersion
+/// as preconditions, without a read unless someone wrote in between.
+pub async fn release_guarded(
+    client: &kube::Client,
+    guard: &LockGuard,
+    session: &str,
+) -> Result<Released, LockError> {
+    let known = Some(guard.config_map.clone());
+    release_from(client, &guard.namespace, &guard.name, session, known).await
+}
+
+async fn release_from(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    mut known: Option<ConfigMap>,
+) -> Result<Released, LockError> {
     let api = api(client, namespace);
     for _ in 0..MAX_ATTEMPTS {
-        let Some(cm) = api.get_opt(name).await? else {
+        let current = match known.take() {
+            Some(cm) => Some(cm),
+            None => api.get_opt(name).await?,
+        };
+        let Some(cm) = current else {
             return Ok(Released::Absent);
         };
         let record = parse_cm(&cm)?;

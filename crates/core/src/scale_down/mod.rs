@@ -344,7 +344,11 @@ pub async fn apply(
         &[Some(plan.session_id.as_str())],
         "the scale to zero",
         Some(plan.workload.clone()),
-        |rv| async move { workload::set_replicas(client, target, 0, Some(&rv)).await },
+        |rv| async move {
+            workload::set_replicas(client, target, 0, Some(&rv))
+                .await
+                .map(drop)
+        },
     )
     .await?;
     on_progress(Progress::ScaledDown {

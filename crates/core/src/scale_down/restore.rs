@@ -4,6 +4,7 @@
 //! workload is never overwritten.
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -53,7 +54,8 @@ pub async fn restore(
     for cm in locks {
         let name = cm.name_any();
         let until = clock::now() + chrono::Duration::from_std(FENCE).unwrap_or_default();
-        let fenced = lock::renew(client, namespace, &name, session_id, until).await;
+        // From the lock as listed: a read only if it changed since.
+        let fenced = lock::update_known(client, cm, session_id, |r| r.lease_expires = until).await;
         let guard = match fenced {
             Ok(g) => g,
             Err(LockError::Lost(why)) => {
@@ -68,7 +70,7 @@ pub async fn restore(
         let record = &guard.record;
         let target = target_of(namespace, record)?;
         restore_workload(client, &target, session_id, Some(record), on_progress).await?;
-        match lock::release(client, namespace, &name, session_id).await {
+        match lock::release_guarded(client, &guard, session_id).await {
             Ok(Released::Deleted) => on_progress(Progress::Deleted {
                 object: format!("configmap/{name}"),
             }),
@@ -135,7 +137,7 @@ pub async fn restore_workload(
     record: Option<&LockRecord>,
     on_progress: &ProgressFn,
 ) -> Result<RestoreOutcome, Error> {
-    let outcome = restore_count(client, target, session_id, record, on_progress).await?;
+    let (outcome, latest) = restore_count(client, target, session_id, record, on_progress).await?;
     // Nothing of ours on the workload: KEDA was never paused by us, or was unpaused before
     // the annotation went (the order below); gc sweeps any leftover pause.
     if matches!(
@@ -150,7 +152,7 @@ pub async fn restore_workload(
         on_progress(Progress::Info(format!("unpaused KEDA ScaledObject {so}")));
     }
     if !matches!(outcome, RestoreOutcome::Gone | RestoreOutcome::Recreated) {
-        remove_annotations(client, target, session_id).await?;
+        remove_annotations(client, target, session_id, latest).await?;
     }
     Ok(outcome)
 }
@@ -161,15 +163,19 @@ async fn restore_count(
     session_id: &str,
     record: Option<&LockRecord>,
     on_progress: &ProgressFn,
-) -> Result<RestoreOutcome, Error> {
+) -> Result<(RestoreOutcome, Option<DynamicObject>), Error> {
     let what = target.describe();
     for _ in 0..8 {
-        let Some(observed) = workload::observe(client, target).await? else {
+        let Some(object) = workload::get(client, target).await? else {
             on_progress(Progress::Warning(format!(
                 "{what} no longer exists; nothing to restore"
             )));
-            return Ok(RestoreOutcome::Gone);
+            return Ok((RestoreOutcome::Gone, None));
         };
+        let observed = workload::observed(target.kind, object);
+        // Every outcome below but a write leaves the workload as read: the next step may
+        // start from it.
+        let seen = Some(observed.object.clone());
         if let Some(r) = record {
             if r.workload_uid != observed.uid() {
                 on_progress(Progress::Warning(format!(
@@ -177,7 +183,7 @@ async fn restore_count(
                     r.workload_uid,
                     observed.uid()
                 )));
-                return Ok(RestoreOutcome::Recreated);
+                return Ok((RestoreOutcome::Recreated, None));
             }
         }
         let by = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
@@ -189,7 +195,7 @@ async fn restore_count(
                     "{what} is now scaled down by session {other}; left to it"
                 )));
             }
-            return Ok(RestoreOutcome::OtherSession(other.to_string()));
+            return Ok((RestoreOutcome::OtherSession(other.to_string()), seen));
         }
         let annotated = by == Some(session_id);
         let (original, maybe_scaled) = match record {
@@ -204,33 +210,38 @@ async fn restore_count(
                 // Without the lock we cannot know whether the scale happened: assume it may have.
                 (n, true)
             }
-            None => return Ok(RestoreOutcome::NothingRecorded),
+            None => return Ok((RestoreOutcome::NothingRecorded, seen)),
         };
         if !maybe_scaled {
-            return Ok(RestoreOutcome::NeverScaled);
+            return Ok((RestoreOutcome::NeverScaled, seen));
         }
         if observed.replicas == original {
-            return Ok(RestoreOutcome::AlreadyAtOriginal);
+            return Ok((RestoreOutcome::AlreadyAtOriginal, seen));
         }
         if observed.replicas != 0 {
             on_progress(Progress::Warning(format!(
                 "{what} was scaled to {} during the session; keeping that instead of the original {original}",
                 observed.replicas
             )));
-            return Ok(RestoreOutcome::KeptTheirs {
-                current: observed.replicas,
-                original,
-            });
+            return Ok((
+                RestoreOutcome::KeptTheirs {
+                    current: observed.replicas,
+                    original,
+                },
+                seen,
+            ));
         }
         match workload::set_replicas(client, target, original, Some(&observed.resource_version))
             .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 on_progress(Progress::Restored {
                     workload: target.workload_field(),
                     to: original,
                 });
-                return Ok(RestoreOutcome::Restored { to: original });
+                // Its controller answers a new count with a status update (a new
+                // resourceVersion): the next write reads first rather than fail a pin.
+                return Ok((RestoreOutcome::Restored { to: original }, None));
             }
             // Changed since we looked: look again.
             Err(e) if is_conflict(&e) => continue,
@@ -249,15 +260,21 @@ async fn restore_count(
     )))
 }
 
-/// Remove our annotations, only while they name `session_id`, pinned to what we read.
+/// Remove our annotations, only while they name `session_id`, pinned to what we read
+/// (`known`: the workload as last read or written, tried first without a read).
 async fn remove_annotations(
     client: &kube::Client,
     target: &ScaleTarget,
     session_id: &str,
+    mut known: Option<DynamicObject>,
 ) -> Result<(), Error> {
     let api = target.api(client);
     for _ in 0..8 {
-        let Some(object) = workload::get(client, target).await? else {
+        let fetched = match known.take() {
+            Some(o) => Some(o),
+            None => workload::get(client, target).await?,
+        };
+        let Some(object) = fetched else {
             return Ok(());
         };
         if object

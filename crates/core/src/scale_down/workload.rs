@@ -299,7 +299,7 @@ pub async fn set_replicas(
     target: &ScaleTarget,
     replicas: i32,
     pin: Option<&str>,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let mut patch = if target.kind == ScaleKind::CronJob {
         json!({"spec": {"suspend": replicas == 0}})
     } else {
@@ -310,13 +310,17 @@ pub async fn set_replicas(
     }
     let api = target.api(client);
     let pp = PatchParams::default();
+    // The resourceVersion after the write (a /scale shares its object's), so a next pinned
+    // write need not read first.
     if target.kind == ScaleKind::CronJob {
-        api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
+        let written = api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
+        Ok(written.resource_version())
     } else {
-        api.patch_scale(&target.name, &pp, &Patch::Merge(&patch))
+        let written = api
+            .patch_scale(&target.name, &pp, &Patch::Merge(&patch))
             .await?;
+        Ok(written.metadata.resource_version)
     }
-    Ok(())
 }
 
 /// A write to the workload made only while this session provably holds it: `write` gets the

@@ -76,18 +76,28 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     Ok(())
 }
 
+/// A StatefulSet claim the copy cannot share with a running original (crate::claims).
+fn check_claims(
+    req: &CreateRequest,
+    resolved: &ResolvedTarget,
+    options: &CopyOptions,
+) -> Result<(), Error> {
+    let claims = claims(resolved);
+    check_exclusive(
+        resolved,
+        &claims,
+        req.scale_down,
+        options.claims_as_empty_dir,
+    )
+}
+
 /// The pod `create` would make (`--dry-run=client`): resolves the target, writes nothing.
 /// The ownerReference names a session ConfigMap that does not exist (uid empty).
 pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, Error> {
     validate(req)?;
     let resolved = resolve(client, &req.namespace, &req.target).await?;
     let options = req.options.normalized();
-    check_exclusive(
-        &resolved,
-        &claims(&resolved),
-        req.scale_down,
-        options.claims_as_empty_dir,
-    )?;
+    check_claims(req, &resolved, &options)?;
     // Read-only: a dry run also says when the guardrail or another session would refuse.
     if req.scale_down {
         scale_down::check(client, &resolved).await?;
@@ -133,12 +143,7 @@ pub async fn create(
         uid: String::new(),
     };
     // Bad exclusions and a claim the copy cannot share fail here, before anything is written.
-    check_exclusive(
-        &resolved,
-        &claims(&resolved),
-        req.scale_down,
-        options.claims_as_empty_dir,
-    )?;
+    check_claims(req, &resolved, &options)?;
     build_copy_pod(
         &resolved,
         &options,
