@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::CopyOptions;
@@ -28,6 +29,24 @@ pub struct SessionHandle {
     pub namespace: String,
     pub config_map: String,
     pub uid: String,
+}
+
+impl SessionHandle {
+    /// The controller ownerReference the copy pod and the lock carry: no workload controller
+    /// adopts an object that already has a controller, and the garbage collector deletes
+    /// both with the session (blockOwnerDeletion: a foreground delete of the session waits for
+    /// them; clusters enforcing OwnerReferencesPermissionEnforcement want `update` on
+    /// configmaps/finalizers for it, which plugin-manifest/role.yaml grants).
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: self.config_map.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
 }
 
 /// What `create` and `end` report as they go, for spinners and logs.

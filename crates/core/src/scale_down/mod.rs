@@ -44,7 +44,6 @@ mod workload;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -256,7 +255,7 @@ pub async fn prepare_checked(
         &target.namespace,
         &target.key(),
         record,
-        owner_reference(session),
+        session.owner_reference(),
     )
     .await
     .map_err(|e| lock_error(&target, e))?;
@@ -419,18 +418,6 @@ async fn session_owner(
         data.get(DATA_HOST).map(String::as_str),
         &get(DATA_COPY_POD),
     ))
-}
-
-/// The lock is owned by the session ConfigMap: deleting the session deletes the lock.
-pub fn owner_reference(session: &SessionHandle) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        name: session.config_map.clone(),
-        uid: session.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    }
 }
 
 fn conflict(target: &ScaleTarget, held: &LockRecord) -> Error {
