@@ -89,11 +89,11 @@ impl<T: Serialize> ListDoc<T> {
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
-        .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
 }
 
 pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, Error> {
-    serde_yaml::to_string(value).map_err(|e| Error::Other(format!("cannot render YAML: {e}")))
+    serde_yaml::to_string(value).map_err(|e| Error::Internal(format!("cannot render YAML: {e}")))
 }
 
 /// Colour is for people: only on a terminal, and never when NO_COLOR is set (no-color.org).

@@ -131,7 +131,7 @@ pub async fn check_for_create(
         Some(o) => o,
         None => workload::get(client, &target)
             .await?
-            .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?,
+            .ok_or_else(|| Error::Vanished(target.describe()))?,
     };
     guardrail::check(client, &target, &object.metadata, resolved).await?;
     let target = ScaleTarget {
@@ -147,7 +147,7 @@ pub async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<S
     let target = decide(client, resolved).await?;
     let object = workload::get(client, &target)
         .await?
-        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
+        .ok_or_else(|| Error::Vanished(target.describe()))?;
     guardrail::check(client, &target, &object.metadata, resolved).await?;
     match lock::read(client, &target.namespace, &target.key().lock_name()).await {
         Ok(Some((held, _))) if held.lease_valid(clock::now()) => Err(conflict(&target, &held)),
@@ -388,7 +388,7 @@ pub async fn renew(
                     other.describe_holder()
                 )),
                 LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
-                other => Error::Other(format!("renewing the scale-down lock: {other}")),
+                other => Error::Contended(format!("renewing the scale-down lock: {other}")),
             })?;
     }
     Ok(())
@@ -435,7 +435,7 @@ fn lock_error(target: &ScaleTarget, e: LockError) -> Error {
             target.describe()
         )),
         LockError::Kube(k) => Error::from_kube(k, "create or update", "configmaps"),
-        other => Error::Other(format!("scale-down lock of {}: {other}", target.describe())),
+        other => Error::Contended(format!("scale-down lock of {}: {other}", target.describe())),
     }
 }
 

@@ -122,7 +122,7 @@ fn record_error(namespace: &str, name: &str, e: LockError) -> Error {
             "lock {namespace}/{name} is malformed and was left untouched: {why}"
         )),
         LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
-        other => Error::Other(format!("lock {namespace}/{name}: {other}")),
+        other => Error::Contended(format!("lock {namespace}/{name}: {other}")),
     }
 }
 
@@ -255,7 +255,7 @@ async fn restore_count(
             }
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{what} kept changing while being restored"
     )))
 }
@@ -308,7 +308,7 @@ async fn remove_annotations(
             Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{} kept changing while its annotations were removed",
         target.describe()
     )))

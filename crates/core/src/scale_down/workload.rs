@@ -286,7 +286,7 @@ pub async fn observe(
             }));
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{} kept changing while being read",
         target.describe()
     )))
@@ -348,7 +348,7 @@ where
             Some(o) => o,
             None => get(client, target)
                 .await?
-                .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?,
+                .ok_or_else(|| Error::Vanished(target.describe()))?,
         };
         let holder = object
             .annotations()
@@ -367,7 +367,7 @@ where
             Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{} kept changing while {what} was being written",
         target.describe()
     )))

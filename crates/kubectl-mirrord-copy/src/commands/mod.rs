@@ -90,6 +90,9 @@ pub fn print(text: &str) -> Result<(), Error> {
     // A closed pipe (`| head`) is not an error worth a message.
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(|e| Error::Other(format!("cannot write to stdout: {e}"))),
+        other => other.map_err(|source| Error::Io {
+            context: "cannot write to stdout".into(),
+            source,
+        }),
     }
 }

@@ -165,7 +165,10 @@ async fn stop(child: &mut tokio::process::Child) {
 #[cfg(unix)]
 async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let io = |e: std::io::Error| Error::Other(format!("waiting for the command: {e}"));
+    let io = |source: std::io::Error| Error::Io {
+        context: "waiting for the command".into(),
+        source,
+    };
     let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(io)?;
@@ -187,7 +190,10 @@ async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<Ex
 
 #[cfg(not(unix))]
 async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
-    let io = |e: std::io::Error| Error::Other(format!("waiting for the command: {e}"));
+    let io = |source: std::io::Error| Error::Io {
+        context: "waiting for the command".into(),
+        source,
+    };
     tokio::select! {
         status = child.wait() => status.map_err(io),
         _ = tokio::signal::ctrl_c() => {
