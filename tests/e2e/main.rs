@@ -24,6 +24,7 @@ mod plugin_create;
 mod plugin_errors;
 mod plugin_interop;
 mod plugin_kubeconfig;
+mod plugin_requests;
 mod plugin_run;
 mod plugin_session_safety;
 mod plugin_statefulset;
