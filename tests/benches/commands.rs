@@ -14,8 +14,9 @@
 //! The plugin is the release build next to this bench (`target/release/kubectl-mirrord_copy`,
 //! built with cargo when missing) or MIRRORD_COPY_BENCH_BIN, so an older build can be measured
 //! the same way. The API server runs in this process; the plugin and kubectl are children, so
-//! their peak RSS is theirs alone: `ru_maxrss` from wait4 when the child exits (the kernel's
-//! VmHWM at exit; /proc/<pid>/status is polled as well while it runs).
+//! their peak RSS is theirs alone: VmHWM from /proc/<pid>/status, read while the child is
+//! stopped at its exit (ptrace PTRACE_O_TRACEEXIT), or polled every millisecond if it cannot
+//! be traced.
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -110,10 +111,11 @@ impl Env {
 /// What a finished child did.
 struct Ran {
     wall: Duration,
-    /// ru_maxrss at exit, KB.
+    /// VmHWM (peak RSS) in /proc/<pid>/status, KB: read when the child stopped at its exit,
+    /// or (if it could not be traced) the highest value polled every millisecond.
     peak_kb: u64,
-    /// The highest VmHWM seen in /proc/<pid>/status while it ran, KB.
-    polled_hwm_kb: u64,
+    /// Read at exit, not polled.
+    exact: bool,
     stdout: String,
     stderr_lines: Vec<(Duration, String)>,
     code: i32,
@@ -148,31 +150,64 @@ fn run(mut cmd: Command) -> Ran {
             .map(|l| (start.elapsed(), l))
             .collect::<Vec<_>>()
     });
+    // Stop the child at its exit, while its memory is still mapped, to read its VmHWM there
+    // (wait4's ru_maxrss would not do: it carries the parent's RSS over the exec).
+    // SAFETY: plain syscalls on our own child.
+    let traced = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            libc::PTRACE_O_TRACEEXIT as usize as *mut libc::c_void,
+        )
+    } == 0;
     let mut polled = 0;
-    let (status, usage) = loop {
+    let mut at_exit = None;
+    let status = loop {
         let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: plain syscall on our own child, with valid out-pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break (status, usage);
+        // SAFETY: as above, with a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid && libc::WIFSTOPPED(status) {
+            let event = status >> 16;
+            let signal = if event == libc::PTRACE_EVENT_EXIT {
+                at_exit = vm_hwm_kb(pid);
+                0
+            } else if event != 0 {
+                0
+            } else {
+                libc::WSTOPSIG(status)
+            };
+            // SAFETY: the child is in a ptrace stop.
+            unsafe {
+                libc::ptrace(
+                    libc::PTRACE_CONT,
+                    pid,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    signal as usize as *mut libc::c_void,
+                )
+            };
+            continue;
         }
-        assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break status;
+        }
+        assert!(r == 0, "waitpid: {}", std::io::Error::last_os_error());
         polled = polled.max(vm_hwm_kb(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(1));
     };
     let wall = start.elapsed();
-    // The child is reaped by wait4; `child` must not wait again.
+    // The child is reaped by waitpid; `child` must not wait again.
     std::mem::forget(child);
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
     };
+    assert!(traced || at_exit.is_none());
     Ran {
         wall,
-        peak_kb: usage.ru_maxrss as u64,
-        polled_hwm_kb: polled,
+        peak_kb: at_exit.unwrap_or(polled).max(polled),
+        exact: at_exit.is_some(),
         stdout: out_reader.join().unwrap(),
         stderr_lines: err_reader.join().unwrap(),
         code,
@@ -441,7 +476,7 @@ async fn at_scale(bin: &Path, sessions: usize, namespaces: usize, runs: usize, r
         let r = ok("status -A", run_async(env.command(bin, &status)).await);
         ours.push(r.wall);
         peaks.push(r.peak_kb);
-        hwm.push(r.polled_hwm_kb);
+        hwm.push(r.exact);
         let k = ok(
             "kubectl",
             run_async(env.command(&kubectl, &kubectl_args)).await,
@@ -455,9 +490,13 @@ async fn at_scale(bin: &Path, sessions: usize, namespaces: usize, runs: usize, r
     rows.push((
         format!("status -A, {sessions} sessions: peak RSS of the plugin (max of {runs})"),
         format!(
-            "{} (VmHWM polled: {})",
+            "{}{}",
             mb(peak),
-            mb(*hwm.iter().max().unwrap())
+            if hwm.iter().all(|e| *e) {
+                ""
+            } else {
+                " (polled: could not trace)"
+            }
         ),
     ));
     rows.push((
