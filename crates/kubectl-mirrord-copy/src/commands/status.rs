@@ -12,7 +12,12 @@ use crate::status_table;
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
-    let sessions = session::list(&cluster.client, namespace).await?;
+    // The reference table shows no phase: its sessions come from one LIST of ConfigMaps, and
+    // the copy pods are listed only for the forms that show their phase.
+    let sessions = match args.output {
+        None => session::list_brief(&cluster.client, namespace).await?,
+        Some(_) => session::list(&cluster.client, namespace).await?,
+    };
     let mine = state_entries();
     let is_yours = |s: &mirrord_copy_core::Session| {
         mine.iter()
