@@ -208,15 +208,7 @@ fn executable_header(os: &str, arch: &str) -> Vec<u8> {
             let machine: u16 = if arch == "amd64" { 0x3E } else { 0xB7 };
             head[18..20].copy_from_slice(&machine.to_le_bytes());
         }
-        ("darwin", arch) => {
-            head[..4].copy_from_slice(&[0xcf, 0xfa, 0xed, 0xfe]);
-            let cpu: u32 = if arch == "amd64" {
-                0x0100_0007
-            } else {
-                0x0100_000C
-            };
-            head[4..8].copy_from_slice(&cpu.to_le_bytes());
-        }
+        ("darwin", arch) => return macho(arch, &MAC_LIBS, true),
         (_, arch) => {
             head[..2].copy_from_slice(b"MZ");
             head[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
@@ -226,6 +218,87 @@ fn executable_header(os: &str, arch: &str) -> Vec<u8> {
         }
     }
     head
+}
+
+/// What a Rust binary links on macOS: system libraries in /usr/lib, present on every Mac.
+const MAC_LIBS: [&str; 2] = ["/usr/lib/libSystem.B.dylib", "/usr/lib/libiconv.2.dylib"];
+
+const PAGE: usize = 4096;
+
+/// A minimal 64-bit Mach-O executable: the header, one LC_LOAD_DYLIB per library in `dylibs`,
+/// some code, and, when `signed`, an embedded ad-hoc signature (a SuperBlob holding one SHA-256
+/// CodeDirectory over every 4 KiB page before it, as rcodesign writes) named by
+/// LC_CODE_SIGNATURE.
+fn macho(arch: &str, dylibs: &[&str], signed: bool) -> Vec<u8> {
+    let oldest = if arch == "amd64" { (10, 12) } else { (11, 0) };
+    macho_for_macos(arch, dylibs, signed, oldest)
+}
+
+/// `macho` with LC_BUILD_VERSION naming `minos` as the oldest macOS it runs on.
+fn macho_for_macos(arch: &str, dylibs: &[&str], signed: bool, minos: (u32, u32)) -> Vec<u8> {
+    let le = |v: u32| v.to_le_bytes();
+    let be = |v: u32| v.to_be_bytes();
+    let code_limit = 3 * PAGE + 100;
+    let ident = b"kubectl-mirrord_copy\0";
+    let slots = code_limit.div_ceil(PAGE);
+    let cd_len = 44 + ident.len() + 32 * slots;
+    let sig_len = 20 + cd_len;
+
+    let mut commands = Vec::new();
+    for v in [0x32, 24, 1, minos.0 << 16 | minos.1 << 8, 26 << 16, 0] {
+        commands.extend(le(v)); // LC_BUILD_VERSION, cmdsize, macOS, minos, sdk, no tools
+    }
+    for lib in dylibs {
+        let size = (24 + lib.len() + 1).next_multiple_of(8);
+        for v in [0xC, size as u32, 24, 2, 0x1_0000, 0x1_0000] {
+            commands.extend(le(v)); // cmd, cmdsize, name offset, timestamp, versions
+        }
+        let mut name = lib.as_bytes().to_vec();
+        name.resize(size - 24, 0);
+        commands.extend(name);
+    }
+    if signed {
+        for v in [0x1D, 16, code_limit as u32, sig_len as u32] {
+            commands.extend(le(v)); // LC_CODE_SIGNATURE, cmdsize, dataoff, datasize
+        }
+    }
+    let ncmds = 1 + dylibs.len() as u32 + u32::from(signed);
+    let cpu = if arch == "amd64" {
+        0x0100_0007
+    } else {
+        0x0100_000C
+    };
+    let mut out = Vec::new();
+    for v in [0xFEED_FACF, cpu, 0, 2, ncmds, commands.len() as u32, 0, 0] {
+        out.extend(le(v)); // magic, cputype, cpusubtype, MH_EXECUTE, ncmds, sizeofcmds, flags
+    }
+    out.extend(commands);
+    let mut code = 0u8;
+    out.resize_with(code_limit, || {
+        code = code.wrapping_add(7);
+        code
+    });
+    if signed {
+        let mut sig = Vec::new();
+        for v in [0xFADE_0CC0, sig_len as u32, 1, 0, 20] {
+            sig.extend(be(v)); // SuperBlob: magic, length, count, slot 0 at offset 20
+        }
+        let hash_offset = (44 + ident.len()) as u32;
+        for v in [0xFADE_0C02, cd_len as u32, 0x20001, 0x2, hash_offset, 44, 0] {
+            sig.extend(be(v)); // CodeDirectory: magic, length, version, adhoc, hash/ident offsets, special slots
+        }
+        sig.extend(be(slots as u32));
+        sig.extend(be(code_limit as u32));
+        sig.extend([32, 2, 0, 12]); // SHA-256 hashes of 2^12-byte pages
+        sig.extend(be(0));
+        sig.extend(ident);
+        for page in out.chunks(PAGE) {
+            sig.extend(Sha256::digest(page));
+        }
+        assert_eq!(sig.len(), sig_len);
+        out.extend(sig);
+    }
+    out
 }
 
 /// Pack `binary` as package.sh does: tar.gz with an executable bit, or zip on Windows.
@@ -346,6 +419,80 @@ fn archive_verifier_catches_a_changed_archive() {
         text.contains(
             "windows/arm64: sha256 of kubectl-mirrord-copy-v9.8.7-windows-arm64.zip differs"
         ),
+        "{text}"
+    );
+}
+
+#[test]
+fn archive_verifier_wants_signed_macos_binaries_linking_only_system_libraries() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["amd64", "arm64"] {
+        pack(dir.path(), "darwin", arch, &macho(arch, &MAC_LIBS, true));
+    }
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(ok, "{text}");
+
+    // Unsigned arm64: Apple Silicon would refuse to run it.
+    pack(
+        dir.path(),
+        "darwin",
+        "arm64",
+        &macho("arm64", &MAC_LIBS, false),
+    );
+    // Linking a framework (as security-framework did): only Apple's SDK can link that.
+    let security = "/System/Library/Frameworks/Security.framework/Versions/A/Security";
+    pack(
+        dir.path(),
+        "darwin",
+        "amd64",
+        &macho("amd64", &[MAC_LIBS[0], security], true),
+    );
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("darwin/arm64: kubectl-mirrord_copy has no code signature"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "darwin/amd64: kubectl-mirrord_copy links {security}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("ok darwin"), "{text}");
+
+    // Changed after signing (e.g. stripped): the signature no longer matches its pages.
+    let mut changed = macho("arm64", &MAC_LIBS, true);
+    changed[PAGE + 1] ^= 0xFF;
+    pack(dir.path(), "darwin", "arm64", &changed);
+    pack(
+        dir.path(),
+        "darwin",
+        "amd64",
+        &macho("amd64", &MAC_LIBS, true),
+    );
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "darwin/arm64: kubectl-mirrord_copy has a code signature that does not match page 1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("darwin/amd64:"), "{text}");
+
+    // Built for a newer macOS than Rust supports (zig's default when MACOSX_DEPLOYMENT_TARGET
+    // is not set): older Macs would refuse it.
+    pack(
+        dir.path(),
+        "darwin",
+        "arm64",
+        &macho_for_macos("arm64", &MAC_LIBS, true, (15, 0)),
+    );
+    let (ok, text) = render_and_verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("darwin/arm64: kubectl-mirrord_copy needs macOS 15.0, want 11.0"),
         "{text}"
     );
 }
