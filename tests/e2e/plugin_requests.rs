@@ -139,9 +139,9 @@ async fn delete_with_restore_is_fourteen_requests() {
     assert_eq!(replicas(&env, "Deployment", "deployments", "dl").await, 2);
 }
 
-const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession";
-const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy";
-const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy";
+const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession&limit=500";
+const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy&limit=500";
+const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy&limit=500";
 
 /// "VERB PATH?QUERY" of every request the fake logged from index `from` on.
 fn log_since(env: &TestEnv, from: usize) -> Vec<String> {
@@ -205,12 +205,12 @@ async fn status_and_gc_make_a_fixed_number_of_requests() {
     // kind whose annotation could name a dead session, one of copy pods; no GET, no write.
     let expected_gc = [
         format!("list /api/v1/configmaps?{OURS}"),
-        "list /apis/apps/v1/deployments".to_string(),
-        "list /apis/apps/v1/statefulsets".to_string(),
-        "list /apis/apps/v1/replicasets".to_string(),
-        "list /apis/argoproj.io/v1alpha1/rollouts".to_string(),
-        "list /apis/batch/v1/cronjobs".to_string(),
-        "list /apis/keda.sh/v1alpha1/scaledobjects".to_string(),
+        "list /apis/apps/v1/deployments?limit=500".to_string(),
+        "list /apis/apps/v1/statefulsets?limit=500".to_string(),
+        "list /apis/apps/v1/replicasets?limit=500".to_string(),
+        "list /apis/argoproj.io/v1alpha1/rollouts?limit=500".to_string(),
+        "list /apis/batch/v1/cronjobs?limit=500".to_string(),
+        "list /apis/keda.sh/v1alpha1/scaledobjects?limit=500".to_string(),
         format!("list /api/v1/pods?{COPIES}"),
     ];
     assert_eq!(requests_of(&env, &["gc", "-A"]).await, expected_gc);

@@ -1,7 +1,9 @@
 //! LISTs decoded as they arrive (issue 11): the response body is split into its `items` one at
 //! a time and each item is decoded into a small struct holding only the fields the caller
 //! reads, so memory does not grow with the size of the list (a 10,000-object response is never
-//! held whole, neither as text nor as k8s-openapi objects). One request per LIST: no `limit`.
+//! held whole, neither as text nor as k8s-openapi objects). Pages of [`PAGE`] objects, as
+//! kubectl's `--chunk-size` default: the API server never builds one huge response, and only
+//! one page is in flight at a time.
 //!
 //! The splitter knows just enough JSON to find the top-level `items` array and `metadata`
 //! object (strings with escapes, nesting); every item is then parsed by serde_json, so a
@@ -83,8 +85,18 @@ pub(crate) struct PodStatusLite {
     pub phase: Option<String>,
 }
 
+/// Objects per LIST page (kubectl's default chunk size).
+pub(crate) const PAGE: u32 = 500;
+
+/// The list's own metadata: where the next page starts.
+#[derive(Debug, Default, Deserialize)]
+struct ListMeta {
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
 /// LIST `api`'s collection (the Api's namespace, or all) with `selector`, calling `each` on
-/// every item as it is decoded. One request.
+/// every item as it is decoded. One request per [`PAGE`] objects.
 pub(crate) async fn for_each<K, T>(
     api: &Api<K>,
     client: &kube::Client,
@@ -95,32 +107,44 @@ where
     K: kube::Resource,
     T: DeserializeOwned,
 {
-    let mut lp = ListParams::default();
+    let mut lp = ListParams::default().limit(PAGE);
     if let Some(s) = selector {
         lp = lp.labels(s);
     }
-    let request = kube::core::Request::new(api.resource_url())
-        .list(&lp)
-        .map_err(kube::Error::BuildRequest)?;
-    let mut body = client.request_stream(request).await?;
-    let mut splitter = Splitter::default();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = body
-            .read(&mut chunk)
-            .await
-            .map_err(kube::Error::ReadEvents)?;
-        if n == 0 {
-            break;
+        let request = kube::core::Request::new(api.resource_url())
+            .list(&lp)
+            .map_err(kube::Error::BuildRequest)?;
+        let mut body = client.request_stream(request).await?;
+        let mut splitter = Splitter::default();
+        loop {
+            let n = body
+                .read(&mut chunk)
+                .await
+                .map_err(kube::Error::ReadEvents)?;
+            if n == 0 {
+                break;
+            }
+            splitter
+                .feed(&chunk[..n], &mut |item| {
+                    each(serde_json::from_slice::<T>(item)?);
+                    Ok(())
+                })
+                .map_err(kube::Error::SerdeError)?;
         }
-        splitter
-            .feed(&chunk[..n], &mut |item| {
-                each(serde_json::from_slice::<T>(item)?);
-                Ok(())
-            })
-            .map_err(kube::Error::SerdeError)?;
+        splitter.finish().map_err(kube::Error::SerdeError)?;
+        let meta: ListMeta = match splitter.list_meta.is_empty() {
+            true => ListMeta::default(),
+            false => {
+                serde_json::from_slice(&splitter.list_meta).map_err(kube::Error::SerdeError)?
+            }
+        };
+        match meta.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(()),
+        }
     }
-    splitter.finish().map_err(kube::Error::SerdeError)
 }
 
 /// Every item of the LIST, decoded as `T`.
@@ -154,6 +178,10 @@ struct Splitter {
     /// Bytes of the item being read (its start in the current chunk is `start`).
     item: Vec<u8>,
     capturing: bool,
+    /// Capturing the list's own `metadata` object (into `list_meta`) rather than an item.
+    capturing_meta: bool,
+    /// The list's `metadata` object, once read (its `continue` token).
+    list_meta: Vec<u8>,
     seen_any: bool,
 }
 
@@ -190,6 +218,10 @@ impl Splitter {
                     self.seen_any = true;
                     if self.depth == 1 && b == b'[' && self.key == b"items" {
                         self.in_items = true;
+                    } else if self.depth == 1 && b == b'{' && self.key == b"metadata" {
+                        self.capturing = true;
+                        self.capturing_meta = true;
+                        start = i;
                     } else if self.depth == 2 && self.in_items {
                         self.capturing = true;
                         start = i;
@@ -201,7 +233,12 @@ impl Splitter {
                         return Err(invalid("unbalanced list body"));
                     }
                     self.depth -= 1;
-                    if self.depth == 2 && self.capturing {
+                    if self.depth == 1 && self.capturing_meta {
+                        self.capturing = false;
+                        self.capturing_meta = false;
+                        self.item.extend_from_slice(&chunk[start..=i]);
+                        self.list_meta = std::mem::take(&mut self.item);
+                    } else if self.depth == 2 && self.capturing && !self.capturing_meta {
                         self.capturing = false;
                         if self.item.is_empty() {
                             on_item(&chunk[start..=i])?;
@@ -270,6 +307,26 @@ mod tests {
         }
         let parsed: ConfigMapLite = serde_json::from_str(&want[0]).unwrap();
         assert_eq!(parsed.metadata.name, "a \"}{[\\");
+    }
+
+    #[test]
+    fn the_list_metadata_gives_the_next_page() {
+        let body = r#"{"kind":"ConfigMapList","metadata":{"resourceVersion":"9","continue":"tok\"en"},"items":[{"a":1}]}"#;
+        for chunk in [1, 5, 1000] {
+            let mut s = Splitter::default();
+            let mut items = 0;
+            for c in body.as_bytes().chunks(chunk) {
+                s.feed(c, &mut |_| {
+                    items += 1;
+                    Ok(())
+                })
+                .unwrap();
+            }
+            s.finish().unwrap();
+            let meta: ListMeta = serde_json::from_slice(&s.list_meta).unwrap();
+            assert_eq!(meta.continue_.as_deref(), Some("tok\"en"), "chunk {chunk}");
+            assert_eq!(items, 1);
+        }
     }
 
     #[test]
