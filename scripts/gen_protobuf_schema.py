@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Generate tests/src/protobuf/schema.rs: the protobuf field tables of the built-in kinds the
-fake API server decodes (see tests/src/protobuf/mod.rs).
+"""Generate crates/fakekube/src/protobuf/schema.rs: the protobuf field tables of the built-in kinds the
+fake API server decodes (see crates/fakekube/src/protobuf/mod.rs).
 
 The source is the Go type metadata inside a kubectl binary: a Go program keeps, for
 reflection, every struct's fields with their Go types and struct tags, and the k8s.io/api
@@ -11,7 +11,7 @@ the element type. That is what a server needs to turn a protobuf body into the J
 Go object would marshal to (omitempty drops zero non-pointer scalars; a set pointer is kept
 even when zero; structs are never omitted).
 
-Usage: python3 scripts/gen_protobuf_schema.py /path/to/kubectl > tests/src/protobuf/schema.rs
+Usage: python3 scripts/gen_protobuf_schema.py /path/to/kubectl > crates/fakekube/src/protobuf/schema.rs
 (Linux amd64 kubectl built with Go >= 1.22; tested with v1.33 and v1.36.)
 """
 

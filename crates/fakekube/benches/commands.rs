@@ -1,5 +1,5 @@
 //! The plugin's own figures against the sandbox (issue 11), not a test: run
-//! `cargo bench -p mirrord-copy-tests --bench commands`. Prints one table:
+//! `cargo bench -p fakekube --bench commands`. Prints one table:
 //!
 //! - requests per command (create, create --scale-down, delete, delete with restore, status -A,
 //!   gc -A), counted in the fake's request log;

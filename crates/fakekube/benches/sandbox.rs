@@ -2,7 +2,7 @@
 //! (N = MIRRORD_COPY_BENCH_N, default 10,000), process RSS, a labelled LIST over HTTPS matching
 //! N objects (median of several), create latency over HTTPS, and watch fan-out: W concurrent
 //! label-selected watches (MIRRORD_COPY_BENCH_WATCHERS, default 50) each receiving E creates.
-//! Run: `cargo bench -p mirrord-copy-tests --bench sandbox`. Controllers are off: the figures
+//! Run: `cargo bench -p fakekube --bench sandbox`. Controllers are off: the figures
 //! are the API server's (a kubelet would rewrite every pod's status once, then idle).
 //! The server runs in a child process (this binary again, with MIRRORD_COPY_BENCH_SERVER set),
 //! so the RSS figures are the server's alone, read from /proc/<pid>/status; the client

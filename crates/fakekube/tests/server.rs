@@ -821,7 +821,7 @@ async fn rbac_rules_and_stored_roles() {
     // A ServiceAccount token bound to the project's shipped Role.
     let role = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../plugin-manifest/role.yaml"
+        "/../../plugin-manifest/role.yaml"
     ))
     .unwrap();
     let sa = fake.token_with_roles("default", "copier", &role).unwrap();
@@ -1243,7 +1243,7 @@ async fn harness_test_env() {
     // A restricted identity bound to the shipped Role.
     let role = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../plugin-manifest/role.yaml"
+        "/../../plugin-manifest/role.yaml"
     ))
     .unwrap();
     let restricted = env.kubeconfig_with_roles("user", &role).unwrap();

@@ -1,5 +1,5 @@
 //! Replays every step of every transcript recorded from a real kube-apiserver
-//! (`tests/fixtures/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
+//! (`crates/fakekube/fixtures/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
 //! the body's kind, Status `reason`/`code`/`status`, `message` (uids and numbers normalised:
 //! they differ from run to run), `details`, and the semantics that matter (which named
 //! objects a list returns, finalizers and deletionTimestamp, Scale bodies, Table columns,
