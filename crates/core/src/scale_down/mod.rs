@@ -1,10 +1,12 @@
 //! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
 //! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
 //!
-//! create: [`check`] (decide the workload, guardrail, conflict; read-only) -> session
-//! ConfigMap -> [`prepare`] (session `workload` field, lock with the original count, annotation
-//! on the workload) -> copy pod -> Ready -> [`apply`] (write-ahead `scaledDown=true`, pause
-//! KEDA, scale to zero).
+//! create: [`check_for_create`] (decide the workload from the object `resolve` read, guardrail;
+//! read-only) -> session ConfigMap (recording the `workload`) -> [`prepare_checked`] (lock with
+//! the original count, annotation on the workload, fenced) -> copy pod -> Ready -> [`apply`]
+//! (write-ahead `scaledDown=true`, pause KEDA, scale to zero, fenced). A ReadWriteOnce claim
+//! (crate::claims) moves [`apply`] before the copy pod. [`check`] is the read-only variant that
+//! also reads the lock (`--dry-run=client`); [`prepare`] does check and prepare in one call.
 //! end: [`restore`] (fence the lock, scale back only if still at zero, unpause KEDA, remove
 //! the annotation, release the lock), then `session::end` deletes the copy and the session.
 //!
