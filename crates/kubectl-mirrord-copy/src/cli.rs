@@ -13,7 +13,7 @@ Exit codes:
   1   unexpected error
   2   usage error: bad flags, malformed target, bad duration, bad config file
   3   target not found
-  4   unsupported: the kind cannot be copied or scaled down, or the API server rejected the copy (422)
+  4   unsupported: cannot be copied or scaled down, or rejected as invalid (422)
   5   permission denied
   6   the copy pod failed to start
   7   timed out

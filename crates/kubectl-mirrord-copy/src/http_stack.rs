@@ -105,13 +105,18 @@ impl TransientRetry {
         let base = FIRST_BACKOFF
             .saturating_mul(1 << self.attempt.min(10))
             .min(MAX_BACKOFF);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
-        base.mul_f64(factor)
+        jitter(base, 0.5, 1.5)
     }
+}
+
+/// `base` scaled by a factor in [low, high), from the clock's nanoseconds: enough to keep many
+/// clients that fail together from retrying together (no randomness crate needed).
+pub fn jitter(base: Duration, low: f64, high: f64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base.mul_f64(low + (high - low) * f64::from(nanos % 1000) / 1000.0)
 }
 
 impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for TransientRetry {

@@ -8,31 +8,23 @@ use kube::ResourceExt;
 use super::target_of_record;
 use super::workload::{self, ScaleKind, ScaleTarget};
 use crate::error::Error;
-use mirrord_copy_lock as lock;
+use mirrord_copy_lock::LockRecord;
 
 /// "Deployment ns/x was scaled to 2 by kubectl (2026-12-04T15:00:00Z)" for each workload
-/// `session_id` scaled down that is no longer at zero; empty when all are where we left them.
+/// `records` (the session's locks, as just renewed) scaled down that is no longer at zero;
+/// empty when all are where we left them. One GET per workload held at zero.
 pub async fn interference(
     client: &kube::Client,
     namespace: &str,
-    session_id: &str,
+    records: &[LockRecord],
 ) -> Result<Vec<String>, Error> {
-    let locks = lock::list(client, Some(namespace), Some(session_id))
-        .await
-        .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
     let mut found = Vec::new();
-    for cm in locks {
-        let Ok(record) = lock::LockRecord::parse(cm.data.as_ref().unwrap_or(&Default::default()))
-        else {
+    for record in records.iter().filter(|r| r.scaled_down) {
+        let target = target_of_record(namespace, record)?;
+        let Some(object) = workload::get(client, &target).await? else {
             continue;
         };
-        if !record.scaled_down || record.holder_session != session_id {
-            continue;
-        }
-        let target = target_of_record(namespace, &record)?;
-        let Some(observed) = workload::observe(client, &target).await? else {
-            continue;
-        };
+        let observed = workload::observed(target.kind, object);
         if observed.replicas == 0 {
             continue;
         }

@@ -359,14 +359,15 @@ pub async fn apply(
     Ok(())
 }
 
-/// Extend the lease of `session_id`'s lock(s) to now + `lease` (the `run` heartbeat).
+/// Extend the lease of `session_id`'s lock(s) to now + `lease` (the `run` heartbeat); the
+/// records as renewed.
 /// [`Error::Conflict`] if the lock is no longer ours.
 pub async fn renew(
     client: &kube::Client,
     namespace: &str,
     session_id: &str,
     lease: Duration,
-) -> Result<(), Error> {
+) -> Result<Vec<LockRecord>, Error> {
     let until =
         clock::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
     let locks = lock::list(client, Some(namespace), Some(session_id))
@@ -377,23 +378,26 @@ pub async fn renew(
             "session {session_id} holds no scale-down lock in namespace {namespace} (its lease expired and another session took it over?)"
         )));
     }
+    let mut renewed = Vec::with_capacity(locks.len());
     for cm in locks {
-        lock::renew(client, namespace, &cm.name_any(), session_id, until)
+        let name = cm.name_any();
+        // From the lock as listed: a read only if it changed since.
+        let guard = lock::update_known(client, cm, session_id, |r| r.lease_expires = until)
             .await
             .map_err(|e| match e {
                 LockError::Lost(why) => {
-                    Error::SessionLost(format!("its scale-down lock {}: {why}", cm.name_any()))
+                    Error::SessionLost(format!("its scale-down lock {name}: {why}"))
                 }
                 LockError::Held(other) => Error::SessionLost(format!(
-                    "its scale-down lock {} was taken over by {}",
-                    cm.name_any(),
+                    "its scale-down lock {name} was taken over by {}",
                     other.describe_holder()
                 )),
                 LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
                 other => Error::Contended(format!("renewing the scale-down lock: {other}")),
             })?;
+        renewed.push(guard.record);
     }
-    Ok(())
+    Ok(renewed)
 }
 
 /// The session's holder ("user (localuser@host)") and copy pod, from its ConfigMap; records the workload in

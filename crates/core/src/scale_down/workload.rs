@@ -246,52 +246,6 @@ pub async fn get(
     }
 }
 
-/// The workload and its count at one resourceVersion, or None if it is gone.
-pub async fn observe(
-    client: &kube::Client,
-    target: &ScaleTarget,
-) -> Result<Option<Observed>, Error> {
-    for _ in 0..5 {
-        let Some(object) = get(client, target).await? else {
-            return Ok(None);
-        };
-        let rv = object.resource_version().unwrap_or_default();
-        if target.kind == ScaleKind::CronJob {
-            let suspended = object.data["spec"]["suspend"].as_bool() == Some(true);
-            return Ok(Some(Observed {
-                object,
-                replicas: if suspended { 0 } else { 1 },
-                resource_version: rv,
-            }));
-        }
-        let scale = match target.api(client).get_scale(&target.name).await {
-            Ok(s) => s,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => {
-                return Err(Error::from_kube(
-                    e,
-                    "get",
-                    &format!("{}/scale", target.kind.resource_name()),
-                ))
-            }
-        };
-        // The /scale view shares the object's resourceVersion; if they differ the object
-        // changed between the two reads: read again.
-        if scale.metadata.resource_version.as_deref() == Some(rv.as_str()) {
-            let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
-            return Ok(Some(Observed {
-                object,
-                replicas,
-                resource_version: rv,
-            }));
-        }
-    }
-    Err(Error::Contended(format!(
-        "{} kept changing while being read",
-        target.describe()
-    )))
-}
-
 /// Set the count (a CronJob: suspend for 0, resume otherwise). With `pin`, the write only
 /// succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
 pub async fn set_replicas(

@@ -395,11 +395,11 @@ async fn patch_data(
 /// scale-down, also look whether someone scaled the workload meanwhile: returned (for `run` to
 /// warn about) and recorded in the session (`interference`, for `status`).
 pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<Vec<String>, Error> {
-    beat(client, &session.namespace, &session.id, session.scale_down).await?;
-    if !session.scale_down {
+    let locks = beat(client, &session.namespace, &session.id, session.scale_down).await?;
+    if locks.is_empty() {
         return Ok(Vec::new());
     }
-    let found = scale_down::interference(client, &session.namespace, &session.id).await?;
+    let found = scale_down::interference(client, &session.namespace, &locks).await?;
     if !found.is_empty() {
         patch_data(
             client,
@@ -418,13 +418,13 @@ async fn beat(
     namespace: &str,
     session_id: &str,
     scale_down: bool,
-) -> Result<(), Error> {
+) -> Result<Vec<mirrord_copy_lock::LockRecord>, Error> {
     let now = timestamp(clock::now());
     patch_data(client, namespace, session_id, labels::DATA_HEARTBEAT, &now).await?;
-    if scale_down {
-        scale_down::renew(client, namespace, session_id, RUN_LEASE).await?;
+    if !scale_down {
+        return Ok(Vec::new());
     }
-    Ok(())
+    scale_down::renew(client, namespace, session_id, RUN_LEASE).await
 }
 
 /// Run `wait` (for Ready, or for an original to release its claims). A `run` session (no ttl)

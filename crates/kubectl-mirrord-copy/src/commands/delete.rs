@@ -5,7 +5,7 @@ use mirrord_copy_core::{session, Error, Session, TargetRef};
 
 use crate::cli::{DeleteArgs, GlobalArgs, ListOutput};
 use crate::commands::create::known_identity;
-use crate::commands::{local_user, print, state_entries, with_state};
+use crate::commands::{local_user, print, recorded_here, state_entries, with_state};
 use crate::kube_client::{connect, Cluster};
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::progress::Reporter;
@@ -14,10 +14,8 @@ use crate::progress::Reporter;
 /// state file. The others are listed on stderr as skipped.
 async fn only_yours(cluster: &Cluster, sessions: Vec<Session>) -> Vec<Session> {
     let mine = state_entries();
-    let (mut yours, rest): (Vec<Session>, Vec<Session>) = sessions.into_iter().partition(|s| {
-        mine.iter()
-            .any(|e| e.id == s.id && e.namespace == s.namespace)
-    });
+    let (mut yours, rest): (Vec<Session>, Vec<Session>) =
+        sessions.into_iter().partition(|s| recorded_here(&mine, s));
     if rest.is_empty() {
         return yours;
     }

@@ -75,6 +75,13 @@ pub fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
     }
 }
 
+/// Whether this machine's state file records `session`.
+pub fn recorded_here(entries: &[Entry], session: &mirrord_copy_core::Session) -> bool {
+    entries
+        .iter()
+        .any(|e| e.id == session.id && e.namespace == session.namespace)
+}
+
 pub fn state_entries() -> Vec<Entry> {
     let mut entries = Vec::new();
     with_state(|s| {

@@ -11,6 +11,7 @@ use tokio::process::Command;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::commands::create::{after_create, build_request, identify};
 use crate::commands::with_state;
+use crate::http_stack::jitter;
 use crate::kube_client::connect;
 use crate::progress::Reporter;
 
@@ -91,17 +92,9 @@ async fn keep_alive(client: kube::Client, s: Session, lost: tokio::sync::oneshot
             "warning: session heartbeat failed, retrying (deadline in {}s): {why}",
             (session::RENEW_DEADLINE - failing_for).as_secs()
         );
-        wait = jittered(session::RETRY_PERIOD);
+        // Up to a quarter more, so many clients retrying do not arrive together.
+        wait = jitter(session::RETRY_PERIOD, 1.0, 1.25);
     }
-}
-
-/// `period` plus up to a quarter more, so many clients retrying do not arrive together.
-fn jittered(period: std::time::Duration) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    period + period.mul_f64(f64::from(nanos % 250) / 1000.0)
 }
 
 /// Run COMMAND to completion, forwarding SIGINT/SIGTERM; its exit code (128+N if killed by N).

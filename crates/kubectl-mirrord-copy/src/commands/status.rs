@@ -4,7 +4,7 @@ use mirrord_copy_core::{session, Error};
 use mirrord_copy_lock::clock;
 
 use crate::cli::{GlobalArgs, StatusArgs, StatusOutput};
-use crate::commands::{print, state_entries};
+use crate::commands::{print, recorded_here, state_entries};
 use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::status_table;
@@ -19,10 +19,7 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error
         Some(_) => session::list(&cluster.client, namespace).await?,
     };
     let mine = state_entries();
-    let is_yours = |s: &mirrord_copy_core::Session| {
-        mine.iter()
-            .any(|e| e.id == s.id && e.namespace == s.namespace)
-    };
+    let is_yours = |s: &mirrord_copy_core::Session| recorded_here(&mine, s);
     let docs = || {
         sessions
             .iter()
