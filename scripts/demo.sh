@@ -11,7 +11,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 echo "Building and installing kubectl-mirrord_copy (release; the first build takes a few minutes)..."
 target_dir=${CARGO_TARGET_DIR:-target}
 cargo install --locked --quiet --path crates/kubectl-mirrord-copy --target-dir "$target_dir"
-cargo build --locked --quiet --release -p mirrord-copy-tests --bin mirrord-copy-sandbox --target-dir "$target_dir"
+cargo build --locked --quiet --release -p fakekube --bin mirrord-copy-sandbox --target-dir "$target_dir"
 bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$bin_dir:$PATH"
 

@@ -307,7 +307,10 @@ async fn check_session_doc(env: &TestEnv, doc: &Value, scale_down: bool) {
     assert_eq!(doc["namespace"], env.namespace.as_str());
     assert_eq!(doc["target"], "deployment/out");
     assert_eq!(doc["scaleDown"], scale_down);
-    assert!(doc["owner"].as_str().unwrap().contains('@'));
+    // The Kubernetes user the cluster names; the machine's user@host beside it.
+    assert!(!doc["owner"].as_str().unwrap().is_empty(), "{doc}");
+    assert!(doc["host"].as_str().unwrap().contains('@'), "{doc}");
+    assert_eq!(doc["lapsed"], false, "{doc}");
     let session = doc["session"].as_str().unwrap();
     let pod = doc["copyPod"].as_str().unwrap();
     let copy = check_copy(env, pod, "deployment/out", "out").await;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::plugin_support::*;
 
-const WIDE_HEADERS: [&str; 10] = [
+const WIDE_HEADERS: [&str; 11] = [
     "Original Target",
     "Namespace",
     "Copy Pod Name",
@@ -21,6 +21,7 @@ const WIDE_HEADERS: [&str; 10] = [
     "Phase",
     "Expires",
     "Yours",
+    "Notes",
 ];
 
 #[tokio::test]

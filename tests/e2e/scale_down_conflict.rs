@@ -42,7 +42,9 @@ async fn twenty_concurrent_sessions_one_winner() {
                 Err(e) => Err(e),
                 Ok(_) => {
                     let handle = session(env, &id, &target, false).await;
-                    let r = scale_down::prepare(&env.client, &resolved, &handle, LONG, &sink).await;
+                    let r =
+                        scale_down::prepare(&env.client, &resolved, &handle, LONG, false, &sink)
+                            .await;
                     if r.is_err() {
                         // What create does on failure: end the session it made.
                         let events = Events::default();
@@ -302,4 +304,43 @@ async fn malformed_annotation_is_refused_and_never_acted_upon() {
     assert!(mentions(&report.skipped, "original-replicas"), "{report:?}");
     assert_eq!(deployment_replicas(&env, "bad").await, 0);
     assert_eq!(scaled_down_by(&env, "bad").await.as_deref(), Some("gone"));
+}
+
+/// A stale session never writes over the one that took the workload from it: its scale to
+/// zero is fenced on the workload still naming it (`scaled-down-by`), pinned to the
+/// resourceVersion at which that was read.
+#[tokio::test]
+async fn a_stale_session_cannot_scale_down_what_another_session_took_over() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("fenced", 3)).await;
+    let events = Events::default();
+    let stale = prepare_new(&env, "stalesessn", "deployment/fenced", &events)
+        .await
+        .unwrap();
+    // Another session took the workload over (as after the stale one's lease ran out).
+    api(&env, ScaleKind::Deployment)
+        .patch(
+            "fenced",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                labels::SCALED_DOWN_BY_ANNOTATION: "newholder1"
+            }}})),
+        )
+        .await
+        .unwrap();
+    let err = scale_down::apply(&env.client, &stale, &events.sink())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 11, "{err}");
+    assert!(
+        err.to_string()
+            .contains("now scaled down by session newholder1"),
+        "{err}"
+    );
+    assert_eq!(deployment_replicas(&env, "fenced").await, 3);
+    assert_eq!(
+        scaled_down_by(&env, "fenced").await.as_deref(),
+        Some("newholder1"),
+        "the new holder's record is untouched"
+    );
 }

@@ -33,7 +33,7 @@ fn live_record(session: &str, uid: &str, replicas: i32) -> LockRecord {
 /// An owner reference to a new live session `session_id`.
 async fn owner(env: &TestEnv, session_id: &str) -> OwnerReference {
     let h = session(env, session_id, "deployment/w", false).await;
-    mirrord_copy_core::scale_down::owner_reference(&h)
+    h.owner_reference()
 }
 
 /// `lock::acquire` of Deployment w's lock with `record`, owned by `owner`.

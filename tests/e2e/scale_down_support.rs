@@ -179,7 +179,7 @@ pub async fn prepare(
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
     let resolved = resolved(env, target).await;
-    scale_down::prepare(&env.client, &resolved, handle, lease, on_progress).await
+    scale_down::prepare(&env.client, &resolved, handle, lease, false, on_progress).await
 }
 
 /// `prepare` of `target` for a new live session `id`, with a LONG lease.
@@ -477,5 +477,6 @@ pub fn scale_down_request(
         wait: true,
         timeout: Duration::from_secs(30),
         reuse: false,
+        suspend_flux: false,
     }
 }

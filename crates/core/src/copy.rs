@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{claims, mount_claims};
@@ -272,25 +272,12 @@ pub fn build_copy_pod(
                 &session.id,
             )),
             annotations: Some(annotations),
-            owner_references: Some(vec![session_owner_reference(session)]),
+            owner_references: Some(vec![session.owner_reference()]),
             ..Default::default()
         },
         spec: Some(spec),
         status: None,
     })
-}
-
-/// Controller ownerReference to the session ConfigMap: no workload controller adopts a pod
-/// that already has a controller, and the garbage collector deletes it with the session.
-pub fn session_owner_reference(session: &SessionHandle) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        name: session.config_map.clone(),
-        uid: session.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
 }
 
 #[cfg(test)]

@@ -73,17 +73,39 @@ pub enum Error {
         set_by: Option<String>,
     },
 
+    /// The session is no longer ours: its ConfigMap or lock is gone or was taken over, or its
+    /// lease lapsed because renewals kept failing (exit 11). `run` stops its command.
+    #[error("session lost: {0}")]
+    SessionLost(String),
+
     /// A lock or session record whose data is malformed: reported, never acted upon (exit 1).
     #[error("corrupt record: {0}")]
     CorruptRecord(String),
+
+    /// An object vanished while we worked on it: the workload deleted mid-way (exit 3).
+    #[error("{0} no longer exists")]
+    Vanished(String),
+
+    /// Kept losing compare-and-swap races on an object that others write too (exit 1):
+    /// nothing of ours was left half-written.
+    #[error("gave up: {0}")]
+    Contended(String),
+
+    /// A local input/output failure: the output, a file, the command `run` waits for (exit 1).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// Any other API error (exit code derived from the HTTP status where it means something).
     #[error("kubernetes API error: {}", kube_error_text(.0))]
     Kube(#[from] kube::Error),
 
-    /// Anything else unexpected (exit 1).
+    /// A value that could not be converted (JSON, YAML): a bug, not a user error (exit 1).
     #[error("{0}")]
-    Other(String),
+    Internal(String),
 }
 
 impl Error {
@@ -91,7 +113,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::TargetNotFound { .. } => 3,
+            Error::TargetNotFound { .. } | Error::Vanished(_) => 3,
             Error::Unsupported(_) | Error::Invalid { .. } => 4,
             Error::Forbidden { .. } => 5,
             Error::CopyFailed { .. } => 6,
@@ -99,7 +121,11 @@ impl Error {
             Error::Unreachable(_) => 8,
             Error::Conflict { .. } => 9,
             Error::Guardrail { .. } => 10,
-            Error::CorruptRecord(_) | Error::Other(_) => 1,
+            Error::SessionLost(_) => 11,
+            Error::CorruptRecord(_)
+            | Error::Contended(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => 1,
             // Errors nobody classified still deserve the right code when the status says it.
             Error::Kube(err) => match status_code(err) {
                 Some(403) => 5,
@@ -157,7 +183,7 @@ impl Error {
         }
         if is_transport(&err) {
             let text = error_chain(&err);
-            if text.contains("timed out") || text.contains("elapsed") || text.contains("deadline") {
+            if timed_out(&err) {
                 return Error::Timeout(format!("{verb} {resource}: {text}"));
             }
             return Error::Unreachable(format!("{verb} {resource}: {text}"));
@@ -194,9 +220,25 @@ pub fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
 }
 
+/// A transport error caused by a timeout, decided from the typed causes (an I/O error of kind
+/// TimedOut, as the connect/read/write timeouts report, or tokio's Elapsed), not from text.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let io_timeout = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if io_timeout || e.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The request never got an HTTP answer (connection refused, reset, TLS, timeout). A failed
-/// TLS handshake comes back from the connector as a Service or Hyper error (kube's RustlsTls
-/// only exists with its rustls-tls feature, which the plugin no longer enables).
+/// TLS handshake comes back from the plugin's connector as a Service or Hyper error (kube's
+/// RustlsTls only exists with its rustls-tls feature, which the plugin does not enable).
 fn is_transport(err: &kube::Error) -> bool {
     matches!(
         err,
@@ -340,8 +382,11 @@ mod tests {
                 },
                 10,
             ),
+            (Error::SessionLost("x".into()), 11),
             (Error::CorruptRecord("x".into()), 1),
-            (Error::Other("x".into()), 1),
+            (Error::Internal("x".into()), 1),
+            (Error::Vanished("Deployment d/x".into()), 3),
+            (Error::Contended("x".into()), 1),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err:?}");

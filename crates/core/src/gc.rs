@@ -10,20 +10,25 @@
 //!    lock (the lock was garbage-collected with its session): restored from the annotation.
 //! 4. KEDA ScaledObjects paused by a session that no longer exists: unpaused.
 //! 5. Copy pods whose session no longer exists: deleted.
+//!
+//! Requests when nothing is to be done (issue 11): one LIST of our ConfigMaps (sessions and
+//! locks, by the managed-by label), one metadata-only LIST per scalable kind and of the KEDA
+//! ScaledObjects (the annotations of step 3 and 4 can only be found by reading every object:
+//! there are no selectors on annotations), and one LIST of copy pods. Each LIST is decoded item
+//! by item into the fields read here (`crate::list`). GETs happen only for candidates.
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
-use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{is_conflict, is_not_found, Error};
-use crate::labels::{self, Role, DATA_HEARTBEAT, SCALED_DOWN_BY_ANNOTATION};
+use crate::labels::{self, Role, SCALED_DOWN_BY_ANNOTATION};
+use crate::list::{self, ConfigMapLite, Meta, MetaOnly, PodLite};
 use crate::scale_down::{self, restore_workload, RestoreOutcome, ScaleKind, ScaleTarget};
-use crate::session::{self, Progress, ProgressFn, RUN_LEASE};
-use mirrord_copy_lock as lock;
+use crate::session::{self, Progress, ProgressFn};
+use mirrord_copy_lock::{self as lock, clock};
 
 /// What gc did, for `-o json|yaml` and the CronJob's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +55,11 @@ pub async fn gc(
     on_progress: &ProgressFn,
 ) -> Result<GcReport, Error> {
     let mut report = GcReport::default();
-    let live = end_expired_sessions(client, namespace, &mut report, on_progress).await?;
-    release_orphan_locks(client, namespace, &live, &mut report, on_progress).await?;
+    let ours = our_config_maps(client, namespace).await?;
+    let (live, ended) =
+        end_expired_sessions(client, &ours.sessions, &mut report, on_progress).await?;
+    release_orphan_locks(client, &ours.locks, &live, &ended, &mut report, on_progress).await?;
+    drop(ours);
     restore_annotated(client, namespace, &live, &mut report, on_progress).await?;
     unpause_orphan_keda(client, namespace, &live, &mut report, on_progress).await?;
     delete_orphan_copies(client, namespace, &live, &mut report, on_progress).await?;
@@ -65,23 +73,31 @@ fn config_maps(client: &kube::Client, namespace: Option<&str>) -> Api<ConfigMap>
     }
 }
 
-async fn list_all<K>(api: &Api<K>, selector: Option<&str>) -> Result<Vec<K>, kube::Error>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut lp = ListParams::default().limit(500);
-    if let Some(s) = selector {
-        lp = lp.labels(s);
-    }
-    let mut out = Vec::new();
-    loop {
-        let page = api.list(&lp).await?;
-        out.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => lp = lp.continue_token(&token),
-            None => return Ok(out),
-        }
-    }
+/// Our session and lock ConfigMaps, from one LIST by the managed-by label.
+struct Ours {
+    sessions: Vec<ConfigMapLite>,
+    locks: Vec<ConfigMapLite>,
+}
+
+async fn our_config_maps(client: &kube::Client, namespace: Option<&str>) -> Result<Ours, Error> {
+    let mut ours = Ours {
+        sessions: Vec::new(),
+        locks: Vec::new(),
+    };
+    let selector = format!("{}={}", labels::MANAGED_BY_LABEL, labels::MANAGED_BY_VALUE);
+    list::for_each(
+        &config_maps(client, namespace),
+        client,
+        Some(&selector),
+        |cm: ConfigMapLite| match cm.metadata.labels.get(labels::ROLE_LABEL) {
+            Some(r) if r == Role::Session.as_str() => ours.sessions.push(cm),
+            Some(r) if r == Role::Lock.as_str() => ours.locks.push(cm),
+            _ => {}
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    Ok(ours)
 }
 
 /// Does the session ConfigMap exist right now? (Re-checked before acting, so a session created
@@ -94,43 +110,22 @@ async fn session_exists(client: &kube::Client, ns: &str, id: &str) -> Result<boo
         .map_err(|e| Error::from_kube(e, "get", "configmaps"))
 }
 
-/// Is this session over at `now`? Detached: `expires` passed. `run` (no expiry): its heartbeat
-/// is older than the lease it renews.
-fn is_expired(
-    expires: Option<DateTime<Utc>>,
-    heartbeat: Option<DateTime<Utc>>,
-    created: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> bool {
-    match expires {
-        Some(e) => e <= now,
-        None => {
-            let last = heartbeat.unwrap_or(created);
-            last + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default() < now
-        }
-    }
-}
-
+/// Ends the lapsed sessions; returns the live ones and those it ended.
 async fn end_expired_sessions(
     client: &kube::Client,
-    namespace: Option<&str>,
+    cms: &[ConfigMapLite],
     report: &mut GcReport,
     on_progress: &ProgressFn,
-) -> Result<Live, Error> {
-    let cms = list_all(
-        &config_maps(client, namespace),
-        Some(&labels::role_selector(Role::Session)),
-    )
-    .await
-    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
-    let now = Utc::now();
+) -> Result<(Live, Live), Error> {
+    let now = clock::now();
     let mut live = Live::new();
+    let mut ended = Live::new();
     for cm in cms {
-        let ns = cm.namespace().unwrap_or_default();
-        let Some(id) = cm.labels().get(labels::SESSION_LABEL).cloned() else {
+        let ns = cm.metadata.namespace.clone();
+        let Some(id) = cm.metadata.labels.get(labels::SESSION_LABEL).cloned() else {
             continue;
         };
-        let session = match session::session_from_config_map(&cm) {
+        let session = match session::session_from_config_map(&cm.to_config_map()) {
             Ok(s) => s,
             Err(e) => {
                 // Unreadable: we cannot know it expired; leave it and everything it holds.
@@ -139,18 +134,15 @@ async fn end_expired_sessions(
                 continue;
             }
         };
-        let heartbeat = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(DATA_HEARTBEAT))
-            .and_then(|h| DateTime::parse_from_rfc3339(h).ok())
-            .map(|h| h.with_timezone(&Utc));
-        if !is_expired(session.expires, heartbeat, session.created, now) {
+        if !session.has_lapsed(now) {
             live.insert((ns, id));
             continue;
         }
         match session::end(client, &ns, &id, on_progress).await {
-            Ok(_) => report.ended_sessions.push(format!("{ns}/{id}")),
+            Ok(_) => {
+                report.ended_sessions.push(format!("{ns}/{id}"));
+                ended.insert((ns, id));
+            }
             Err(e) => {
                 report.skipped.push(format!(
                     "session {ns}/{id} expired but could not be ended: {e}"
@@ -159,24 +151,21 @@ async fn end_expired_sessions(
             }
         }
     }
-    Ok(live)
+    Ok((live, ended))
 }
 
 async fn release_orphan_locks(
     client: &kube::Client,
-    namespace: Option<&str>,
+    locks: &[ConfigMapLite],
     live: &Live,
+    ended: &Live,
     report: &mut GcReport,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    let locks = lock::list(client, namespace, None)
-        .await
-        .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
     for cm in locks {
-        let ns = cm.namespace().unwrap_or_default();
-        let name = cm.name_any();
-        let record = match lock::LockRecord::parse(cm.data.as_ref().unwrap_or(&Default::default()))
-        {
+        let ns = cm.metadata.namespace.clone();
+        let name = &cm.metadata.name;
+        let record = match lock::LockRecord::parse(&cm.data) {
             Ok(r) => r,
             Err(e) => {
                 report
@@ -186,7 +175,10 @@ async fn release_orphan_locks(
             }
         };
         let holder = record.holder_session.clone();
-        if live.contains(&(ns.clone(), holder.clone()))
+        let key = (ns.clone(), holder.clone());
+        // Listed before step 1: a session ended there restored and released its own lock.
+        if ended.contains(&key)
+            || live.contains(&key)
             || session_exists(client, &ns, &holder).await?
         {
             continue;
@@ -215,8 +207,19 @@ async fn restore_annotated(
             Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.resource()),
             None => Api::all_with(client.clone(), &kind.resource()),
         };
-        let objects = match list_all(&api, None).await {
-            Ok(o) => o,
+        // Metadata is all we read: only the annotated ones are kept.
+        let mut annotated: Vec<Meta> = Vec::new();
+        let listed = list::for_each(&api, client, None, |o: MetaOnly| {
+            if o.metadata
+                .annotations
+                .contains_key(SCALED_DOWN_BY_ANNOTATION)
+            {
+                annotated.push(o.metadata);
+            }
+        })
+        .await;
+        match listed {
+            Ok(()) => {}
             // Argo Rollouts not installed.
             Err(e) if is_not_found(&e) => continue,
             Err(e) => {
@@ -227,20 +230,18 @@ async fn restore_annotated(
                 ));
                 continue;
             }
-        };
-        for obj in objects {
-            let Some(id) = obj.annotations().get(SCALED_DOWN_BY_ANNOTATION).cloned() else {
-                continue;
-            };
-            let ns = obj.namespace().unwrap_or_default();
+        }
+        for obj in annotated {
+            let id = obj.annotations[SCALED_DOWN_BY_ANNOTATION].clone();
+            let ns = obj.namespace.clone();
             if live.contains(&(ns.clone(), id.clone())) || session_exists(client, &ns, &id).await? {
                 continue;
             }
             let target = ScaleTarget {
                 kind,
-                name: obj.name_any(),
+                name: obj.name.clone(),
                 namespace: ns.clone(),
-                uid: obj.uid().unwrap_or_default(),
+                uid: obj.uid.clone(),
             };
             // Any lock on this workload (still the dead session's because step 2 could not
             // fence it, or a new session's that is about to re-annotate) or an unreadable one:
@@ -276,8 +277,8 @@ async fn unpause_orphan_keda(
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    let objects = match list_all(&api, None).await {
-        Ok(o) => o,
+    let objects: Vec<Meta> = match list::collect::<_, MetaOnly>(&api, client, None).await {
+        Ok(o) => o.into_iter().map(|o| o.metadata).collect(),
         Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => {
             report
@@ -288,8 +289,8 @@ async fn unpause_orphan_keda(
     };
     let mut namespaces: Vec<String> = Vec::new();
     for so in &objects {
-        let ns = so.namespace().unwrap_or_default();
-        if let Some(by) = so.annotations().get(scale_down::KEDA_PAUSED_BY_ANNOTATION) {
+        let ns = so.namespace.clone();
+        if let Some(by) = so.annotations.get(scale_down::KEDA_PAUSED_BY_ANNOTATION) {
             if !live.contains(&(ns.clone(), by.clone()))
                 && !session_exists(client, &ns, by).await?
                 && !namespaces.contains(&ns)
@@ -302,9 +303,9 @@ async fn unpause_orphan_keda(
         // Re-checked per object by the predicate; a session created meanwhile has a ConfigMap.
         let dead: HashSet<String> = objects
             .iter()
-            .filter(|so| so.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|so| so.namespace == ns)
             .filter_map(|so| {
-                so.annotations()
+                so.annotations
                     .get(scale_down::KEDA_PAUSED_BY_ANNOTATION)
                     .cloned()
             })
@@ -339,15 +340,28 @@ async fn delete_orphan_copies(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let pods = list_all(&api, Some(&labels::role_selector(Role::Copy)))
-        .await
-        .map_err(|e| Error::from_kube(e, "list", "pods"))?;
-    for pod in pods {
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let ns = pod.namespace().unwrap_or_default();
-        let Some(id) = pod.labels().get(labels::SESSION_LABEL).cloned() else {
+    // Only the copies whose session is not known to be live are kept.
+    let mut candidates: Vec<Meta> = Vec::new();
+    list::for_each(
+        &api,
+        client,
+        Some(&labels::role_selector(Role::Copy)),
+        |pod: PodLite| {
+            let m = pod.metadata;
+            let live_session = m
+                .labels
+                .get(labels::SESSION_LABEL)
+                .is_some_and(|id| live.contains(&(m.namespace.clone(), id.clone())));
+            if m.deletion_timestamp.is_none() && !live_session {
+                candidates.push(m);
+            }
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "pods"))?;
+    for pod in candidates {
+        let ns = pod.namespace.clone();
+        let Some(id) = pod.labels.get(labels::SESSION_LABEL).cloned() else {
             continue;
         };
         if live.contains(&(ns.clone(), id.clone())) || session_exists(client, &ns, &id).await? {
@@ -356,48 +370,21 @@ async fn delete_orphan_copies(
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: pod.uid(),
+                uid: (!pod.uid.is_empty()).then(|| pod.uid.clone()),
                 resource_version: None,
             }),
             ..Default::default()
         };
-        match pods.delete(&pod.name_any(), &dp).await {
+        match pods.delete(&pod.name, &dp).await {
             Ok(_) => {
                 on_progress(Progress::Deleted {
-                    object: format!("pod/{}", pod.name_any()),
+                    object: format!("pod/{}", pod.name),
                 });
-                report.deleted.push(format!("{ns} pod/{}", pod.name_any()));
+                report.deleted.push(format!("{ns} pod/{}", pod.name));
             }
             Err(e) if is_not_found(&e) || is_conflict(&e) => {}
             Err(e) => return Err(Error::from_kube(e, "delete", "pods")),
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_rules() {
-        let now = Utc::now();
-        let minute = chrono::Duration::seconds(60);
-        assert!(is_expired(Some(now - minute), None, now, now));
-        assert!(!is_expired(Some(now + minute), None, now, now));
-        // run sessions: by heartbeat, falling back to creation.
-        assert!(!is_expired(
-            None,
-            Some(now - minute / 2),
-            now - minute * 10,
-            now
-        ));
-        assert!(is_expired(
-            None,
-            Some(now - minute * 2),
-            now - minute * 10,
-            now
-        ));
-        assert!(is_expired(None, None, now - minute * 2, now));
-    }
 }

@@ -1,6 +1,8 @@
 //! Every name the plugin writes on the cluster: label and annotation keys and values, ConfigMap
 //! data keys and object-name prefixes. DESIGN.md ("Names on the cluster") makes this file the
-//! single source; nothing else spells these strings.
+//! one place to look them up; nothing else spells these strings. The names the lock writes
+//! itself (its labels, name prefix and data keys) are spelled once, in `mirrord_copy_lock`,
+//! the lower crate, and re-exported here.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +10,10 @@ use std::collections::BTreeMap;
 pub const PREFIX: &str = "mirrord-copy.io/";
 
 // ---- labels on everything we create ----
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "kubectl-mirrord-copy";
-pub const SESSION_LABEL: &str = "mirrord-copy.io/session";
-pub const ROLE_LABEL: &str = "mirrord-copy.io/role";
+pub use mirrord_copy_lock::{
+    LABEL_MANAGED_BY as MANAGED_BY_LABEL, LABEL_ROLE as ROLE_LABEL, LABEL_SESSION as SESSION_LABEL,
+    MANAGED_BY as MANAGED_BY_VALUE,
+};
 
 /// What an object we created is, as the value of [`ROLE_LABEL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +28,7 @@ impl Role {
         match self {
             Role::Session => "session",
             Role::Copy => "copy",
-            Role::Lock => "lock",
+            Role::Lock => mirrord_copy_lock::ROLE_LOCK,
         }
     }
 }
@@ -55,7 +57,7 @@ pub fn session_role_selector(session_id: &str, role: Role) -> String {
 
 // ---- object names ----
 pub const SESSION_CONFIG_MAP_PREFIX: &str = "mirrord-copy-session-";
-pub const LOCK_CONFIG_MAP_PREFIX: &str = "mirrord-copy-lock-";
+pub use mirrord_copy_lock::LOCK_NAME_PREFIX as LOCK_CONFIG_MAP_PREFIX;
 
 /// Name of a session's ConfigMap.
 pub fn session_config_map_name(session_id: &str) -> String {
@@ -76,6 +78,8 @@ pub const DATA_EXPIRES: &str = "expires";
 pub const DATA_OPTIONS: &str = "options";
 pub const DATA_WORKLOAD: &str = "workload";
 pub const DATA_HEARTBEAT: &str = "heartbeat";
+/// Someone else scaled the workload during the session (recorded by `run`'s heartbeat).
+pub const DATA_INTERFERENCE: &str = "interference";
 
 // ---- copy pod annotations ----
 pub const ORIGINAL_TARGET_ANNOTATION: &str = "mirrord-copy.io/original-target";
@@ -84,16 +88,12 @@ pub const CREATED_AT_ANNOTATION: &str = "mirrord-copy.io/created-at";
 pub const OPTIONS_ANNOTATION: &str = "mirrord-copy.io/options";
 
 // ---- lock ConfigMap data keys (written by crates/lock; listed here so everything is in one place) ----
-pub const LOCK_HOLDER_SESSION: &str = "holderSession";
-pub const LOCK_HOLDER: &str = "holder";
-pub const LOCK_SINCE: &str = "since";
-pub const LOCK_LEASE_EXPIRES: &str = "leaseExpires";
-pub const LOCK_WORKLOAD_UID: &str = "workloadUid";
-pub const LOCK_WORKLOAD_KIND: &str = "workloadKind";
-pub const LOCK_WORKLOAD_NAME: &str = "workloadName";
-pub const LOCK_ORIGINAL_REPLICAS: &str = "originalReplicas";
-pub const LOCK_COPY_POD: &str = "copyPod";
-pub const LOCK_SCALED_DOWN: &str = "scaledDown";
+pub use mirrord_copy_lock::keys::{
+    COPY_POD as LOCK_COPY_POD, HOLDER as LOCK_HOLDER, HOLDER_SESSION as LOCK_HOLDER_SESSION,
+    LEASE_EXPIRES as LOCK_LEASE_EXPIRES, ORIGINAL_REPLICAS as LOCK_ORIGINAL_REPLICAS,
+    SCALED_DOWN as LOCK_SCALED_DOWN, SINCE as LOCK_SINCE, WORKLOAD_KIND as LOCK_WORKLOAD_KIND,
+    WORKLOAD_NAME as LOCK_WORKLOAD_NAME, WORKLOAD_UID as LOCK_WORKLOAD_UID,
+};
 
 // ---- on the workload while scaled down ----
 pub const ORIGINAL_REPLICAS_ANNOTATION: &str = "mirrord-copy.io/original-replicas";

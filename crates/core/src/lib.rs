@@ -7,6 +7,7 @@ pub mod error;
 pub mod gc;
 pub mod identity;
 pub mod labels;
+pub(crate) mod list;
 pub mod naming;
 pub mod resolve;
 pub mod scale_down;

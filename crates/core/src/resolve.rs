@@ -139,7 +139,7 @@ where
         uid: obj.uid().unwrap_or_default(),
         namespace: obj.namespace().unwrap_or_default(),
     };
-    let mut raw = serde_json::to_value(obj).map_err(|e| Error::Other(e.to_string()))?;
+    let mut raw = serde_json::to_value(obj).map_err(|e| Error::Internal(e.to_string()))?;
     // Typed objects fetched by kube lose apiVersion/kind in serialization only if unset; keep them.
     raw["apiVersion"] = object.api_version.clone().into();
     raw["kind"] = object.kind.clone().into();
@@ -195,11 +195,11 @@ async fn resolve_rollout(
         uid: rollout.uid().unwrap_or_default(),
         namespace: rollout.namespace().unwrap_or_else(|| namespace.to_string()),
     };
-    let raw = serde_json::to_value(&rollout).map_err(|e| Error::Other(e.to_string()))?;
+    let raw = serde_json::to_value(&rollout).map_err(|e| Error::Internal(e.to_string()))?;
     let spec = &rollout.data["spec"];
     let template = if let Some(inline) = spec.get("template").filter(|t| !t.is_null()) {
         serde_json::from_value(inline.clone()).map_err(|e| {
-            Error::Other(format!(
+            Error::Unsupported(format!(
                 "{}: malformed spec.template: {e}",
                 target.workload()
             ))

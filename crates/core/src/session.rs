@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::CopyOptions;
@@ -12,11 +13,13 @@ use crate::target::TargetRef;
 mod lifecycle;
 mod query;
 mod record;
-mod scale;
 mod wait;
 
-pub use lifecycle::{create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RUN_LEASE};
-pub use query::{find_by_pod, find_by_target, get, list};
+pub use lifecycle::{
+    create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE, RETRY_PERIOD,
+    RUN_LEASE,
+};
+pub use query::{find_by_pod, find_by_target, get, list, list_brief};
 pub use record::session_from_config_map;
 
 /// The session ConfigMap, as the copy pod and the lock reference it (their ownerReferences).
@@ -26,6 +29,24 @@ pub struct SessionHandle {
     pub namespace: String,
     pub config_map: String,
     pub uid: String,
+}
+
+impl SessionHandle {
+    /// The controller ownerReference the copy pod and the lock carry: no workload controller
+    /// adopts an object that already has a controller, and the garbage collector deletes
+    /// both with the session (blockOwnerDeletion: a foreground delete of the session waits for
+    /// them; clusters enforcing OwnerReferencesPermissionEnforcement want `update` on
+    /// configmaps/finalizers for it, which plugin-manifest/role.yaml grants).
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: self.config_map.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
 }
 
 /// What `create` and `end` report as they go, for spinners and logs.
@@ -97,6 +118,9 @@ pub struct CreateRequest {
     pub wait: bool,
     pub timeout: Duration,
     pub reuse: bool,
+    /// With scale-down of a workload a Flux Kustomization applies: annotate it
+    /// `kustomize.toolkit.fluxcd.io/reconcile: disabled` for the session.
+    pub suspend_flux: bool,
 }
 
 /// A live session, as read back from its ConfigMap (and, from `list`, its copy pod).
@@ -115,14 +139,67 @@ pub struct Session {
     pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
+    /// Last renewal by `run`'s heartbeat (absent in records that never had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DateTime<Utc>>,
+    /// Someone else scaled the workload during the session ("Deployment ns/x was scaled to 2
+    /// by kubectl at ..."), as `run`'s heartbeat last saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interference: Option<String>,
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
 }
 
+impl Session {
+    /// When the session is over by time: a detached session at `expires`; a `run` session
+    /// (no expiry) [`RUN_LEASE`] after its last heartbeat (or its creation). Compare with the
+    /// API server's time (`mirrord_copy_lock::clock::now`), never this machine's.
+    pub fn lapses_at(&self) -> DateTime<Utc> {
+        self.expires.unwrap_or_else(|| {
+            self.heartbeat.unwrap_or(self.created)
+                + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default()
+        })
+    }
+
+    /// Over by time at `now`: `gc` ends it, and a takeover may take its lock.
+    pub fn has_lapsed(&self, now: DateTime<Utc>) -> bool {
+        self.lapses_at() <= now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lapse_rules() {
+        let now = mirrord_copy_lock::clock::now();
+        let minute = chrono::Duration::seconds(60);
+        let session = |expires, heartbeat, created| Session {
+            id: "i".into(),
+            namespace: "n".into(),
+            target: "deployment/x".into(),
+            copy_pod: "x-copy-aaaaa".into(),
+            scale_down: false,
+            owner: "o".into(),
+            host: None,
+            created,
+            expires,
+            heartbeat,
+            interference: None,
+            options: CopyOptions::default(),
+            copy_phase: None,
+        };
+        assert!(session(Some(now - minute), None, now).has_lapsed(now));
+        assert!(!session(Some(now + minute), None, now).has_lapsed(now));
+        // run sessions: by heartbeat, falling back to creation.
+        let beat = |ago| session(None, Some(now - ago), now - minute * 10);
+        assert!(!beat(minute / 2).has_lapsed(now));
+        assert!(beat(minute * 2).has_lapsed(now));
+        assert!(session(None, None, now - minute * 2).has_lapsed(now));
+        assert_eq!(beat(minute).lapses_at(), now);
+    }
 
     #[test]
     fn progress_serializes_every_variant() {

@@ -8,6 +8,7 @@ use common::{
     env_with_workloads, quiet, ready_status, recorder, request, set_copy_status,
     set_copy_status_after_event,
 };
+use fakekube::{Fault, FaultAction};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
 use kube::Api;
@@ -462,7 +463,15 @@ async fn end_deletes_a_copy_whose_labels_were_edited_away() {
 async fn waiting_survives_a_server_blip() {
     let env = env_with_workloads().await;
     let fake = env.fake().expect("fake API server");
-    fake.faults().fail_nth("GET", "-copy-", 1, 503);
+    // The watch of the copy (create watches from the POST's resourceVersion: no GET first).
+    fake.faults().add(
+        Fault::on(
+            "GET",
+            "/pods",
+            FaultAction::Fail(fakekube::faults::status_error(503)),
+        )
+        .with_query("watch="),
+    );
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
     let kubelet = set_copy_status(&env, ready_status());
@@ -471,7 +480,7 @@ async fn waiting_survives_a_server_blip() {
     let failed_gets = fake
         .requests()
         .iter()
-        .filter(|r| r.verb == "get" && r.path.contains("-copy-") && r.status == 503)
+        .filter(|r| r.verb == "watch" && r.status == 503)
         .count();
     assert_eq!(failed_gets, 1);
     session::end(&env.client, &env.namespace, &s.id, &*quiet())

@@ -13,13 +13,14 @@ Exit codes:
   1   unexpected error
   2   usage error: bad flags, malformed target, bad duration, bad config file
   3   target not found
-  4   unsupported: the kind cannot be copied or scaled down
+  4   unsupported: cannot be copied or scaled down, or rejected as invalid (422)
   5   permission denied
   6   the copy pod failed to start
   7   timed out
   8   cluster unreachable or authentication failed
   9   the workload is already scaled down by another session
-  10  refused by the scale-down guardrail annotation";
+  10  refused by the scale-down guardrail annotation
+  11  session lost: run stopped its command (session ended or taken over, or not renewable)";
 
 const TARGETS: &str = "\
 TARGET is KIND/NAME[/container/CONTAINER] with KIND one of pod, deployment, statefulset,
@@ -107,6 +108,9 @@ pub struct CopyArgs {
     /// StatefulSets: give the copy empty volumes (emptyDir) instead of ordinal 0's PersistentVolumeClaims, so it can run beside the original without --scale-down
     #[arg(long = "claims-as-emptydir")]
     pub claims_as_emptydir: bool,
+    /// With --scale-down of a workload a Flux Kustomization applies: annotate it kustomize.toolkit.fluxcd.io/reconcile=disabled for the session (restored afterwards), so Flux does not scale it back
+    #[arg(long, requires = "scale_down")]
+    pub suspend_flux: bool,
     /// Do not wait for the copy to become Ready
     #[arg(long, conflicts_with = "wait")]
     pub no_wait: bool,
@@ -178,6 +182,9 @@ pub struct DeleteArgs {
     /// With --all or --target: every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// With --all or --target: end other people's sessions too (by default only yours: made by your Kubernetes user, or recorded in this machine's state file)
+    #[arg(long)]
+    pub all_owners: bool,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ListOutput>,
@@ -287,5 +294,6 @@ mod tests {
     fn help_lists_exit_codes() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("9   the workload is already scaled down by another session"));
+        assert!(help.contains("11  session lost: run stopped its command"));
     }
 }

@@ -4,12 +4,14 @@
 
 mod cli;
 mod commands;
+mod http_stack;
 mod kube_client;
 mod mirrord_config;
 mod output;
 mod progress;
 mod state;
 mod status_table;
+mod tls;
 
 use std::io::IsTerminal;
 
@@ -48,6 +50,12 @@ fn hint(err: &Error) -> Option<&'static str> {
             "`kubectl mirrord-copy status -o wide` shows who holds it; copy without --scale-down to share the workload",
         ),
         Error::Timeout(_) => Some("raise --timeout, or look at the pod with `kubectl describe pod`"),
+        Error::SessionLost(_) => Some(
+            "the command was stopped because the session could no longer be vouched for; `kubectl mirrord-copy status -o wide` shows who holds the workload now",
+        ),
+        Error::Invalid { .. } => Some(
+            "`kubectl mirrord-copy create TARGET --dry-run=client -o yaml` prints the pod that was sent",
+        ),
         _ => None,
     }
 }

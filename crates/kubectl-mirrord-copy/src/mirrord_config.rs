@@ -128,11 +128,12 @@ pub fn emitted(copy_pod: &str, namespace: &str) -> Value {
 pub fn write(path: &Path, copy_pod: &str, namespace: &str) -> Result<(), Error> {
     let body =
         serde_json::to_string_pretty(&emitted(copy_pod, namespace)).unwrap_or_default() + "\n";
-    std::fs::write(path, body).map_err(|e| {
-        Error::Other(format!(
-            "the copy {copy_pod} was created, but --emit-mirrord-config {} could not be written: {e}",
+    std::fs::write(path, body).map_err(|source| Error::Io {
+        context: format!(
+            "the copy {copy_pod} was created, but --emit-mirrord-config {} could not be written",
             path.display()
-        ))
+        ),
+        source,
     })
 }
 

@@ -24,6 +24,15 @@ pub struct SessionDoc {
     pub host: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
+    /// `run` sessions: the last heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DateTime<Utc>>,
+    /// Over by time (expired, or a `run` session whose heartbeat stopped past its lease), on
+    /// the API server's clock: `gc` will end it, and its lock may be taken over.
+    pub lapsed: bool,
+    /// Someone else scaled the workload during the session (seen by `run`'s heartbeat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interference: Option<String>,
     pub options: CopyOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
@@ -48,6 +57,9 @@ impl SessionDoc {
             host: s.host.clone(),
             created: s.created.trunc_subsecs(0),
             expires: s.expires.map(|t| t.trunc_subsecs(0)),
+            heartbeat: s.heartbeat.map(|t| t.trunc_subsecs(0)),
+            lapsed: s.has_lapsed(mirrord_copy_lock::clock::now()),
+            interference: s.interference.clone(),
             options: s.options.clone(),
             phase: s.copy_phase.clone(),
             yours: None,
@@ -77,11 +89,11 @@ impl<T: Serialize> ListDoc<T> {
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
-        .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
 }
 
 pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, Error> {
-    serde_yaml::to_string(value).map_err(|e| Error::Other(format!("cannot render YAML: {e}")))
+    serde_yaml::to_string(value).map_err(|e| Error::Internal(format!("cannot render YAML: {e}")))
 }
 
 /// Colour is for people: only on a terminal, and never when NO_COLOR is set (no-color.org).

@@ -5,6 +5,7 @@
 //! that does not parse, or has an unknown version, is moved aside with a warning: the cluster
 //! is the source of truth, the cache is never worth a crash.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,27 @@ pub struct Entry {
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     sessions: Vec<Entry>,
+    /// Who each set of credentials authenticates as (a SelfSubjectReview's answer), by
+    /// [`identity_key`]: saves that round trip on every `create`. Absent in older files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    identities: BTreeMap<String, KnownIdentity>,
 }
+
+/// A cached SelfSubjectReview answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownIdentity {
+    pub user: String,
+    pub checked: DateTime<Utc>,
+}
+
+/// How long a cached identity is trusted. Credentials that change (another token, another
+/// certificate, another exec command) have another key, so this only bounds how long a
+/// renamed user could be recorded under the old name.
+pub const IDENTITY_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 pub struct LocalState {
     dir: PathBuf,
@@ -59,24 +76,57 @@ impl LocalState {
 
     /// The recorded sessions (empty when there is no file).
     pub fn entries(&self) -> std::io::Result<Vec<Entry>> {
-        self.update(|_| {})
+        self.update(|_| {}).map(|f| f.sessions)
     }
 
     pub fn add(&self, entry: Entry) -> std::io::Result<()> {
-        self.update(|sessions| {
-            sessions.retain(|e| !(e.id == entry.id && e.namespace == entry.namespace));
-            sessions.push(entry);
+        self.update(|f| {
+            f.sessions
+                .retain(|e| !(e.id == entry.id && e.namespace == entry.namespace));
+            f.sessions.push(entry);
         })
         .map(drop)
     }
 
     pub fn remove(&self, namespace: &str, id: &str) -> std::io::Result<()> {
-        self.update(|sessions| sessions.retain(|e| !(e.id == id && e.namespace == namespace)))
-            .map(drop)
+        self.update(|f| {
+            f.sessions
+                .retain(|e| !(e.id == id && e.namespace == namespace))
+        })
+        .map(drop)
     }
 
-    /// Lock, read, apply `change`, write back if it changed anything; returns the new list.
-    fn update(&self, change: impl FnOnce(&mut Vec<Entry>)) -> std::io::Result<Vec<Entry>> {
+    /// The user the credentials `key` authenticated as, if checked within [`IDENTITY_TTL`].
+    pub fn identity(&self, key: &str, now: DateTime<Utc>) -> std::io::Result<Option<String>> {
+        let file = self.update(|_| {})?;
+        Ok(file
+            .identities
+            .get(key)
+            .filter(|k| now - k.checked < IDENTITY_TTL && k.checked <= now)
+            .map(|k| k.user.clone()))
+    }
+
+    pub fn remember_identity(
+        &self,
+        key: &str,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<()> {
+        self.update(|f| {
+            f.identities.retain(|_, k| now - k.checked < IDENTITY_TTL);
+            f.identities.insert(
+                key.to_string(),
+                KnownIdentity {
+                    user: user.to_string(),
+                    checked: now,
+                },
+            );
+        })
+        .map(drop)
+    }
+
+    /// Lock, read, apply `change`, write back if it changed anything; returns the new state.
+    fn update(&self, change: impl FnOnce(&mut StateFile)) -> std::io::Result<StateFile> {
         fs::create_dir_all(&self.dir)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -86,26 +136,30 @@ impl LocalState {
         lock.lock_exclusive()?;
         let result = (|| {
             let before = self.read_or_set_aside()?;
-            let mut sessions = before.clone();
-            change(&mut sessions);
-            if sessions != before {
-                self.write(&sessions)?;
+            let mut file = before.clone();
+            change(&mut file);
+            if file != before {
+                self.write(&file)?;
             }
-            Ok(sessions)
+            Ok(file)
         })();
         let _ = FileExt::unlock(&lock);
         result
     }
 
-    fn read_or_set_aside(&self) -> std::io::Result<Vec<Entry>> {
+    fn read_or_set_aside(&self) -> std::io::Result<StateFile> {
         let path = self.path();
+        let empty = StateFile {
+            version: VERSION,
+            ..Default::default()
+        };
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
             Err(e) => return Err(e),
         };
         let problem = match serde_json::from_str::<StateFile>(&text) {
-            Ok(f) if f.version == VERSION => return Ok(f.sessions),
+            Ok(f) if f.version == VERSION => return Ok(f),
             Ok(f) => format!("unknown version {}", f.version),
             Err(e) => format!("it does not parse: {e}"),
         };
@@ -119,14 +173,11 @@ impl LocalState {
             path.display(),
             aside.display()
         );
-        Ok(Vec::new())
+        Ok(empty)
     }
 
-    fn write(&self, sessions: &[Entry]) -> std::io::Result<()> {
-        let body = serde_json::to_vec_pretty(&StateFile {
-            version: VERSION,
-            sessions: sessions.to_vec(),
-        })?;
+    fn write(&self, file: &StateFile) -> std::io::Result<()> {
+        let body = serde_json::to_vec_pretty(file)?;
         let tmp = self.dir.join(format!(".{FILE}.tmp-{}", std::process::id()));
         {
             let mut f = create_private(&tmp)?;
@@ -162,6 +213,30 @@ fn create_private(path: &Path) -> std::io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_are_cached_per_key_for_a_day_beside_the_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::at(dir.path().to_path_buf());
+        let now = Utc::now();
+        state.add(entry("s1")).unwrap();
+        assert_eq!(state.identity("k1", now).unwrap(), None);
+        state
+            .remember_identity("k1", "alice@example.com", now)
+            .unwrap();
+        assert_eq!(
+            state.identity("k1", now).unwrap().as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            state.identity("k2", now).unwrap(),
+            None,
+            "other credentials"
+        );
+        let later = now + IDENTITY_TTL + chrono::Duration::seconds(1);
+        assert_eq!(state.identity("k1", later).unwrap(), None, "stale");
+        assert_eq!(state.entries().unwrap().len(), 1, "sessions untouched");
+    }
 
     fn entry(id: &str) -> Entry {
         Entry {

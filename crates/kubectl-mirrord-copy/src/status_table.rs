@@ -43,6 +43,8 @@ struct WideRow {
     expires: String,
     #[tabled(rename = "Yours")]
     yours: &'static str,
+    #[tabled(rename = "Notes")]
+    notes: String,
 }
 
 fn star(scale_down: bool) -> &'static str {
@@ -88,9 +90,14 @@ pub fn render_wide(
         expires: match s.expires {
             Some(at) if at <= now => "expired".into(),
             Some(at) => format!("in {}", short_duration(at - now)),
+            None if s.has_lapsed(now) => format!(
+                "lapsed {} ago (no heartbeat)",
+                short_duration(now - s.lapses_at())
+            ),
             None => "while attached".into(),
         },
         yours: if is_yours(s) { "yes" } else { "" },
+        notes: s.interference.clone().unwrap_or_default(),
     });
     format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
 }
@@ -124,6 +131,8 @@ mod tests {
             scale_down,
             owner: "me@host".into(),
             host: None,
+            heartbeat: None,
+            interference: None,
             created: Utc::now(),
             expires: None,
             options: CopyOptions::default(),

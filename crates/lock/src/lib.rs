@@ -7,6 +7,7 @@
 //! This crate knows nothing of targets: it locks a [`WorkloadKey`].
 
 mod api_text;
+pub mod clock;
 mod name;
 mod ops;
 mod record;
@@ -14,8 +15,9 @@ mod record;
 pub use api_text::{error_chain, kube_error_text, status_text};
 pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
 pub use ops::{
-    acquire, list, read, release, renew, update_record, LockGuard, Released, LABEL_MANAGED_BY,
-    LABEL_ROLE, LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
+    acquire, list, read, release, release_guarded, renew, update_guarded, update_known,
+    update_record, LockGuard, Released, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_SESSION, MANAGED_BY,
+    ROLE_LOCK,
 };
 pub use record::{parse_replicas, rfc3339, LockRecord, MAX_REPLICAS};
 

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
+use crate::clock;
 use crate::{LockError, LockRecord, WorkloadKey};
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -29,6 +30,8 @@ pub struct LockGuard {
     pub record: LockRecord,
     /// Set when we took an expired lock over: the dead holder's record.
     pub took_over_from: Option<LockRecord>,
+    /// The lock as last written: the next compare-and-swap starts from it (no read first).
+    pub config_map: ConfigMap,
 }
 
 fn api(client: &kube::Client, namespace: &str) -> Api<ConfigMap> {
@@ -67,6 +70,7 @@ fn guard_from(cm: &ConfigMap, record: LockRecord, took_over_from: Option<LockRec
         resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
         record,
         took_over_from,
+        config_map: cm.clone(),
     }
 }
 
@@ -128,7 +132,7 @@ pub async fn acquire(
         if held.holder_session == record.holder_session {
             return Ok(guard_from(&current, held, None));
         }
-        if held.lease_valid(Utc::now()) {
+        if held.lease_valid(clock::now()) {
             return Err(LockError::Held(Box::new(held)));
         }
         let mut new = record.clone();
@@ -202,9 +206,47 @@ pub async fn update_record(
     session: &str,
     change: impl Fn(&mut LockRecord),
 ) -> Result<LockGuard, LockError> {
+    update_from(client, namespace, name, session, None, change).await
+}
+
+/// [`update_record`] starting from the lock as `guard` last wrote it: no read unless someone
+/// wrote in between (the compare-and-swap then fails and the lock is read again).
+pub async fn update_guarded(
+    client: &kube::Client,
+    guard: &LockGuard,
+    session: &str,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
+    update_known(client, guard.config_map.clone(), session, change).await
+}
+
+/// [`update_record`] starting from `known`, the lock as just listed or read.
+pub async fn update_known(
+    client: &kube::Client,
+    known: ConfigMap,
+    session: &str,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
+    let namespace = known.metadata.namespace.clone().unwrap_or_default();
+    let name = known.metadata.name.clone().unwrap_or_default();
+    update_from(client, &namespace, &name, session, Some(known), change).await
+}
+
+async fn update_from(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    mut known: Option<ConfigMap>,
+    change: impl Fn(&mut LockRecord),
+) -> Result<LockGuard, LockError> {
     let api = api(client, namespace);
     for _ in 0..MAX_ATTEMPTS {
-        let Some(mut cm) = api.get_opt(name).await? else {
+        let current = match known.take() {
+            Some(cm) => Some(cm),
+            None => api.get_opt(name).await?,
+        };
+        let Some(mut cm) = current else {
             return Err(LockError::Lost(format!(
                 "lock {namespace}/{name} no longer exists"
             )));
@@ -266,9 +308,34 @@ pub async fn release(
     name: &str,
     session: &str,
 ) -> Result<Released, LockError> {
+    release_from(client, namespace, name, session, None).await
+}
+
+/// [`release`] of the lock as `guard` last wrote it: deleted with its uid and resourceVersion
+/// as preconditions, without a read unless someone wrote in between.
+pub async fn release_guarded(
+    client: &kube::Client,
+    guard: &LockGuard,
+    session: &str,
+) -> Result<Released, LockError> {
+    let known = Some(guard.config_map.clone());
+    release_from(client, &guard.namespace, &guard.name, session, known).await
+}
+
+async fn release_from(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    session: &str,
+    mut known: Option<ConfigMap>,
+) -> Result<Released, LockError> {
     let api = api(client, namespace);
     for _ in 0..MAX_ATTEMPTS {
-        let Some(cm) = api.get_opt(name).await? else {
+        let current = match known.take() {
+            Some(cm) => Some(cm),
+            None => api.get_opt(name).await?,
+        };
+        let Some(cm) = current else {
             return Ok(Released::Absent);
         };
         let record = parse_cm(&cm)?;

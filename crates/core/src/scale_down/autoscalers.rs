@@ -148,7 +148,9 @@ async fn pause_one(
         KEDA_PAUSED_BY_ANNOTATION: session,
         KEDA_PREVIOUS_ANNOTATION: previous,
     });
-    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref()).await
+    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref())
+        .await
+        .map(drop)
 }
 
 /// Put back what we changed on every ScaledObject in `namespace` whose pausing session

@@ -1,10 +1,12 @@
 //! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
 //! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
 //!
-//! create: [`check`] (decide the workload, guardrail, conflict; read-only) -> session
-//! ConfigMap -> [`prepare`] (session `workload` field, lock with the original count, annotation
-//! on the workload) -> copy pod -> Ready -> [`apply`] (write-ahead `scaledDown=true`, pause
-//! KEDA, scale to zero).
+//! create: [`check_for_create`] (decide the workload from the object `resolve` read, guardrail;
+//! read-only) -> session ConfigMap (recording the `workload`) -> [`prepare_checked`] (lock with
+//! the original count, annotation on the workload, fenced) -> copy pod -> Ready -> [`apply`]
+//! (write-ahead `scaledDown=true`, pause KEDA, scale to zero, fenced). A ReadWriteOnce claim
+//! (crate::claims) moves [`apply`] before the copy pod. [`check`] is the read-only variant that
+//! also reads the lock (`--dry-run=client`); [`prepare`] does check and prepare in one call.
 //! end: [`restore`] (fence the lock, scale back only if still at zero, unpause KEDA, remove
 //! the annotation, release the lock), then `session::end` deletes the copy and the session.
 //!
@@ -35,15 +37,16 @@
 //! longer matches the record was recreated: it is left alone with a warning.
 
 mod autoscalers;
+pub mod gitops;
 mod guardrail;
+mod interference;
 mod restore;
 mod workload;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -54,12 +57,14 @@ use crate::labels::{
 };
 use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
-use mirrord_copy_lock::{self as lock, LockError, LockRecord, MAX_REPLICAS};
+use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS};
 
 pub use autoscalers::{
     scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
 };
 pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use interference::interference;
+use restore::target_of as target_of_record;
 pub use restore::{restore, restore_workload, RestoreOutcome};
 pub use workload::{decide, ScaleKind, ScaleTarget};
 
@@ -76,6 +81,66 @@ pub struct ScaleDownPlan {
     pub original_replicas: i32,
     /// HPAs targeting the workload (warned about).
     pub hpas: Vec<String>,
+    /// The lock as acquired: `apply`'s compare-and-swap starts from it.
+    pub lock: lock::LockGuard,
+    /// The workload as last written (with our annotation): `apply`'s pin starts from it.
+    pub workload: DynamicObject,
+}
+
+/// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub target: ScaleTarget,
+    pub object: DynamicObject,
+}
+
+/// Who holds a lock, as its record names them, and their copy pod.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// "user (localuser@host)": the Kubernetes user and the machine it works from.
+    pub who: String,
+    pub copy_pod: String,
+}
+
+impl Holder {
+    pub fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
+        let who = match host {
+            Some(host) if !host.is_empty() && host != owner => format!("{owner} ({host})"),
+            _ => owner.to_string(),
+        };
+        Holder {
+            who,
+            copy_pod: copy_pod.to_string(),
+        }
+    }
+}
+
+/// `create`'s check, in as few round trips as the answer allows: the workload is the object
+/// `resolve` already read when the target names it (a ReplicaSet's owner is read), then the
+/// guardrail (the Namespace). A lock held by another session is found by acquiring.
+pub async fn check_for_create(
+    client: &kube::Client,
+    resolved: &ResolvedTarget,
+) -> Result<Checked, Error> {
+    let target = decide(client, resolved).await?;
+    let is_resolved =
+        resolved.object.kind == target.kind.api_kind() && resolved.object.name == target.name;
+    let known = match is_resolved {
+        true => serde_json::from_value::<DynamicObject>(resolved.raw.clone()).ok(),
+        false => None,
+    };
+    let object = match known {
+        Some(o) => o,
+        None => workload::get(client, &target)
+            .await?
+            .ok_or_else(|| Error::Vanished(target.describe()))?,
+    };
+    guardrail::check(client, &target, &object.metadata, resolved).await?;
+    let target = ScaleTarget {
+        uid: object.uid().unwrap_or_default(),
+        ..target
+    };
+    Ok(Checked { target, object })
 }
 
 /// Before anything is created: decide the workload, honour the guardrail, and fail with
@@ -84,10 +149,10 @@ pub async fn check(client: &kube::Client, resolved: &ResolvedTarget) -> Result<S
     let target = decide(client, resolved).await?;
     let object = workload::get(client, &target)
         .await?
-        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
+        .ok_or_else(|| Error::Vanished(target.describe()))?;
     guardrail::check(client, &target, &object.metadata, resolved).await?;
     match lock::read(client, &target.namespace, &target.key().lock_name()).await {
-        Ok(Some((held, _))) if held.lease_valid(Utc::now()) => Err(conflict(&target, &held)),
+        Ok(Some((held, _))) if held.lease_valid(clock::now()) => Err(conflict(&target, &held)),
         Ok(_) => Ok(target),
         Err(e) => Err(lock_error(&target, e)),
     }
@@ -103,17 +168,37 @@ pub async fn prepare(
     resolved: &ResolvedTarget,
     session: &SessionHandle,
     lease: Duration,
+    suspend_flux: bool,
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
-    let target = decide(client, resolved).await?;
-    let observed = workload::observe(client, &target)
-        .await?
-        .ok_or_else(|| Error::Other(format!("{} disappeared", target.describe())))?;
-    guardrail::check(client, &target, &observed.object.metadata, resolved).await?;
-    let target = ScaleTarget {
-        uid: observed.uid(),
-        ..target
-    };
+    let checked = check_for_create(client, resolved).await?;
+    let holder = session_owner(client, session, &checked.target).await?;
+    prepare_checked(
+        client,
+        checked,
+        session,
+        &holder,
+        lease,
+        suspend_flux,
+        on_progress,
+    )
+    .await
+}
+
+/// [`prepare`] from what [`check_for_create`] read, for a session whose ConfigMap already
+/// records the workload (`create` writes it with the session): no read of the workload, the
+/// Namespace or the session again.
+pub async fn prepare_checked(
+    client: &kube::Client,
+    checked: Checked,
+    session: &SessionHandle,
+    holder: &Holder,
+    lease: Duration,
+    suspend_flux: bool,
+    on_progress: &ProgressFn,
+) -> Result<ScaleDownPlan, Error> {
+    let Checked { target, object } = checked;
+    let observed = workload::observed(target.kind, object);
     if observed.replicas > MAX_REPLICAS {
         return Err(Error::Unsupported(format!(
             "{} has {} replicas, more than the {MAX_REPLICAS} mirrord-copy will record",
@@ -130,6 +215,21 @@ pub async fn prepare(
         }
         _ => observed.replicas,
     };
+    let meta = &observed.object.metadata;
+    let empty = Default::default();
+    let gitops = gitops::manager(
+        meta.labels.as_ref().unwrap_or(&empty),
+        meta.annotations.as_ref().unwrap_or(&empty),
+    );
+    let suspend_flux =
+        suspend_flux && matches!(gitops, Some(gitops::Manager::FluxKustomization(_)));
+    if let Some(m) = &gitops {
+        on_progress(Progress::Warning(gitops::warning(
+            &target.describe(),
+            m,
+            suspend_flux,
+        )));
+    }
     let hpas = autoscalers::hpas(client, &target).await;
     for hpa in &hpas {
         on_progress(Progress::Warning(format!(
@@ -138,11 +238,10 @@ pub async fn prepare(
         )));
     }
 
-    let (owner, copy_pod) = session_owner(client, session, &target).await?;
-    let now = Utc::now();
+    let now = clock::now();
     let record = LockRecord {
         holder_session: session.id.clone(),
-        holder: owner,
+        holder: holder.who.clone(),
         since: now,
         lease_expires: now
             + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8)),
@@ -150,7 +249,7 @@ pub async fn prepare(
         workload_kind: target.kind.api_kind().to_string(),
         workload_name: target.name.clone(),
         original_replicas: original,
-        copy_pod,
+        copy_pod: holder.copy_pod.clone(),
         scaled_down: false,
     };
     let guard = lock::acquire(
@@ -158,7 +257,7 @@ pub async fn prepare(
         &target.namespace,
         &target.key(),
         record,
-        owner_reference(session),
+        session.owner_reference(),
     )
     .await
     .map_err(|e| lock_error(&target, e))?;
@@ -172,27 +271,51 @@ pub async fn prepare(
     }
     let original = guard.record.original_replicas;
     // The recorded way back, on the workload itself: survives the loss of every ConfigMap.
-    workload::patch_annotations(
-        &target.api(client),
-        &target.name,
-        json!({
-            ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
-            SCALED_DOWN_BY_ANNOTATION: session.id,
-        }),
-        None,
+    // Fenced: only over no annotation, ours, or the one of the dead session whose place we
+    // took (read before the lock was ours); never over a session that took ours over since.
+    let before = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
+    let api = target.api(client);
+    let mut annotations = json!({
+        ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
+        SCALED_DOWN_BY_ANNOTATION: session.id,
+    });
+    if suspend_flux {
+        annotations[gitops::FLUX_RECONCILE_ANNOTATION] = json!("disabled");
+        // A dead session's record of the value before it stays the one to put back.
+        if observed
+            .annotation(gitops::FLUX_PREVIOUS_ANNOTATION)
+            .is_none()
+        {
+            let previous = observed
+                .annotation(gitops::FLUX_RECONCILE_ANNOTATION)
+                .unwrap_or_default();
+            annotations[gitops::FLUX_PREVIOUS_ANNOTATION] = json!(previous);
+        }
+    }
+    let written = workload::fenced(
+        client,
+        &target,
+        &[None, Some(session.id.as_str()), before],
+        "the original-replicas annotation",
+        Some(observed.object.clone()),
+        |rv| {
+            let (api, name, annotations) = (&api, &target.name, annotations.clone());
+            async move { workload::patch_annotations(api, name, annotations, Some(&rv)).await }
+        },
     )
-    .await
-    .map_err(|e| Error::from_kube(e, "patch", &target.kind.resource_name()))?;
+    .await?;
     on_progress(Progress::LockAcquired {
         workload: target.workload_field(),
         lock: guard.name.clone(),
     });
     Ok(ScaleDownPlan {
         session_id: session.id.clone(),
-        lock_name: guard.name,
+        lock_name: guard.name.clone(),
         original_replicas: original,
         target,
         hpas,
+        lock: guard,
+        workload: written,
     })
 }
 
@@ -204,15 +327,9 @@ pub async fn apply(
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
     let target = &plan.target;
-    lock::update_record(
-        client,
-        &target.namespace,
-        &plan.lock_name,
-        &plan.session_id,
-        |r| {
-            r.scaled_down = true;
-        },
-    )
+    lock::update_guarded(client, &plan.lock, &plan.session_id, |r| {
+        r.scaled_down = true;
+    })
     .await
     .map_err(|e| lock_error(target, e))?;
     for so in autoscalers::pause_keda(client, target, &plan.session_id).await? {
@@ -220,15 +337,21 @@ pub async fn apply(
             "paused KEDA ScaledObject {so} (autoscaling.keda.sh/paused-replicas=0)"
         )));
     }
-    workload::set_replicas(client, target, 0, None)
-        .await
-        .map_err(|e| {
-            Error::from_kube(
-                e,
-                "patch",
-                &format!("{}/scale", target.kind.resource_name()),
-            )
-        })?;
+    // Fenced: the lock CAS above proved we held it a moment ago; the workload must still name
+    // this session, at the resourceVersion the scale is pinned to.
+    workload::fenced(
+        client,
+        target,
+        &[Some(plan.session_id.as_str())],
+        "the scale to zero",
+        Some(plan.workload.clone()),
+        |rv| async move {
+            workload::set_replicas(client, target, 0, Some(&rv))
+                .await
+                .map(drop)
+        },
+    )
+    .await?;
     on_progress(Progress::ScaledDown {
         workload: target.workload_field(),
         from: plan.original_replicas,
@@ -236,30 +359,45 @@ pub async fn apply(
     Ok(())
 }
 
-/// Extend the lease of `session_id`'s lock(s) to now + `lease` (the `run` heartbeat).
+/// Extend the lease of `session_id`'s lock(s) to now + `lease` (the `run` heartbeat); the
+/// records as renewed.
 /// [`Error::Conflict`] if the lock is no longer ours.
 pub async fn renew(
     client: &kube::Client,
     namespace: &str,
     session_id: &str,
     lease: Duration,
-) -> Result<(), Error> {
+) -> Result<Vec<LockRecord>, Error> {
     let until =
-        Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
+        clock::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(8));
     let locks = lock::list(client, Some(namespace), Some(session_id))
         .await
         .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
     if locks.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::SessionLost(format!(
             "session {session_id} holds no scale-down lock in namespace {namespace} (its lease expired and another session took it over?)"
         )));
     }
+    let mut renewed = Vec::with_capacity(locks.len());
     for cm in locks {
-        lock::renew(client, namespace, &cm.name_any(), session_id, until)
+        let name = cm.name_any();
+        // From the lock as listed: a read only if it changed since.
+        let guard = lock::update_known(client, cm, session_id, |r| r.lease_expires = until)
             .await
-            .map_err(|e| Error::Other(format!("renewing the scale-down lock: {e}")))?;
+            .map_err(|e| match e {
+                LockError::Lost(why) => {
+                    Error::SessionLost(format!("its scale-down lock {name}: {why}"))
+                }
+                LockError::Held(other) => Error::SessionLost(format!(
+                    "its scale-down lock {name} was taken over by {}",
+                    other.describe_holder()
+                )),
+                LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
+                other => Error::Contended(format!("renewing the scale-down lock: {other}")),
+            })?;
+        renewed.push(guard.record);
     }
-    Ok(())
+    Ok(renewed)
 }
 
 /// The session's holder ("user (localuser@host)") and copy pod, from its ConfigMap; records the workload in
@@ -268,7 +406,7 @@ async fn session_owner(
     client: &kube::Client,
     session: &SessionHandle,
     target: &ScaleTarget,
-) -> Result<(String, String), Error> {
+) -> Result<Holder, Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &session.namespace);
     let patch = json!({"data": {DATA_WORKLOAD: target.workload_field()}});
     let cm = api
@@ -280,25 +418,12 @@ async fn session_owner(
         .await
         .map_err(|e| Error::from_kube(e, "patch", "configmaps"))?;
     let data = cm.data.unwrap_or_default();
-    let owner = data.get(DATA_OWNER).cloned().unwrap_or_default();
-    // The holder a conflict names: the Kubernetes user and the machine it works from.
-    let holder = match data.get(DATA_HOST) {
-        Some(host) if !host.is_empty() && host != &owner => format!("{owner} ({host})"),
-        _ => owner,
-    };
-    Ok((holder, data.get(DATA_COPY_POD).cloned().unwrap_or_default()))
-}
-
-/// The lock is owned by the session ConfigMap: deleting the session deletes the lock.
-pub fn owner_reference(session: &SessionHandle) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        name: session.config_map.clone(),
-        uid: session.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    }
+    let get = |key: &str| data.get(key).cloned().unwrap_or_default();
+    Ok(Holder::new(
+        &get(DATA_OWNER),
+        data.get(DATA_HOST).map(String::as_str),
+        &get(DATA_COPY_POD),
+    ))
 }
 
 fn conflict(target: &ScaleTarget, held: &LockRecord) -> Error {
@@ -316,7 +441,7 @@ fn lock_error(target: &ScaleTarget, e: LockError) -> Error {
             target.describe()
         )),
         LockError::Kube(k) => Error::from_kube(k, "create or update", "configmaps"),
-        other => Error::Other(format!("scale-down lock of {}: {other}", target.describe())),
+        other => Error::Contended(format!("scale-down lock of {}: {other}", target.describe())),
     }
 }
 

@@ -3,18 +3,18 @@
 //! resourceVersion it decided on, so a racing gc, a new session or a human scaling the
 //! workload is never overwritten.
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::autoscalers;
 use super::workload::{self, patch_annotations, ScaleKind, ScaleTarget};
+use super::{autoscalers, gitops};
 use super::{lock_error, session_cm, FENCE};
 use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{DATA_WORKLOAD, ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
 use crate::session::{Progress, ProgressFn};
-use mirrord_copy_lock::{self as lock, LockError, LockRecord, Released};
+use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, Released};
 
 /// What [`restore_workload`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +53,9 @@ pub async fn restore(
     let mut handled = false;
     for cm in locks {
         let name = cm.name_any();
-        let until = Utc::now() + chrono::Duration::from_std(FENCE).unwrap_or_default();
-        let fenced = lock::renew(client, namespace, &name, session_id, until).await;
+        let until = clock::now() + chrono::Duration::from_std(FENCE).unwrap_or_default();
+        // From the lock as listed: a read only if it changed since.
+        let fenced = lock::update_known(client, cm, session_id, |r| r.lease_expires = until).await;
         let guard = match fenced {
             Ok(g) => g,
             Err(LockError::Lost(why)) => {
@@ -69,7 +70,7 @@ pub async fn restore(
         let record = &guard.record;
         let target = target_of(namespace, record)?;
         restore_workload(client, &target, session_id, Some(record), on_progress).await?;
-        match lock::release(client, namespace, &name, session_id).await {
+        match lock::release_guarded(client, &guard, session_id).await {
             Ok(Released::Deleted) => on_progress(Progress::Deleted {
                 object: format!("configmap/{name}"),
             }),
@@ -100,7 +101,7 @@ pub async fn restore(
     Ok(())
 }
 
-fn target_of(namespace: &str, record: &LockRecord) -> Result<ScaleTarget, Error> {
+pub(super) fn target_of(namespace: &str, record: &LockRecord) -> Result<ScaleTarget, Error> {
     let kind = ScaleKind::parse(&record.workload_kind).ok_or_else(|| {
         Error::CorruptRecord(format!(
             "lock of {}/{} names an unknown kind {:?}",
@@ -121,7 +122,7 @@ fn record_error(namespace: &str, name: &str, e: LockError) -> Error {
             "lock {namespace}/{name} is malformed and was left untouched: {why}"
         )),
         LockError::Kube(k) => Error::from_kube(k, "update", "configmaps"),
-        other => Error::Other(format!("lock {namespace}/{name}: {other}")),
+        other => Error::Contended(format!("lock {namespace}/{name}: {other}")),
     }
 }
 
@@ -136,7 +137,7 @@ pub async fn restore_workload(
     record: Option<&LockRecord>,
     on_progress: &ProgressFn,
 ) -> Result<RestoreOutcome, Error> {
-    let outcome = restore_count(client, target, session_id, record, on_progress).await?;
+    let (outcome, latest) = restore_count(client, target, session_id, record, on_progress).await?;
     // Nothing of ours on the workload: KEDA was never paused by us, or was unpaused before
     // the annotation went (the order below); gc sweeps any leftover pause.
     if matches!(
@@ -151,7 +152,7 @@ pub async fn restore_workload(
         on_progress(Progress::Info(format!("unpaused KEDA ScaledObject {so}")));
     }
     if !matches!(outcome, RestoreOutcome::Gone | RestoreOutcome::Recreated) {
-        remove_annotations(client, target, session_id).await?;
+        remove_annotations(client, target, session_id, latest).await?;
     }
     Ok(outcome)
 }
@@ -162,15 +163,19 @@ async fn restore_count(
     session_id: &str,
     record: Option<&LockRecord>,
     on_progress: &ProgressFn,
-) -> Result<RestoreOutcome, Error> {
+) -> Result<(RestoreOutcome, Option<DynamicObject>), Error> {
     let what = target.describe();
     for _ in 0..8 {
-        let Some(observed) = workload::observe(client, target).await? else {
+        let Some(object) = workload::get(client, target).await? else {
             on_progress(Progress::Warning(format!(
                 "{what} no longer exists; nothing to restore"
             )));
-            return Ok(RestoreOutcome::Gone);
+            return Ok((RestoreOutcome::Gone, None));
         };
+        let observed = workload::observed(target.kind, object);
+        // Every outcome below but a write leaves the workload as read: the next step may
+        // start from it.
+        let seen = Some(observed.object.clone());
         if let Some(r) = record {
             if r.workload_uid != observed.uid() {
                 on_progress(Progress::Warning(format!(
@@ -178,7 +183,7 @@ async fn restore_count(
                     r.workload_uid,
                     observed.uid()
                 )));
-                return Ok(RestoreOutcome::Recreated);
+                return Ok((RestoreOutcome::Recreated, None));
             }
         }
         let by = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
@@ -190,7 +195,7 @@ async fn restore_count(
                     "{what} is now scaled down by session {other}; left to it"
                 )));
             }
-            return Ok(RestoreOutcome::OtherSession(other.to_string()));
+            return Ok((RestoreOutcome::OtherSession(other.to_string()), seen));
         }
         let annotated = by == Some(session_id);
         let (original, maybe_scaled) = match record {
@@ -205,33 +210,38 @@ async fn restore_count(
                 // Without the lock we cannot know whether the scale happened: assume it may have.
                 (n, true)
             }
-            None => return Ok(RestoreOutcome::NothingRecorded),
+            None => return Ok((RestoreOutcome::NothingRecorded, seen)),
         };
         if !maybe_scaled {
-            return Ok(RestoreOutcome::NeverScaled);
+            return Ok((RestoreOutcome::NeverScaled, seen));
         }
         if observed.replicas == original {
-            return Ok(RestoreOutcome::AlreadyAtOriginal);
+            return Ok((RestoreOutcome::AlreadyAtOriginal, seen));
         }
         if observed.replicas != 0 {
             on_progress(Progress::Warning(format!(
                 "{what} was scaled to {} during the session; keeping that instead of the original {original}",
                 observed.replicas
             )));
-            return Ok(RestoreOutcome::KeptTheirs {
-                current: observed.replicas,
-                original,
-            });
+            return Ok((
+                RestoreOutcome::KeptTheirs {
+                    current: observed.replicas,
+                    original,
+                },
+                seen,
+            ));
         }
         match workload::set_replicas(client, target, original, Some(&observed.resource_version))
             .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 on_progress(Progress::Restored {
                     workload: target.workload_field(),
                     to: original,
                 });
-                return Ok(RestoreOutcome::Restored { to: original });
+                // Its controller answers a new count with a status update (a new
+                // resourceVersion): the next write reads first rather than fail a pin.
+                return Ok((RestoreOutcome::Restored { to: original }, None));
             }
             // Changed since we looked: look again.
             Err(e) if is_conflict(&e) => continue,
@@ -245,20 +255,26 @@ async fn restore_count(
             }
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{what} kept changing while being restored"
     )))
 }
 
-/// Remove our annotations, only while they name `session_id`, pinned to what we read.
+/// Remove our annotations, only while they name `session_id`, pinned to what we read
+/// (`known`: the workload as last read or written, tried first without a read).
 async fn remove_annotations(
     client: &kube::Client,
     target: &ScaleTarget,
     session_id: &str,
+    mut known: Option<DynamicObject>,
 ) -> Result<(), Error> {
     let api = target.api(client);
     for _ in 0..8 {
-        let Some(object) = workload::get(client, target).await? else {
+        let fetched = match known.take() {
+            Some(o) => Some(o),
+            None => workload::get(client, target).await?,
+        };
+        let Some(object) = fetched else {
             return Ok(());
         };
         if object
@@ -269,7 +285,16 @@ async fn remove_annotations(
         {
             return Ok(());
         }
-        let patch = json!({ORIGINAL_REPLICAS_ANNOTATION: null, SCALED_DOWN_BY_ANNOTATION: null});
+        let mut patch =
+            json!({ORIGINAL_REPLICAS_ANNOTATION: null, SCALED_DOWN_BY_ANNOTATION: null});
+        // --suspend-flux: Flux's reconcile annotation goes back to what it was.
+        if let Some(previous) = object.annotations().get(gitops::FLUX_PREVIOUS_ANNOTATION) {
+            patch[gitops::FLUX_RECONCILE_ANNOTATION] = match previous.as_str() {
+                "" => serde_json::Value::Null,
+                value => json!(value),
+            };
+            patch[gitops::FLUX_PREVIOUS_ANNOTATION] = serde_json::Value::Null;
+        }
         match patch_annotations(
             &api,
             &target.name,
@@ -278,12 +303,12 @@ async fn remove_annotations(
         )
         .await
         {
-            Ok(()) => return Ok(()),
+            Ok(_) => return Ok(()),
             Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
             Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Contended(format!(
         "{} kept changing while its annotations were removed",
         target.describe()
     )))

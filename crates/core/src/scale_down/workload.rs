@@ -246,52 +246,6 @@ pub async fn get(
     }
 }
 
-/// The workload and its count at one resourceVersion, or None if it is gone.
-pub async fn observe(
-    client: &kube::Client,
-    target: &ScaleTarget,
-) -> Result<Option<Observed>, Error> {
-    for _ in 0..5 {
-        let Some(object) = get(client, target).await? else {
-            return Ok(None);
-        };
-        let rv = object.resource_version().unwrap_or_default();
-        if target.kind == ScaleKind::CronJob {
-            let suspended = object.data["spec"]["suspend"].as_bool() == Some(true);
-            return Ok(Some(Observed {
-                object,
-                replicas: if suspended { 0 } else { 1 },
-                resource_version: rv,
-            }));
-        }
-        let scale = match target.api(client).get_scale(&target.name).await {
-            Ok(s) => s,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => {
-                return Err(Error::from_kube(
-                    e,
-                    "get",
-                    &format!("{}/scale", target.kind.resource_name()),
-                ))
-            }
-        };
-        // The /scale view shares the object's resourceVersion; if they differ the object
-        // changed between the two reads: read again.
-        if scale.metadata.resource_version.as_deref() == Some(rv.as_str()) {
-            let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
-            return Ok(Some(Observed {
-                object,
-                replicas,
-                resource_version: rv,
-            }));
-        }
-    }
-    Err(Error::Other(format!(
-        "{} kept changing while being read",
-        target.describe()
-    )))
-}
-
 /// Set the count (a CronJob: suspend for 0, resume otherwise). With `pin`, the write only
 /// succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
 pub async fn set_replicas(
@@ -299,7 +253,7 @@ pub async fn set_replicas(
     target: &ScaleTarget,
     replicas: i32,
     pin: Option<&str>,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let mut patch = if target.kind == ScaleKind::CronJob {
         json!({"spec": {"suspend": replicas == 0}})
     } else {
@@ -310,29 +264,101 @@ pub async fn set_replicas(
     }
     let api = target.api(client);
     let pp = PatchParams::default();
+    // The resourceVersion after the write (a /scale shares its object's), so a next pinned
+    // write need not read first.
     if target.kind == ScaleKind::CronJob {
-        api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
+        let written = api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
+        Ok(written.resource_version())
     } else {
-        api.patch_scale(&target.name, &pp, &Patch::Merge(&patch))
+        let written = api
+            .patch_scale(&target.name, &pp, &Patch::Merge(&patch))
             .await?;
+        Ok(written.metadata.resource_version)
     }
-    Ok(())
 }
 
-/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned.
+/// A write to the workload made only while this session provably holds it: `write` gets the
+/// resourceVersion at which the workload's `scaled-down-by` annotation was one of `allowed`
+/// (`None`: absent), and must pin itself to it. Someone writing in between (a status update
+/// too) makes the pin fail with 409: read and check again. Another session's id there means
+/// ours was taken over: [`Error::SessionLost`], and nothing is written.
+///
+/// `known`: the workload as this session last read or wrote it; the first attempt starts
+/// from it (no read), and only a failed pin reads again.
+pub async fn fenced<F, Fut, T>(
+    client: &kube::Client,
+    target: &ScaleTarget,
+    allowed: &[Option<&str>],
+    what: &str,
+    mut known: Option<DynamicObject>,
+    mut write: F,
+) -> Result<T, Error>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    for _ in 0..8 {
+        let object = match known.take() {
+            Some(o) => o,
+            None => get(client, target)
+                .await?
+                .ok_or_else(|| Error::Vanished(target.describe()))?,
+        };
+        let holder = object
+            .annotations()
+            .get(crate::labels::SCALED_DOWN_BY_ANNOTATION)
+            .map(String::as_str);
+        if !allowed.contains(&holder) {
+            return Err(Error::SessionLost(format!(
+                "{} is now scaled down by session {}; {what} was not written",
+                target.describe(),
+                holder.unwrap_or("<none>")
+            )));
+        }
+        match write(object.resource_version().unwrap_or_default()).await {
+            Ok(written) => return Ok(written),
+            Err(e) if crate::error::is_conflict(&e) => continue,
+            Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
+        }
+    }
+    Err(Error::Contended(format!(
+        "{} kept changing while {what} was being written",
+        target.describe()
+    )))
+}
+
+/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned; the
+/// object as written.
 pub async fn patch_annotations(
     api: &Api<DynamicObject>,
     name: &str,
     annotations: Value,
     pin: Option<&str>,
-) -> Result<(), kube::Error> {
+) -> Result<DynamicObject, kube::Error> {
     let mut patch = json!({"metadata": {"annotations": annotations}});
     if let Some(rv) = pin {
         patch["metadata"]["resourceVersion"] = json!(rv);
     }
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map(|_| ())
+}
+
+/// A workload read as a whole object: its count is `spec.replicas` at that same
+/// resourceVersion (what its /scale reports: defaulted to 1 when absent), a CronJob's 1 or 0
+/// by `spec.suspend`.
+pub fn observed(kind: ScaleKind, object: DynamicObject) -> Observed {
+    let replicas = match kind {
+        ScaleKind::CronJob => i32::from(object.data["spec"]["suspend"].as_bool() != Some(true)),
+        _ => object.data["spec"]["replicas"]
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(1),
+    };
+    Observed {
+        resource_version: object.resource_version().unwrap_or_default(),
+        object,
+        replicas,
+    }
 }
 
 #[cfg(test)]

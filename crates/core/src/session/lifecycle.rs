@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::query::{list_all, sessions_only};
 use super::record::{session_from_config_map, NewSession};
-use super::scale;
 use super::wait::{pod_state, wait_gone, wait_ready, PodState};
 use super::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
 use crate::claims::{check_exclusive, claims, COPIED_ORDINAL};
@@ -25,11 +24,19 @@ use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::naming;
 use crate::resolve::{resolve, ResolvedTarget};
+use crate::scale_down;
+use mirrord_copy_lock::clock;
 
 /// Lease of a `run` session's scale-down lock; its heartbeat renews it.
 pub const RUN_LEASE: Duration = Duration::from_secs(60);
 /// How often `run` should call [`heartbeat`] (well inside [`RUN_LEASE`]).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// With no successful renewal for this long, `run` treats its session as lost: before the
+/// lease itself runs out (lease > renew deadline > retry period, as client-go's leader
+/// election), so the command is stopped before anyone else may take the workload.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(40);
+/// A failed renewal is retried this often (with jitter); each attempt is bounded by it too.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(4);
 
 /// What `end` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +64,10 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     if req.ttl.is_some_and(|ttl| ttl.is_zero()) {
         return Err(Error::Usage("--ttl must be longer than zero".into()));
     }
-    if req.ttl.is_some_and(|ttl| expiry(Utc::now(), ttl).is_none()) {
+    if req
+        .ttl
+        .is_some_and(|ttl| expiry(clock::now(), ttl).is_none())
+    {
         return Err(Error::Usage("--ttl is too long".into()));
     }
     if (req.wait || req.scale_down) && req.timeout.is_zero() {
@@ -66,21 +76,31 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
     Ok(())
 }
 
+/// A StatefulSet claim the copy cannot share with a running original (crate::claims).
+fn check_claims(
+    req: &CreateRequest,
+    resolved: &ResolvedTarget,
+    options: &CopyOptions,
+) -> Result<(), Error> {
+    let claims = claims(resolved);
+    check_exclusive(
+        resolved,
+        &claims,
+        req.scale_down,
+        options.claims_as_empty_dir,
+    )
+}
+
 /// The pod `create` would make (`--dry-run=client`): resolves the target, writes nothing.
 /// The ownerReference names a session ConfigMap that does not exist (uid empty).
 pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, Error> {
     validate(req)?;
     let resolved = resolve(client, &req.namespace, &req.target).await?;
     let options = req.options.normalized();
-    check_exclusive(
-        &resolved,
-        &claims(&resolved),
-        req.scale_down,
-        options.claims_as_empty_dir,
-    )?;
+    check_claims(req, &resolved, &options)?;
     // Read-only: a dry run also says when the guardrail or another session would refuse.
     if req.scale_down {
-        scale::check(client, &resolved).await?;
+        scale_down::check(client, &resolved).await?;
     }
     let id = naming::session_id();
     let handle = SessionHandle {
@@ -96,7 +116,7 @@ pub async fn preview(client: &kube::Client, req: &CreateRequest) -> Result<Pod, 
         &handle,
         &pod_name,
         &req.owner,
-        Utc::now(),
+        clock::now(),
     )
 }
 
@@ -123,19 +143,14 @@ pub async fn create(
         uid: String::new(),
     };
     // Bad exclusions and a claim the copy cannot share fail here, before anything is written.
-    check_exclusive(
-        &resolved,
-        &claims(&resolved),
-        req.scale_down,
-        options.claims_as_empty_dir,
-    )?;
+    check_claims(req, &resolved, &options)?;
     build_copy_pod(
         &resolved,
         &options,
         &handle,
         &pod_name,
         &req.owner,
-        Utc::now(),
+        clock::now(),
     )?;
 
     if req.reuse {
@@ -143,11 +158,12 @@ pub async fn create(
             return Ok(session);
         }
     }
-    // Guardrail and conflict refuse before anything is written (prepare checks again, under
-    // the lock, so this is an early answer, not the guarantee).
-    if req.scale_down {
-        scale::check(client, &resolved).await?;
-    }
+    // Which workload, and its guardrails, before anything is written; a lock held by another
+    // session is found by acquiring it (the session just created is then ended again).
+    let checked = match req.scale_down {
+        true => Some(scale_down::check_for_create(client, &resolved).await?),
+        false => None,
+    };
 
     let new = NewSession {
         id: &id,
@@ -157,8 +173,9 @@ pub async fn create(
         scale_down: req.scale_down,
         owner: &req.owner,
         host: &req.host,
+        workload: checked.as_ref().map(|c| c.target.workload_field()),
         options: &options,
-        now: Utc::now(),
+        now: clock::now(),
         ttl: req.ttl,
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &req.namespace);
@@ -178,8 +195,8 @@ pub async fn create(
     match start_copy(
         client,
         req,
+        checked,
         &resolved,
-        &options,
         &handle,
         &pod_name,
         on_progress,
@@ -204,17 +221,29 @@ pub async fn create(
 async fn start_copy(
     client: &kube::Client,
     req: &CreateRequest,
+    checked: Option<scale_down::Checked>,
     resolved: &ResolvedTarget,
-    options: &CopyOptions,
     handle: &SessionHandle,
     pod_name: &str,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    let plan = if req.scale_down {
-        let lease = req.ttl.unwrap_or(RUN_LEASE);
-        Some(scale::prepare(client, resolved, handle, lease, on_progress).await?)
-    } else {
-        None
+    let options = &req.options.normalized();
+    let plan = match checked {
+        Some(checked) => {
+            let holder = scale_down::Holder::new(&req.owner, Some(&req.host), pod_name);
+            let lease = req.ttl.unwrap_or(RUN_LEASE);
+            let plan = scale_down::prepare_checked(
+                client,
+                checked,
+                handle,
+                &holder,
+                lease,
+                req.suspend_flux,
+                on_progress,
+            );
+            Some(plan.await?)
+        }
+        None => None,
     };
     // A claim only one pod can use (StatefulSet, ReadWriteOnce) is handed over: the originals
     // stop first, then the copy mounts it. Otherwise the originals go only once the copy can
@@ -226,7 +255,7 @@ async fn start_copy(
         .collect();
     let scale_first = plan.is_some() && !held.is_empty();
     if let (true, Some(plan)) = (scale_first, &plan) {
-        scale::apply(client, plan, on_progress).await?;
+        scale_down::apply(client, plan, on_progress).await?;
         let holder = format!("{}-{COPIED_ORDINAL}", resolved.object.name);
         on_progress(Progress::Releasing {
             pod: holder.clone(),
@@ -235,9 +264,17 @@ async fn start_copy(
         let gone = wait_gone(client, &req.namespace, &holder, req.timeout);
         keeping_alive(client, req, handle, gone, on_progress).await?;
     }
-    let pod = build_copy_pod(resolved, options, handle, pod_name, &req.owner, Utc::now())?;
+    let pod = build_copy_pod(
+        resolved,
+        options,
+        handle,
+        pod_name,
+        &req.owner,
+        clock::now(),
+    )?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
-    pods.create(&PostParams::default(), &pod)
+    let created = pods
+        .create(&PostParams::default(), &pod)
         .await
         .map_err(|e| Error::from_kube(e, "create", "pods"))?;
     on_progress(Progress::CopyCreated {
@@ -245,11 +282,18 @@ async fn start_copy(
     });
     // Scale-down always waits: the originals go only once the copy can take their place.
     if req.wait || plan.is_some() {
-        let ready = wait_ready(client, &req.namespace, pod_name, req.timeout, on_progress);
+        let ready = wait_ready(
+            client,
+            &req.namespace,
+            pod_name,
+            Some(created),
+            req.timeout,
+            on_progress,
+        );
         keeping_alive(client, req, handle, ready, on_progress).await?;
     }
     if let (false, Some(plan)) = (scale_first, &plan) {
-        scale::apply(client, plan, on_progress).await?;
+        scale_down::apply(client, plan, on_progress).await?;
     }
     Ok(())
 }
@@ -262,7 +306,7 @@ async fn reuse(
     options: &CopyOptions,
     on_progress: &ProgressFn,
 ) -> Result<Option<Session>, Error> {
-    let now = Utc::now();
+    let now = clock::now();
     let target = req.target.to_string();
     let candidates = sessions_only(client, Some(&req.namespace)).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &req.namespace);
@@ -303,7 +347,7 @@ async fn reuse(
             .await?;
             session.expires = Some(expires);
             if session.scale_down {
-                scale::renew(client, &session.namespace, &session.id, ttl).await?;
+                scale_down::renew(client, &session.namespace, &session.id, ttl).await?;
             }
         }
         if req.wait {
@@ -311,6 +355,7 @@ async fn reuse(
                 client,
                 &session.namespace,
                 &session.copy_pod,
+                None,
                 req.timeout,
                 on_progress,
             )
@@ -339,16 +384,33 @@ async fn patch_data(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Err(Error::Other(format!(
+        Err(e) if is_not_found(&e) => Err(Error::SessionLost(format!(
             "session {session_id} in namespace {namespace} no longer exists (ended by delete or gc)"
         ))),
         Err(e) => Err(Error::from_kube(e, "patch", "configmaps")),
     }
 }
 
-/// Keep a `run` session alive: record the heartbeat and renew the scale-down lease.
-pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<(), Error> {
-    beat(client, &session.namespace, &session.id, session.scale_down).await
+/// Keep a `run` session alive: record the heartbeat and renew the scale-down lease. With
+/// scale-down, also look whether someone scaled the workload meanwhile: returned (for `run` to
+/// warn about) and recorded in the session (`interference`, for `status`).
+pub async fn heartbeat(client: &kube::Client, session: &Session) -> Result<Vec<String>, Error> {
+    let locks = beat(client, &session.namespace, &session.id, session.scale_down).await?;
+    if locks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = scale_down::interference(client, &session.namespace, &locks).await?;
+    if !found.is_empty() {
+        patch_data(
+            client,
+            &session.namespace,
+            &session.id,
+            labels::DATA_INTERFERENCE,
+            &found.join("; "),
+        )
+        .await?;
+    }
+    Ok(found)
 }
 
 async fn beat(
@@ -356,13 +418,13 @@ async fn beat(
     namespace: &str,
     session_id: &str,
     scale_down: bool,
-) -> Result<(), Error> {
-    let now = timestamp(Utc::now());
+) -> Result<Vec<mirrord_copy_lock::LockRecord>, Error> {
+    let now = timestamp(clock::now());
     patch_data(client, namespace, session_id, labels::DATA_HEARTBEAT, &now).await?;
-    if scale_down {
-        scale::renew(client, namespace, session_id, RUN_LEASE).await?;
+    if !scale_down {
+        return Ok(Vec::new());
     }
-    Ok(())
+    scale_down::renew(client, namespace, session_id, RUN_LEASE).await
 }
 
 /// Run `wait` (for Ready, or for an original to release its claims). A `run` session (no ttl)
@@ -429,7 +491,7 @@ pub async fn end(
             .is_none_or(|v| v != "false")
     });
     if scaled_down {
-        scale::restore(client, namespace, session_id, on_progress).await?;
+        scale_down::restore(client, namespace, session_id, on_progress).await?;
     }
 
     let mut copy_pods: Vec<String> = list_all(
@@ -564,6 +626,7 @@ mod tests {
             wait: true,
             timeout: Duration::from_secs(60),
             reuse: false,
+            suspend_flux: false,
         }
     }
 
@@ -595,7 +658,7 @@ mod tests {
 
     #[test]
     fn expiry_is_checked() {
-        let now = Utc::now();
+        let now = clock::now();
         assert_eq!(
             expiry(now, Duration::from_secs(60)),
             Some(now + chrono::Duration::seconds(60))

@@ -1,17 +1,19 @@
-//! Reading sessions: one paginated LIST per resource kind, whatever the number of sessions.
+//! Reading sessions: one LIST per resource kind, whatever the number of sessions, decoded item
+//! by item into the few fields we read (`crate::list`).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use serde::de::DeserializeOwned;
 
 use super::record::session_from_config_map;
 use super::Session;
 use crate::error::{is_not_found, Error};
 use crate::labels::{self, Role};
+use crate::list::{self, ConfigMapLite, PodLite};
 use crate::target::TargetRef;
 
 /// Page size of our LISTs.
@@ -64,58 +66,76 @@ fn config_maps(client: &kube::Client, namespace: Option<&str>) -> Api<ConfigMap>
     }
 }
 
+/// One session ConfigMap, read from a LIST: parsed, or reported and skipped.
+fn parse_session(cm: &ConfigMapLite) -> Option<Session> {
+    match session_from_config_map(&cm.to_config_map()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
 /// The session ConfigMaps of `namespace` (all namespaces if `None`), parsed. Malformed ones
-/// are skipped with a log line: they are reported, never acted upon.
+/// are skipped with a log line: they are reported, never acted upon. One LIST, decoded item by
+/// item (`crate::list`), so memory holds the parsed sessions and never the whole response.
 pub(crate) async fn sessions_only(
     client: &kube::Client,
     namespace: Option<&str>,
 ) -> Result<Vec<Session>, Error> {
-    let cms = list_all(
+    let mut sessions = Vec::new();
+    list::for_each(
         &config_maps(client, namespace),
-        &labels::role_selector(Role::Session),
-        "configmaps",
+        client,
+        Some(&labels::role_selector(Role::Session)),
+        |cm: ConfigMapLite| sessions.extend(parse_session(&cm)),
     )
-    .await?;
-    Ok(cms
-        .iter()
-        .filter_map(|cm| match session_from_config_map(cm) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("{e}");
-                None
-            }
-        })
-        .collect())
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    Ok(sessions)
 }
 
 /// Every live session in `namespace` (or all namespaces), with its copy pod's phase, sorted by
-/// namespace then target. Exactly one paginated LIST of ConfigMaps and one of Pods.
+/// namespace then target. Exactly one LIST of session ConfigMaps and one of copy Pods.
 pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Session>, Error> {
     let mut sessions = sessions_only(client, namespace).await?;
     let pods: Api<Pod> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let pods = list_all(&pods, &labels::role_selector(Role::Copy), "pods").await?;
-    let phases: HashMap<(String, String), String> = pods
-        .iter()
-        .map(|p| {
+    let mut phases: HashMap<(String, String), String> = HashMap::new();
+    list::for_each(
+        &pods,
+        client,
+        Some(&labels::role_selector(Role::Copy)),
+        |p: PodLite| {
             let phase = if p.metadata.deletion_timestamp.is_some() {
                 "Terminating".to_string()
             } else {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_else(|| "Pending".into())
+                p.status.phase.unwrap_or_else(|| "Pending".into())
             };
-            ((p.namespace().unwrap_or_default(), p.name_any()), phase)
-        })
-        .collect();
+            phases.insert((p.metadata.namespace, p.metadata.name), phase);
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "pods"))?;
     for s in &mut sessions {
         s.copy_phase = phases
             .get(&(s.namespace.clone(), s.copy_pod.clone()))
             .cloned();
     }
+    sort_sessions(&mut sessions);
+    Ok(sessions)
+}
+
+/// Like [`list`] without the copy pods' phases (`copy_phase` is `None`): what the reference
+/// table shows. One LIST of session ConfigMaps.
+pub async fn list_brief(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<Session>, Error> {
+    let mut sessions = sessions_only(client, namespace).await?;
     sort_sessions(&mut sessions);
     Ok(sessions)
 }
@@ -185,6 +205,7 @@ fn target_matches(wanted: &TargetRef, recorded: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     #[tokio::test]
     async fn list_pages_follows_continue_tokens() {

@@ -23,6 +23,8 @@ pub(crate) struct NewSession<'a> {
     pub scale_down: bool,
     pub owner: &'a str,
     pub host: &'a str,
+    /// Scale-down: the workload (`kind/name`), so `restore` finds it even if the lock is lost.
+    pub workload: Option<String>,
     pub options: &'a CopyOptions,
     pub now: DateTime<Utc>,
     pub ttl: Option<Duration>,
@@ -47,6 +49,9 @@ impl NewSession<'_> {
         ]);
         if !self.host.is_empty() {
             data.insert(labels::DATA_HOST, self.host.to_string());
+        }
+        if let Some(workload) = &self.workload {
+            data.insert(labels::DATA_WORKLOAD, workload.clone());
         }
         if let Some(expires) = self.expires() {
             data.insert(labels::DATA_EXPIRES, timestamp(expires));
@@ -74,6 +79,8 @@ impl NewSession<'_> {
             host: (!self.host.is_empty()).then(|| self.host.to_string()),
             created: self.now,
             expires: self.expires(),
+            heartbeat: Some(self.now),
+            interference: None,
             options: self.options.normalized(),
             copy_phase: None,
         }
@@ -134,6 +141,14 @@ pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
             .cloned(),
         created: time(labels::DATA_CREATED, field(labels::DATA_CREATED)?)?,
         expires,
+        heartbeat: match data.get(labels::DATA_HEARTBEAT).filter(|v| !v.is_empty()) {
+            Some(v) => Some(time(labels::DATA_HEARTBEAT, v)?),
+            None => None,
+        },
+        interference: data
+            .get(labels::DATA_INTERFERENCE)
+            .filter(|v| !v.is_empty())
+            .cloned(),
         options: options.normalized(),
         copy_phase: None,
     })
@@ -162,6 +177,7 @@ mod tests {
                 scale_down: true,
                 owner: "alice@example.com",
                 host: "alice@laptop",
+                workload: None,
                 options: opts,
                 now,
                 ttl,

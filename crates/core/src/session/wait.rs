@@ -141,11 +141,14 @@ fn container_problem(cs: &ContainerStatus) -> Option<(String, bool)> {
 }
 
 /// Watch the copy pod until Ready. On a fatal state: `CopyFailed` with reasons and recent
-/// events; after `timeout`: `Timeout` with the last state and events.
+/// events; after `timeout`: `Timeout` with the last state and events. `known`: the pod as the
+/// POST that created it returned it, so the watch starts from its resourceVersion without a
+/// GET (one round trip fewer).
 pub(crate) async fn wait_ready(
     client: &kube::Client,
     namespace: &str,
     pod_name: &str,
+    known: Option<Pod>,
     timeout: Duration,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
@@ -155,7 +158,8 @@ pub(crate) async fn wait_ready(
         last_reason: String::new(),
         on_progress,
     };
-    let settled = tokio::time::timeout(timeout, watch_until_settled(&api, &mut tracker)).await;
+    let settled =
+        tokio::time::timeout(timeout, watch_until_settled(&api, &mut tracker, known)).await;
     let reasons = match settled {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(Settled::Failed(reasons))) => reasons,
@@ -225,11 +229,16 @@ impl StateTracker<'_> {
 async fn watch_until_settled(
     api: &Api<Pod>,
     tracker: &mut StateTracker<'_>,
+    mut known: Option<Pod>,
 ) -> Result<(), Settled> {
     let deleted = || PodState::Failed(vec!["the copy pod was deleted".into()]);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pod = match api.get(tracker.pod_name).await {
+        let fetched = match known.take() {
+            Some(pod) => Ok(pod),
+            None => api.get(tracker.pod_name).await,
+        };
+        let pod = match fetched {
             Ok(pod) => pod,
             Err(e) if is_not_found(&e) => return tracker.observe(deleted()).map(|_| ()),
             // A blip (overloaded or restarting API server) is not the copy's failure: retry

@@ -137,6 +137,7 @@ pub fn request(env: &TestEnv, target: &str) -> CreateRequest {
         wait: false,
         timeout: Duration::from_secs(10),
         reuse: false,
+        suspend_flux: false,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::kube_client::{connect, Cluster};
 use crate::mirrord_config;
 use crate::output::{to_json, to_yaml, SessionDoc};
 use crate::progress::Reporter;
-use crate::state::Entry;
+use crate::state::{Entry, LocalState};
 
 /// Merge the command line with an optional mirrord configuration (the command line wins).
 /// The owner is this machine's `user@host` until [`identify`] asks the cluster.
@@ -56,17 +56,37 @@ pub fn build_request(
         wait: !copy.no_wait,
         timeout: copy.timeout,
         reuse: copy.reuse,
+        suspend_flux: copy.suspend_flux,
     })
 }
 
 /// Record the Kubernetes user the cluster names (SelfSubjectReview) as the owner, with this
 /// machine's `user@host` beside it; where the cluster cannot say, the local `user@host` stays.
+/// The answer is cached per credentials in the state file (a round trip saved per create).
 /// Not for `--dry-run=client`, which sends no write at all.
 pub async fn identify(mut request: CreateRequest, cluster: &Cluster) -> CreateRequest {
-    if let Some(user) = identity::whoami(&cluster.client).await {
+    if let Some(user) = known_identity(cluster).await {
         request.owner = user;
     }
     request
+}
+
+/// Who these credentials are: from the state file's cache, else asked (and remembered).
+pub async fn known_identity(cluster: &Cluster) -> Option<String> {
+    let state = LocalState::default_location();
+    let now = chrono::Utc::now();
+    if let Some(user) = state
+        .as_ref()
+        .and_then(|s| s.identity(&cluster.identity_key, now).ok().flatten())
+    {
+        return Some(user);
+    }
+    let user = identity::whoami(&cluster.client).await?;
+    if let Some(state) = &state {
+        // A cache: failing to write it costs a round trip next time, nothing else.
+        let _ = state.remember_identity(&cluster.identity_key, &user, now);
+    }
+    Some(user)
 }
 
 /// Remember the session locally and write the mirrord config if asked.

@@ -4,10 +4,45 @@
 use mirrord_copy_core::{session, Error, Session, TargetRef};
 
 use crate::cli::{DeleteArgs, GlobalArgs, ListOutput};
-use crate::commands::{print, with_state};
-use crate::kube_client::connect;
+use crate::commands::create::known_identity;
+use crate::commands::{local_user, print, recorded_here, state_entries, with_state};
+use crate::kube_client::{connect, Cluster};
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::progress::Reporter;
+
+/// The sessions that are yours: made by your Kubernetes user, or recorded in this machine's
+/// state file. The others are listed on stderr as skipped.
+async fn only_yours(cluster: &Cluster, sessions: Vec<Session>) -> Vec<Session> {
+    let mine = state_entries();
+    let (mut yours, rest): (Vec<Session>, Vec<Session>) =
+        sessions.into_iter().partition(|s| recorded_here(&mine, s));
+    if rest.is_empty() {
+        return yours;
+    }
+    // Only asked when needed: one request.
+    let me = known_identity(cluster).await.unwrap_or_else(local_user);
+    let (also_yours, others): (Vec<Session>, Vec<Session>) =
+        rest.into_iter().partition(|s| s.owner == me);
+    yours.extend(also_yours);
+    if !others.is_empty() {
+        eprintln!(
+            "skipped {} session(s) of other owners (--all-owners ends them too):",
+            others.len()
+        );
+        for s in &others {
+            let host = s
+                .host
+                .as_deref()
+                .map(|h| format!(" on {h}"))
+                .unwrap_or_default();
+            eprintln!(
+                "  {} pod/{} in {} (owner {}{host})",
+                s.target, s.copy_pod, s.namespace, s.owner
+            );
+        }
+    }
+    yours
+}
 
 pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
     if args.pods.is_empty() && args.target.is_none() && !args.all {
@@ -29,7 +64,12 @@ pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error
         if chosen.is_empty() {
             eprintln!("No active copy targets: nothing to do");
         }
-    } else {
+    }
+    if (args.target.is_some() || args.all) && !args.all_owners {
+        chosen = only_yours(&cluster, chosen).await;
+    }
+    if !(args.target.is_some() || args.all) {
+        // Named copy pods are ended whoever made them: naming one is explicit enough.
         for pod in &args.pods {
             match session::find_by_pod(&cluster.client, &cluster.namespace, pod).await? {
                 Some(s) => chosen.push(s),

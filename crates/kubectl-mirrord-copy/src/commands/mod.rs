@@ -75,6 +75,13 @@ pub fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
     }
 }
 
+/// Whether this machine's state file records `session`.
+pub fn recorded_here(entries: &[Entry], session: &mirrord_copy_core::Session) -> bool {
+    entries
+        .iter()
+        .any(|e| e.id == session.id && e.namespace == session.namespace)
+}
+
 pub fn state_entries() -> Vec<Entry> {
     let mut entries = Vec::new();
     with_state(|s| {
@@ -90,6 +97,9 @@ pub fn print(text: &str) -> Result<(), Error> {
     // A closed pipe (`| head`) is not an error worth a message.
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(|e| Error::Other(format!("cannot write to stdout: {e}"))),
+        other => other.map_err(|source| Error::Io {
+            context: "cannot write to stdout".into(),
+            source,
+        }),
     }
 }

@@ -11,6 +11,7 @@ use tokio::process::Command;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::commands::create::{after_create, build_request, identify};
 use crate::commands::with_state;
+use crate::http_stack::jitter;
 use crate::kube_client::connect;
 use crate::progress::Reporter;
 
@@ -25,20 +26,10 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
     let s = created?;
     after_create(&cluster, &args.copy, &s)?;
 
-    let heartbeat = {
-        let client = cluster.client.clone();
-        let s = s.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(session::HEARTBEAT_INTERVAL).await;
-                if let Err(e) = session::heartbeat(&client, &s).await {
-                    eprintln!("warning: session heartbeat failed (will retry): {e}");
-                }
-            }
-        })
-    };
-    let outcome = run_command(&args.command, &s).await;
-    heartbeat.abort();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let keeper = tokio::spawn(keep_alive(cluster.client.clone(), s.clone(), lost_tx));
+    let outcome = run_command(&args.command, &s, lost_rx).await;
+    keeper.abort();
 
     let reporter = Reporter::new(global.verbose);
     let ended = session::end(&cluster.client, &s.namespace, &s.id, &reporter.sink()).await;
@@ -57,8 +48,63 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
     outcome
 }
 
+/// Renew the session every [`session::HEARTBEAT_INTERVAL`]; a failed renewal is retried every
+/// [`session::RETRY_PERIOD`] (with jitter), each attempt bounded by it. Reports on `lost` when
+/// the session is definitely gone (ConfigMap deleted, lock taken over) or no renewal
+/// succeeded for [`session::RENEW_DEADLINE`], while the lease (measured on the API server's
+/// clock, as every lease) still has time left: the command is stopped before anyone else can
+/// take the workload over.
+async fn keep_alive(client: kube::Client, s: Session, lost: tokio::sync::oneshot::Sender<Error>) {
+    let mut last_renewal = tokio::time::Instant::now();
+    let mut wait = session::HEARTBEAT_INTERVAL;
+    let mut warned: Vec<String> = Vec::new();
+    loop {
+        tokio::time::sleep(wait).await;
+        let attempt = tokio::time::timeout(session::RETRY_PERIOD, session::heartbeat(&client, &s));
+        let why = match attempt.await {
+            Ok(Ok(interference)) => {
+                for found in interference.iter().filter(|f| !warned.contains(f)) {
+                    eprintln!("warning: {found}; the session still holds it and restores the recorded count only if it is at zero again");
+                }
+                warned = interference;
+                last_renewal = tokio::time::Instant::now();
+                wait = session::HEARTBEAT_INTERVAL;
+                continue;
+            }
+            Ok(Err(e @ Error::SessionLost(_))) => {
+                let _ = lost.send(e);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {}s", session::RETRY_PERIOD.as_secs()),
+        };
+        let failing_for = last_renewal.elapsed();
+        if failing_for >= session::RENEW_DEADLINE {
+            let _ = lost.send(Error::SessionLost(format!(
+                "session {} could not be renewed for {}s (last error: {why}); its lease of {}s may run out and another session or gc take the workload",
+                s.id,
+                failing_for.as_secs(),
+                session::RUN_LEASE.as_secs()
+            )));
+            return;
+        }
+        eprintln!(
+            "warning: session heartbeat failed, retrying (deadline in {}s): {why}",
+            (session::RENEW_DEADLINE - failing_for).as_secs()
+        );
+        // Up to a quarter more, so many clients retrying do not arrive together.
+        wait = jitter(session::RETRY_PERIOD, 1.0, 1.25);
+    }
+}
+
 /// Run COMMAND to completion, forwarding SIGINT/SIGTERM; its exit code (128+N if killed by N).
-async fn run_command(command: &[String], s: &Session) -> Result<i32, Error> {
+/// If the session is lost meanwhile, COMMAND is stopped (SIGTERM, then SIGKILL after
+/// [`STOP_GRACE`]) and the loss is the result.
+async fn run_command(
+    command: &[String],
+    s: &Session,
+    lost: tokio::sync::oneshot::Receiver<Error>,
+) -> Result<i32, Error> {
     let args: Vec<String> = command
         .iter()
         .map(|a| a.replace("{pod}", &s.copy_pod))
@@ -70,14 +116,52 @@ async fn run_command(command: &[String], s: &Session) -> Result<i32, Error> {
         .env("MIRRORD_COPY_TARGET", &s.target)
         .spawn()
         .map_err(|e| Error::Usage(format!("cannot run {:?}: {e}", args[0])))?;
-    let status = wait_forwarding_signals(&mut child).await?;
-    Ok(exit_code(status))
+    let lost = async {
+        match lost.await {
+            Ok(e) => e,
+            // The keeper stopped without a loss (never, short of a panic): wait on.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
+    tokio::select! {
+        status = wait_forwarding_signals(&mut child) => Ok(exit_code(status?)),
+        why = &mut lost => {
+            eprintln!(
+                "warning: the session was lost; stopping the command (SIGTERM, SIGKILL after {}s)",
+                STOP_GRACE.as_secs()
+            );
+            stop(&mut child).await;
+            Err(why)
+        }
+    }
+}
+
+/// How long a command gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SIGTERM, then SIGKILL if COMMAND is still running after [`STOP_GRACE`].
+async fn stop(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 #[cfg(unix)]
 async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let io = |e: std::io::Error| Error::Other(format!("waiting for the command: {e}"));
+    let io = |source: std::io::Error| Error::Io {
+        context: "waiting for the command".into(),
+        source,
+    };
     let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(io)?;
@@ -99,7 +183,10 @@ async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<Ex
 
 #[cfg(not(unix))]
 async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
-    let io = |e: std::io::Error| Error::Other(format!("waiting for the command: {e}"));
+    let io = |source: std::io::Error| Error::Io {
+        context: "waiting for the command".into(),
+        source,
+    };
     tokio::select! {
         status = child.wait() => status.map_err(io),
         _ = tokio::signal::ctrl_c() => {

@@ -1,10 +1,10 @@
 //! `status`: the reference table, or -o wide|json|yaml.
 
-use chrono::Utc;
 use mirrord_copy_core::{session, Error};
+use mirrord_copy_lock::clock;
 
 use crate::cli::{GlobalArgs, StatusArgs, StatusOutput};
-use crate::commands::{print, state_entries};
+use crate::commands::{print, recorded_here, state_entries};
 use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::status_table;
@@ -12,12 +12,14 @@ use crate::status_table;
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
-    let sessions = session::list(&cluster.client, namespace).await?;
-    let mine = state_entries();
-    let is_yours = |s: &mirrord_copy_core::Session| {
-        mine.iter()
-            .any(|e| e.id == s.id && e.namespace == s.namespace)
+    // The reference table shows no phase: its sessions come from one LIST of ConfigMaps, and
+    // the copy pods are listed only for the forms that show their phase.
+    let sessions = match args.output {
+        None => session::list_brief(&cluster.client, namespace).await?,
+        Some(_) => session::list(&cluster.client, namespace).await?,
     };
+    let mine = state_entries();
+    let is_yours = |s: &mirrord_copy_core::Session| recorded_here(&mine, s);
     let docs = || {
         sessions
             .iter()
@@ -29,7 +31,7 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error
     };
     let text = match args.output {
         None => status_table::render(&sessions),
-        Some(StatusOutput::Wide) => status_table::render_wide(&sessions, Utc::now(), &is_yours),
+        Some(StatusOutput::Wide) => status_table::render_wide(&sessions, clock::now(), &is_yours),
         Some(StatusOutput::Json) => to_json(&ListDoc::new("CopySessionList", docs()))?,
         Some(StatusOutput::Yaml) => to_yaml(&ListDoc::new("CopySessionList", docs()))?,
     };

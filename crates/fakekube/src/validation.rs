@@ -1,0 +1,336 @@
+//! Object validation as kube-apiserver does it, for the rules the plugin can trip over:
+//! object names (DNS-1123 subdomain, 253), label keys and values (63), owner references,
+//! ConfigMap keys, apps/v1 selectors; pods in [`pod`]. Messages are byte-identical to
+//! configmap-crud.json, pod-create.json and pod-validation.json.
+
+use serde_json::Value;
+
+use crate::api_error::{ApiError, Cause};
+use crate::registry::ResourceType;
+
+mod pod;
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Errors (without the `Invalid value` prefix) for a DNS-1123 subdomain.
+pub fn subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if !s.split('.').all(is_dns_label) {
+        errs.push(SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// Errors for a DNS-1123 label (container names, namespace names).
+pub fn label_name_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !is_dns_label(s) {
+        errs.push(LABEL_MSG.to_string());
+    }
+    errs
+}
+
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A label value: empty, or up to 63 characters of the qualified-name alphabet.
+pub fn label_value_error(v: &str) -> Result<(), String> {
+    if v.len() > 63 {
+        return Err("must be no more than 63 bytes".into());
+    }
+    if !v.is_empty() && !is_qualified_part(v) {
+        return Err(LABEL_VALUE_MSG.into());
+    }
+    Ok(())
+}
+
+/// A label (or annotation) key: optional DNS-subdomain prefix, `/`, name of up to 63 characters.
+pub fn label_key_error(k: &str) -> Result<(), String> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        if let Some(e) = subdomain_errors(p).into_iter().next() {
+            return Err(format!("prefix part {e}"));
+        }
+    }
+    if name.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Err("name part must be no more than 63 characters".into());
+    }
+    if !is_qualified_part(name) {
+        return Err(QUALIFIED_NAME_MSG.into());
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid(field: &str, value: &str, msg: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: \"{value}\": {msg}"),
+        field: field.into(),
+    }
+}
+
+/// Validate an object before it is stored; `old` is the stored object on update.
+pub fn validate_object(
+    rt: &ResourceType,
+    name: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    if old.is_none() {
+        let errs = if rt.plural == "namespaces" {
+            label_name_errors(name)
+        } else {
+            subdomain_errors(name)
+        };
+        for e in errs {
+            causes.push(invalid("metadata.name", name, &e));
+        }
+    }
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            if let Err(e) = label_key_error(k) {
+                causes.push(invalid("metadata.labels", k, &e));
+            }
+            let v = v.as_str().unwrap_or("");
+            if let Err(e) = label_value_error(v) {
+                causes.push(invalid("metadata.labels", v, &e));
+            }
+        }
+    }
+    if let Some(annotations) = obj["metadata"]["annotations"].as_object() {
+        for k in annotations.keys() {
+            if let Err(e) = label_key_error(k) {
+                causes.push(invalid("metadata.annotations", k, &e));
+            }
+        }
+    }
+    validate_owner_references(obj, &mut causes);
+    if rt.plural == "pods" {
+        pod::validate_pod(obj, old, &mut causes);
+    }
+    // Divergence: the workload's pod template is not validated (upstream also runs
+    // ValidatePodTemplateSpec, the rules of `pod` for a template).
+    if rt.group == "apps" && matches!(rt.plural, "deployments" | "replicasets" | "statefulsets") {
+        validate_workload(obj, old, &mut causes);
+    }
+    if rt.plural == "configmaps" || rt.plural == "secrets" {
+        for field in ["data", "binaryData"] {
+            if let Some(m) = obj[field].as_object() {
+                for k in m.keys() {
+                    let ok = !k.is_empty()
+                        && k.len() <= 253
+                        && k.bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                    if !ok {
+                        causes.push(invalid(&format!("{field}[{k}]"), k, CONFIG_KEY_MSG));
+                    }
+                }
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(rt, name, causes))
+    }
+}
+
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// Go's `%#v` of a `map[string]string` (sorted keys), as upstream messages print label maps.
+fn go_map(m: &serde_json::Map<String, Value>) -> String {
+    let mut kv: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or("")))
+        .collect();
+    kv.sort();
+    format!("map[string]string{{{}}}", kv.join(", "))
+}
+
+/// apps/v1 workloads: replicas >= 0, a selector that selects the template's labels, and (on
+/// update) an unchanged selector.
+fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let spec = &obj["spec"];
+    if let Some(r) = spec["replicas"].as_i64().filter(|r| *r < 0) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {r}: must be greater than or equal to 0"),
+            field: "spec.replicas".into(),
+        });
+    }
+    let selector = &spec["selector"];
+    let empty = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.is_empty())
+        && selector["matchExpressions"]
+            .as_array()
+            .is_none_or(|a| a.is_empty());
+    if empty {
+        causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.selector".into(),
+        });
+    } else {
+        let labels = spec["template"]["metadata"]["labels"].as_object();
+        let sel = crate::selectors::LabelSelector::from_object(selector);
+        let matches = labels.is_some_and(|l| sel.matches(|k| l.get(k).and_then(|v| v.as_str())));
+        if !matches {
+            let shown = labels
+                .map(go_map)
+                .unwrap_or_else(|| "map[string]string(nil)".into());
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {shown}: `selector` does not match template `labels`"
+                ),
+                field: "spec.template.metadata.labels".into(),
+            });
+        }
+    }
+    if let Some(old) = old {
+        if old["spec"]["selector"] != *selector {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {selector}: field is immutable"),
+                field: "spec.selector".into(),
+            });
+        }
+    }
+}
+
+/// ValidateOwnerReferences: apiVersion, kind, name and uid set; at most one controller.
+fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+        return;
+    };
+    let mut controllers = Vec::new();
+    for r in refs {
+        for (k, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r[k].as_str().is_none_or(str::is_empty) {
+                causes.push(invalid(
+                    &format!("metadata.ownerReferences.{k}"),
+                    "",
+                    &format!("{what} must not be empty"),
+                ));
+            }
+        }
+        if r["controller"].as_bool() == Some(true) {
+            controllers.push(format!(
+                "{}/{}",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if controllers.len() > 1 {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "Invalid value: {}: Only one reference can have Controller set to true. Found \"true\" in references for {}",
+                serde_json::Value::Array(refs.clone()),
+                controllers.join(" and ")
+            ),
+            field: "metadata.ownerReferences".into(),
+        });
+    }
+}
+
+/// Five characters from the alphabet upstream uses for generateName suffixes.
+pub fn random_suffix(len: usize) -> String {
+    use rand::Rng;
+    // k8s.io/apimachinery/pkg/util/rand: consonants and digits without look-alikes.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(subdomain_errors("a.b-c").is_empty());
+        assert_eq!(subdomain_errors("Bad_Name").len(), 1);
+        assert_eq!(subdomain_errors(&"a".repeat(254)).len(), 1);
+        assert!(label_name_errors("App").len() == 1);
+        assert!(label_value_error(&"v".repeat(64)).is_err());
+        assert!(label_key_error("mirrord-copy.io/session").is_ok());
+    }
+
+    #[test]
+    fn owner_references_and_config_keys() {
+        let rt = crate::registry::builtin()
+            .into_iter()
+            .find(|t| t.plural == "configmaps")
+            .unwrap();
+        let two = serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1", "controller": true},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": "2", "controller": true}]}});
+        let e = validate_object(&rt, "x", &two, None).unwrap_err();
+        assert!(e
+            .message
+            .contains("Only one reference can have Controller set to true"));
+        let no_uid = serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a"}]}});
+        let e = validate_object(&rt, "x", &no_uid, None).unwrap_err();
+        assert!(
+            e.message.contains(
+                "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
+            ),
+            "{}",
+            e.message
+        );
+        let bad_key = serde_json::json!({"metadata": {}, "data": {"a/b": "v"}});
+        let e = validate_object(&rt, "x", &bad_key, None).unwrap_err();
+        assert!(
+            e.message.starts_with(
+                "ConfigMap \"x\" is invalid: data[a/b]: Invalid value: \"a/b\": a valid config key"
+            ),
+            "{}",
+            e.message
+        );
+    }
+}
