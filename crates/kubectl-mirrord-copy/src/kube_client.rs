@@ -119,8 +119,17 @@ fn client_builder(config: kube::Config) -> Result<ClientBuilder<BaseService>, Bo
     if let Some(proxy) = &config.proxy_url {
         return Err(format!("proxy-url {proxy} is not supported").into());
     }
+    // kube's Auth: a token (static, from a file, from an auth provider or from an exec plugin,
+    // refreshed when it expires), or None. An exec plugin answering with a client certificate
+    // is None here: that certificate is the TLS identity instead, so the plugin is run again
+    // for it (kube runs it for each of these too).
     let auth = config.auth_layer()?;
-    let mut connector = hyper_timeout::TimeoutConnector::new(crate::tls::https_connector(&config)?);
+    let exec_identity = match (&auth, &config.auth_info.exec) {
+        (None, Some(exec)) => crate::tls::exec_identity(exec)?,
+        _ => None,
+    };
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(crate::tls::https_connector(&config, exec_identity)?);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);

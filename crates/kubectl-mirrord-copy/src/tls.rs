@@ -10,16 +10,17 @@
 //!   private CA needs that CA in the kubeconfig;
 //! - nothing at all with `insecure-skip-tls-verify: true`.
 //!
-//! The client identity is the kubeconfig user's `client-certificate`/`-data` and
+//! The client identity is, as in kube and client-go, a certificate and key returned by the
+//! user's exec credential plugin (ExecCredential `status.clientCertificateData`/
+//! `clientKeyData`), else the kubeconfig user's `client-certificate`/`-data` and
 //! `client-key`/`-data`. `tls-server-name` names the certificate to expect. Tokens, including
-//! exec plugins' tokens and their refresh, stay with kube's auth layer. Not carried over yet: a
-//! client certificate that an exec credential plugin returns instead of a token (kube keeps
-//! that path private).
+//! exec plugins' tokens and their refresh, stay with kube's auth layer.
 
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use hyper_util::client::legacy::connect::HttpConnector;
-use kube::config::AuthInfo;
+use kube::config::{AuthInfo, ExecConfig, ExecInteractiveMode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -50,11 +51,16 @@ impl Identity {
     }
 }
 
-/// The HTTPS (or plain HTTP, for an `http://` server) connector for `config`.
+/// The HTTPS (or plain HTTP, for an `http://` server) connector for `config`. `exec_identity`
+/// is what the user's exec plugin returned ([`exec_identity`]); it wins over the kubeconfig's.
 pub fn https_connector(
     config: &kube::Config,
+    exec_identity: Option<Identity>,
 ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, BoxError> {
-    let identity = kubeconfig_identity(&config.auth_info)?;
+    let identity = match exec_identity {
+        Some(identity) => Some(identity),
+        None => kubeconfig_identity(&config.auth_info)?,
+    };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -144,6 +150,90 @@ fn kubeconfig_identity(user: &AuthInfo) -> Result<Option<Identity>, BoxError> {
             Err("the kubeconfig user has a client-key but no client certificate".into())
         }
         (Some(cert), Some(key)) => Identity::from_pem(&cert, &key, "kubeconfig").map(Some),
+    }
+}
+
+/// What an exec credential plugin prints (client.authentication.k8s.io ExecCredential): only
+/// the client certificate is read here; a token is kube's business.
+#[derive(serde::Deserialize)]
+struct ExecCredential {
+    status: Option<ExecCredentialStatus>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecCredentialStatus {
+    client_certificate_data: Option<String>,
+    client_key_data: Option<String>,
+}
+
+/// Runs the user's exec credential plugin as kube and client-go run it, and returns the client
+/// certificate it answered with, if any (an answer with a token only is None).
+///
+/// The plugin gets its `args`, its `env` on top of ours, and `KUBERNETES_EXEC_INFO`: an
+/// ExecCredential of the configured `apiVersion` whose spec says whether it may be interactive
+/// (unless `interactiveMode: Never`: then its stdin is closed; else it shares our stdin and
+/// stderr, to prompt) and, with `provideClusterInfo`, the cluster (server, CA data,
+/// tls-server-name...). Its stdout is parsed as JSON (or YAML, which client-go tolerates).
+/// The certificate's `expirationTimestamp` is not acted on: a certificate is read once per
+/// command, as kube does (it only records it as the client's `valid_until`).
+pub fn exec_identity(exec: &ExecConfig) -> Result<Option<Identity>, BoxError> {
+    let program = exec
+        .command
+        .as_deref()
+        .ok_or("the kubeconfig user's exec has no command")?;
+    let mut cmd = Command::new(program);
+    cmd.args(exec.args.iter().flatten());
+    for var in exec.env.iter().flatten() {
+        if let (Some(name), Some(value)) = (var.get("name"), var.get("value")) {
+            cmd.env(name, value);
+        }
+    }
+    let interactive = exec.interactive_mode != Some(ExecInteractiveMode::Never);
+    if interactive {
+        cmd.stdin(Stdio::inherit()).stderr(Stdio::inherit());
+    } else {
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    }
+    let mut spec = serde_json::json!({ "interactive": interactive });
+    if exec.provide_cluster_info {
+        let cluster = exec
+            .cluster
+            .as_ref()
+            .ok_or("provideClusterInfo is set but the cluster is unknown")?;
+        spec["cluster"] = serde_json::to_value(cluster)?;
+    }
+    let info = serde_json::json!({
+        "apiVersion": exec.api_version,
+        "kind": "ExecCredential",
+        "spec": spec,
+    });
+    cmd.env("KUBERNETES_EXEC_INFO", info.to_string());
+    let out = cmd.stdout(Stdio::piped()).output().map_err(|e| {
+        let hint = exec.install_hint.as_deref().unwrap_or_default();
+        format!("exec credential plugin {program}: {e}. {hint}")
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "exec credential plugin {program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    let answer: ExecCredential = serde_yaml::from_slice(&out.stdout)
+        .map_err(|e| format!("exec credential plugin {program} printed no ExecCredential: {e}"))?;
+    match answer.status {
+        Some(ExecCredentialStatus {
+            client_certificate_data: Some(cert),
+            client_key_data: Some(key),
+        }) => Identity::from_pem(
+            cert.as_bytes(),
+            key.as_bytes(),
+            &format!("exec credential plugin {program}"),
+        )
+        .map(Some),
+        _ => Ok(None),
     }
 }
 
