@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::api_error::{ApiError, Cause};
 use crate::faults::{FaultAction, RequestRecord};
 use crate::patch::PatchKind;
-use crate::rbac::Attributes;
+use crate::rbac::{Attributes, Identity};
 use crate::registry::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
@@ -212,10 +212,13 @@ fn method_not_allowed(method: &str) -> ApiError {
 }
 
 /// Serve one request.
+/// `client`: who the connection's verified client certificate names, if any
+/// ([`crate::tls::certificate_identity`]).
 pub async fn handle(
     state: Arc<ServerState>,
     req: Request<Incoming>,
     kill: Arc<Notify>,
+    client: Option<Identity>,
 ) -> Response<Body> {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
@@ -271,6 +274,7 @@ pub async fn handle(
         &accept,
         &content_type,
         &auth,
+        client,
         body,
         &mut record,
     )
@@ -291,14 +295,15 @@ async fn serve(
     accept: &str,
     content_type: &str,
     auth: &str,
+    client: Option<Identity>,
     body: Bytes,
     record: &mut RequestRecord,
 ) -> Result<Response<Body>, ApiError> {
-    // Authentication: a known bearer token or 401, as with a bad token upstream (forbidden.json).
+    // Authentication: the client certificate (x509 comes before tokens upstream), else a known
+    // bearer token, else 401, as with a bad token upstream (forbidden.json).
     let token = auth.strip_prefix("Bearer ").unwrap_or("").trim();
-    let who = state
-        .rbac
-        .authenticate(token)
+    let who = client
+        .or_else(|| state.rbac.authenticate(token))
         .ok_or_else(ApiError::unauthorized)?;
     record.user = who.user.clone();
     let types = state.store.types();

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::controllers::{self, Controllers};
 use crate::faults::{Faults, RequestLog, RequestRecord};
-use crate::rbac::Rbac;
+use crate::rbac::{Identity, Rbac};
 use crate::store::Store;
 
 /// How to start a [`FakeCluster`].
@@ -28,6 +28,9 @@ pub struct ServerOptions {
     /// Serve plain HTTP instead of HTTPS. kubectl sends no bearer token over plain HTTP, so
     /// only kube-rs clients work then.
     pub plain_http: bool,
+    /// Refuse TLS connections that present no client certificate signed by the fake's CA
+    /// (see [`crate::tls`]); by default one is asked for and optional, as kube-apiserver does.
+    pub require_client_cert: bool,
 }
 
 /// What request handlers share.
@@ -35,6 +38,7 @@ pub struct ServerState {
     pub store: Arc<Store>,
     pub port: u16,
     pub tls: bool,
+    pub require_client_cert: bool,
     pub rbac: Rbac,
     pub faults: Faults,
     pub log: RequestLog,
@@ -73,8 +77,13 @@ pub struct FakeCluster {
 /// The namespaces a fresh cluster has.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-async fn serve_connection<IO>(io: IO, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>)
-where
+/// `client` is who the connection's client certificate authenticates as, if it gave one.
+async fn serve_connection<IO>(
+    io: IO,
+    state: Arc<ServerState>,
+    client: Option<Identity>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let kill = Arc::new(Notify::new());
@@ -82,7 +91,10 @@ where
     let svc = service_fn(move |req| {
         let state = state.clone();
         let kill = k2.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req, kill).await) }
+        let client = client.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(crate::http::handle(state, req, kill, client).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
     tokio::select! {
@@ -106,11 +118,23 @@ async fn accept_loop(
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     if state.tls {
-                        if let Ok(tls) = crate::tls::material().acceptor.accept(stream).await {
-                            serve_connection(tls, state, shutdown).await;
+                        let material = crate::tls::material();
+                        let acceptor = if state.require_client_cert {
+                            &material.strict_acceptor
+                        } else {
+                            &material.acceptor
+                        };
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            let client = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|cert| crate::tls::certificate_identity(cert));
+                            serve_connection(tls, state, client, shutdown).await;
                         }
                     } else {
-                        serve_connection(stream, state, shutdown).await;
+                        serve_connection(stream, state, None, shutdown).await;
                     }
                 });
             }
@@ -148,6 +172,7 @@ impl FakeCluster {
             store: store.clone(),
             port,
             tls: !opts.plain_http,
+            require_client_cert: opts.require_client_cert,
             rbac: Rbac::default(),
             faults: Faults::default(),
             log: RequestLog::default(),

