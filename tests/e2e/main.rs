@@ -31,6 +31,7 @@ mod plugin_session_safety;
 mod plugin_statefulset;
 mod plugin_status;
 mod plugin_support;
+mod plugin_tls;
 mod plugin_tty;
 mod scale_down_cli;
 mod scale_down_conflict;
