@@ -138,6 +138,32 @@ fn committed_krew_manifest_is_valid() {
     assert!(problems.is_empty(), "krew.yaml: {problems:#?}");
 }
 
+/// Krew users on every platform get the plugin: the committed manifest lists each of the six
+/// (macOS included) once. Its sha256s are checked against the archives by verify_archives.py
+/// when they are built (plugin-manifest/package.sh); the archives are not in the repository.
+#[test]
+fn committed_krew_manifest_lists_every_platform_once() {
+    let text = std::fs::read_to_string(repo_root().join("krew.yaml")).unwrap();
+    let manifest: Value = serde_yaml::from_str(&text).expect("krew.yaml is YAML");
+    let mut listed: Vec<(String, String)> = manifest["spec"]["platforms"]
+        .as_sequence()
+        .expect("spec.platforms")
+        .iter()
+        .map(|p| {
+            let labels = &p["selector"]["matchLabels"];
+            let label = |k: &str| labels[k].as_str().unwrap_or_default().to_string();
+            (label("os"), label("arch"))
+        })
+        .collect();
+    listed.sort();
+    let mut want: Vec<(String, String)> = PLATFORMS
+        .iter()
+        .map(|(os, arch)| (os.to_string(), arch.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
 #[test]
 fn renderer_covers_every_platform_with_the_archives_sha256() {
     let dir = tempfile::tempdir().unwrap();
