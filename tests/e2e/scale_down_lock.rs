@@ -21,7 +21,7 @@ fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecor
         workload_name: "w".into(),
         original_replicas: replicas,
         copy_pod: format!("{session}-copy"),
-        scaled_down: false,
+        scaled_objects: Vec::new(),
     }
 }
 
@@ -74,9 +74,11 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
     let dead = acquire_new(&env, "a", "uid-1", 5, Duration::zero())
         .await
         .unwrap();
-    lock::update_record(c, ns, &dead.name, "a", |r| r.scaled_down = true)
-        .await
-        .unwrap();
+    lock::update_record(c, ns, &dead.name, "a", |r| {
+        r.scaled_objects = vec!["w-keda".into()]
+    })
+    .await
+    .unwrap();
     let_leases_expire().await;
     // The new caller sees the workload at 0 (because of the dead session): it must not win.
     let b_owner = owner(&env, "b").await;
@@ -84,9 +86,10 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
         .await
         .unwrap();
     assert_eq!(guard.record.original_replicas, 5);
-    assert!(
-        guard.record.scaled_down,
-        "the workload may still be at zero"
+    assert_eq!(
+        guard.record.scaled_objects,
+        ["w-keda"],
+        "the dead holder may have paused it"
     );
     assert_eq!(guard.took_over_from.as_ref().unwrap().holder_session, "a");
     let cm = config_maps(&env).get(&guard.name).await.unwrap();
@@ -169,6 +172,41 @@ async fn same_session_reacquires_untouched_and_releases() {
     assert_eq!(again.record.original_replicas, 1);
     let read = lock::read(c, ns, &g.name).await.unwrap().unwrap();
     assert_eq!(read.0.original_replicas, 1);
+    assert_eq!(
+        lock::release(c, ns, &g.name, "a").await.unwrap(),
+        Released::Deleted
+    );
+    assert!(lock::read(c, ns, &g.name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_lock_stays_until_its_holder_releases_it() {
+    let env = TestEnv::new().await;
+    let (c, ns) = (&env.client, &env.namespace);
+    let a_owner = owner(&env, "a").await;
+    let g = acquire(&env, live_record("a", "u", 3), a_owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        g.config_map.metadata.finalizers.as_deref(),
+        Some(&[lock::FINALIZER.to_string()][..])
+    );
+    // `kubectl delete configmap` (or the garbage collector, with its session): only marked.
+    config_maps(&env)
+        .delete(&g.name, &Default::default())
+        .await
+        .unwrap();
+    let (record, meta) = lock::read(c, ns, &g.name).await.unwrap().unwrap();
+    assert!(meta.deletion_timestamp.is_some());
+    assert_eq!(
+        record.original_replicas, 3,
+        "the way back is still readable"
+    );
+    // Another session cannot release it; its holder can, and then it is gone.
+    assert!(matches!(
+        lock::release(c, ns, &g.name, "b").await.unwrap(),
+        Released::HeldByOther(_)
+    ));
     assert_eq!(
         lock::release(c, ns, &g.name, "a").await.unwrap(),
         Released::Deleted

@@ -210,6 +210,11 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     status_code(err) == Some(404)
 }
 
+/// API 403 Forbidden (RBAC said no).
+pub fn is_forbidden(err: &kube::Error) -> bool {
+    status_code(err) == Some(403)
+}
+
 /// API 409 AlreadyExists (a create lost the race).
 pub fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")

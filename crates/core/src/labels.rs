@@ -77,6 +77,9 @@ pub const DATA_CREATED: &str = "created";
 pub const DATA_EXPIRES: &str = "expires";
 pub const DATA_OPTIONS: &str = "options";
 pub const DATA_WORKLOAD: &str = "workload";
+/// Scale-down: the KEDA ScaledObjects targeting the workload (comma-separated), recorded before
+/// any is paused, so ending the session knows which to put back without listing them.
+pub const DATA_SCALED_OBJECTS: &str = "scaledObjects";
 pub const DATA_HEARTBEAT: &str = "heartbeat";
 /// Someone else scaled the workload during the session (recorded by `run`'s heartbeat).
 pub const DATA_INTERFERENCE: &str = "interference";
@@ -91,13 +94,16 @@ pub const OPTIONS_ANNOTATION: &str = "mirrord-copy.io/options";
 pub use mirrord_copy_lock::keys::{
     COPY_POD as LOCK_COPY_POD, HOLDER as LOCK_HOLDER, HOLDER_SESSION as LOCK_HOLDER_SESSION,
     LEASE_EXPIRES as LOCK_LEASE_EXPIRES, ORIGINAL_REPLICAS as LOCK_ORIGINAL_REPLICAS,
-    SCALED_DOWN as LOCK_SCALED_DOWN, SINCE as LOCK_SINCE, WORKLOAD_KIND as LOCK_WORKLOAD_KIND,
-    WORKLOAD_NAME as LOCK_WORKLOAD_NAME, WORKLOAD_UID as LOCK_WORKLOAD_UID,
+    SCALED_OBJECTS as LOCK_SCALED_OBJECTS, SINCE as LOCK_SINCE,
+    WORKLOAD_KIND as LOCK_WORKLOAD_KIND, WORKLOAD_NAME as LOCK_WORKLOAD_NAME,
+    WORKLOAD_UID as LOCK_WORKLOAD_UID,
 };
 
 // ---- on the workload while scaled down ----
 pub const ORIGINAL_REPLICAS_ANNOTATION: &str = "mirrord-copy.io/original-replicas";
 pub const SCALED_DOWN_BY_ANNOTATION: &str = "mirrord-copy.io/scaled-down-by";
+/// Keeps a lock ConfigMap until the workload is restored (written by crates/lock).
+pub use mirrord_copy_lock::FINALIZER as LOCK_FINALIZER;
 
 // ---- guardrail ----
 pub const GUARDRAIL_ANNOTATION: &str = "mirrord-copy.io/scale-down";

@@ -30,16 +30,7 @@ pub(crate) struct Meta {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
     pub deletion_timestamp: Option<String>,
-}
-
-/// An object read for its metadata alone (workloads, ScaledObjects).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct MetaOnly {
-    #[serde(default)]
-    pub metadata: Meta,
 }
 
 /// A ConfigMap: metadata and data (session records, locks).
@@ -145,21 +136,6 @@ where
             None => return Ok(()),
         }
     }
-}
-
-/// Every item of the LIST, decoded as `T`.
-pub(crate) async fn collect<K, T>(
-    api: &Api<K>,
-    client: &kube::Client,
-    selector: Option<&str>,
-) -> Result<Vec<T>, kube::Error>
-where
-    K: kube::Resource,
-    T: DeserializeOwned,
-{
-    let mut out = Vec::new();
-    for_each(api, client, selector, |t| out.push(t)).await?;
-    Ok(out)
 }
 
 /// Splits a Kubernetes list body (`{"kind":..,"metadata":{..},"items":[{..},..]}`) into the

@@ -16,8 +16,8 @@ mod record;
 mod wait;
 
 pub use lifecycle::{
-    create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE, RETRY_PERIOD,
-    RUN_LEASE,
+    create, end, end_session, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE,
+    RETRY_PERIOD, RUN_LEASE,
 };
 pub use query::{find_by_pod, find_by_target, get, list, list_brief};
 pub use record::session_from_config_map;
@@ -91,6 +91,10 @@ pub enum Progress {
         workload: String,
         to: i32,
     },
+    /// A KEDA ScaledObject paused for the session was put back.
+    Unpaused {
+        scaled_object: String,
+    },
     /// An object was deleted, e.g. "pod/x" or "configmap/mirrord-copy-session-y".
     Deleted {
         object: String,
@@ -149,6 +153,15 @@ pub struct Session {
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
+    /// Scale-down: the workload scaled ("deployment/x"; a ReplicaSet's owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Scale-down: the KEDA ScaledObjects targeting the workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaled_objects: Vec<String>,
+    /// uid of the session ConfigMap as read: `end` deletes exactly that object.
+    #[serde(skip)]
+    pub record_uid: Option<String>,
 }
 
 impl Session {
@@ -190,6 +203,9 @@ mod tests {
             interference: None,
             options: CopyOptions::default(),
             copy_phase: None,
+            workload: None,
+            scaled_objects: Vec::new(),
+            record_uid: None,
         };
         assert!(session(Some(now - minute), None, now).has_lapsed(now));
         assert!(!session(Some(now + minute), None, now).has_lapsed(now));

@@ -139,6 +139,9 @@ pub fn validate_object(
         }
     }
     validate_owner_references(obj, &mut causes);
+    if let Some(old) = old {
+        no_new_finalizers_while_deleting(obj, old, &mut causes);
+    }
     if rt.plural == "pods" {
         pod::validate_pod(obj, old, &mut causes);
     }
@@ -167,6 +170,44 @@ pub fn validate_object(
     } else {
         Err(ApiError::invalid(rt, name, causes))
     }
+}
+
+/// Upstream's ValidateNoNewFinalizers (apimachinery objectmeta.go), run by
+/// ValidateObjectMetaUpdate once the old object has a deletionTimestamp: finalizers may only
+/// go away. Message as upstream prints it (Go's `%#v` of the sorted new names).
+fn no_new_finalizers_while_deleting(obj: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    if old["metadata"]["deletionTimestamp"].is_null() {
+        return;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["metadata"]["finalizers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = names(old);
+    let mut extra: Vec<String> = names(obj)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if extra.is_empty() {
+        return;
+    }
+    extra.sort();
+    extra.dedup();
+    let quoted: Vec<String> = extra.iter().map(|f| format!("{f:?}")).collect();
+    causes.push(Cause {
+        reason: "FieldValueForbidden".into(),
+        message: format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            quoted.join(", ")
+        ),
+        field: "metadata.finalizers".into(),
+    });
 }
 
 const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";

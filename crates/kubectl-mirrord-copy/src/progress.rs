@@ -101,6 +101,9 @@ fn describe(event: &Progress) -> String {
             format!("scaled {workload} down from {from} to 0")
         }
         Progress::Restored { workload, to } => format!("restored {workload} to {to} replicas"),
+        Progress::Unpaused { scaled_object } => {
+            format!("unpaused KEDA ScaledObject {scaled_object}")
+        }
         Progress::Deleted { object } => format!("deleted {object}"),
         Progress::Warning(text) => format!("warning: {text}"),
         Progress::Info(text) => text.clone(),

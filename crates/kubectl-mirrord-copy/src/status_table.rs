@@ -137,6 +137,9 @@ mod tests {
             expires: None,
             options: CopyOptions::default(),
             copy_phase: Some("Running".into()),
+            workload: None,
+            scaled_objects: Vec::new(),
+            record_uid: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! A mutex on the cluster, held as a ConfigMap: whoever creates
 //! `mirrord-copy-lock-<kind>-<name>` holds the lock on that workload. The lock records a lease
 //! (renewed by the holder), the workload's uid and the replica count to restore; every write
-//! is a compare-and-swap on resourceVersion and release deletes with uid and resourceVersion
-//! preconditions, so nobody ever overwrites or deletes a lock they do not hold.
+//! is a compare-and-swap on resourceVersion (or tests the holder), and release deletes with uid
+//! and resourceVersion preconditions, so nobody ever overwrites or deletes a lock they do not
+//! hold. A finalizer keeps the lock until it is released (see `ops`).
 //!
 //! This crate knows nothing of targets: it locks a [`WorkloadKey`].
 
@@ -15,16 +16,16 @@ mod record;
 pub use api_text::{error_chain, kube_error_text, status_text};
 pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
 pub use ops::{
-    acquire, list, read, release, release_guarded, renew, update_guarded, update_known,
-    update_record, LockGuard, Released, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_SESSION, MANAGED_BY,
-    ROLE_LOCK,
+    acquire, list, read, release, release_guarded, release_known, renew, update_guarded,
+    update_known, update_record, LockGuard, Released, FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE,
+    LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
 };
 pub use record::{parse_replicas, rfc3339, LockRecord, MAX_REPLICAS};
 
 /// Lock data keys, for callers that display or select on them.
 pub mod keys {
     pub use crate::record::{
-        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_DOWN, SINCE,
+        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_OBJECTS, SINCE,
         WORKLOAD_KIND, WORKLOAD_NAME, WORKLOAD_UID,
     };
 }

@@ -246,35 +246,31 @@ pub async fn get(
     }
 }
 
-/// Set the count (a CronJob: suspend for 0, resume otherwise). With `pin`, the write only
-/// succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
-pub async fn set_replicas(
+/// One merge patch of the workload itself: the count (`Some`; a CronJob: suspended for 0,
+/// resumed otherwise) and `annotations` (a `null` value removes the key) written together, so
+/// the count and the record of who changed it can never be seen apart. With `pin`, the write
+/// only succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
+/// The object as written: its resourceVersion pins the next write without a read.
+pub async fn write(
     client: &kube::Client,
     target: &ScaleTarget,
-    replicas: i32,
+    replicas: Option<i32>,
+    annotations: Value,
     pin: Option<&str>,
-) -> Result<Option<String>, kube::Error> {
-    let mut patch = if target.kind == ScaleKind::CronJob {
-        json!({"spec": {"suspend": replicas == 0}})
-    } else {
-        json!({"spec": {"replicas": replicas}})
-    };
+) -> Result<DynamicObject, kube::Error> {
+    let mut patch = json!({"metadata": {"annotations": annotations}});
+    match (replicas, target.kind) {
+        (Some(n), ScaleKind::CronJob) => patch["spec"] = json!({"suspend": n == 0}),
+        (Some(n), _) => patch["spec"] = json!({"replicas": n}),
+        (None, _) => {}
+    }
     if let Some(rv) = pin {
-        patch["metadata"] = json!({"resourceVersion": rv});
+        patch["metadata"]["resourceVersion"] = json!(rv);
     }
-    let api = target.api(client);
-    let pp = PatchParams::default();
-    // The resourceVersion after the write (a /scale shares its object's), so a next pinned
-    // write need not read first.
-    if target.kind == ScaleKind::CronJob {
-        let written = api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
-        Ok(written.resource_version())
-    } else {
-        let written = api
-            .patch_scale(&target.name, &pp, &Patch::Merge(&patch))
-            .await?;
-        Ok(written.metadata.resource_version)
-    }
+    target
+        .api(client)
+        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// A write to the workload made only while this session provably holds it: `write` gets the
