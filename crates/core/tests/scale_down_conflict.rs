@@ -1,5 +1,11 @@
 //! The mutex and the refusals: concurrent sessions on one workload (through its Deployment and
 //! its ReplicaSet), the guardrail, malformed lock records, pods and Jobs.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it at run time; build.rs
+//! then sets `cfg(real_cluster)`, which marks the tests needing the fake as ignored).
+
+mod common;
 
 use std::collections::BTreeMap;
 
@@ -12,7 +18,7 @@ use mirrord_copy_core::Error;
 use mirrord_copy_lock::{LockRecord, WorkloadKey};
 use serde_json::{json, Value};
 
-use crate::scale_down_support::*;
+use common::scale_down::*;
 
 /// The error `scale_down::check` refuses `target` with.
 async fn refused_check(env: &TestEnv, target: &str) -> Error {

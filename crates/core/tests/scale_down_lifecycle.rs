@@ -1,6 +1,12 @@
 //! Scale-down through the core API, step by step: the full cycle for every kind, a crash
 //! (everything dropped) after each step of create followed by gc, two crashes in a row, the
 //! lock lost with its session, someone scaling meanwhile, the workload recreated, autoscalers.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it at run time; build.rs
+//! then sets `cfg(real_cluster)`, which marks the tests needing the fake as ignored).
+
+mod common;
 
 use std::time::Duration;
 
@@ -10,7 +16,7 @@ use mirrord_copy_core::labels::{ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANN
 use mirrord_copy_core::scale_down::{self, ScaleDownPlan, ScaleKind, KEDA_PAUSED_BY_ANNOTATION};
 use mirrord_copy_core::Progress;
 
-use crate::scale_down_support::*;
+use common::scale_down::*;
 
 #[tokio::test]
 async fn full_cycle_for_every_kind() {
@@ -584,7 +590,7 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
 #[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn gc_cronjob_clusterrole_suffices() {
     let env = TestEnv::new().await;
-    let manifest = include_str!("../../plugin-manifest/gc-cronjob.yaml");
+    let manifest = include_str!("../../../plugin-manifest/gc-cronjob.yaml");
     let cluster_role = manifest
         .split("\n---\n")
         .find(|doc| doc.contains("kind: ClusterRole\n"))

@@ -1,12 +1,17 @@
-//! crates/lock against the API server: create-or-conflict, takeover of an expired lease by
+//! The lock against the API server: create-or-conflict, takeover of an expired lease by
 //! compare-and-swap carrying the count forward, uid checks, renew and release preconditions.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it), as the plugin's
+//! e2e tests do. Every test here runs on both.
 
 use chrono::{Duration, Utc};
 use fakekube::harness::TestEnv;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use kube::ResourceExt;
 use mirrord_copy_lock::{self as lock, LockError, LockGuard, LockRecord, Released, WorkloadKey};
-
-use crate::scale_down_support::*;
 
 /// A lock record of Deployment w for `session`: `uid`, `replicas`, a `lease` from now.
 fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecord {
@@ -30,10 +35,33 @@ fn live_record(session: &str, uid: &str, replicas: i32) -> LockRecord {
     record(session, uid, replicas, Duration::hours(1))
 }
 
-/// An owner reference to a new live session `session_id`.
+/// ConfigMaps in the test namespace.
+fn config_maps(env: &TestEnv) -> Api<ConfigMap> {
+    Api::namespaced(env.client.clone(), &env.namespace)
+}
+
+/// Let a lease written with zero length be strictly in the past.
+async fn let_leases_expire() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+/// An owner reference to a new ConfigMap standing for the live session `session_id` (as the
+/// session ConfigMap owns its locks; this crate knows nothing of sessions).
 async fn owner(env: &TestEnv, session_id: &str) -> OwnerReference {
-    let h = session(env, session_id, "deployment/w", false).await;
-    h.owner_reference()
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(format!("mirrord-copy-session-{session_id}"));
+    let created = config_maps(env)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create the owner ConfigMap");
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: created.name_any(),
+        uid: created.uid().unwrap(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// `lock::acquire` of Deployment w's lock with `record`, owned by `owner`.
