@@ -158,9 +158,9 @@ async fn delete_is_three_requests() {
     assert!(env.list_pods("mirrord-copy.io/role=copy").await.is_empty());
 }
 
-const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession&limit=500";
-const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy&limit=500";
-const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy&limit=500";
+const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession";
+const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy";
+const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy";
 
 /// "VERB PATH?QUERY" of every request the fake logged from index `from` on.
 fn log_since(env: &TestEnv, from: usize) -> Vec<String> {

@@ -1,9 +1,12 @@
 //! LISTs decoded as they arrive (issue 11): the response body is split into its `items` one at
 //! a time and each item is decoded into a small struct holding only the fields the caller
 //! reads, so memory does not grow with the size of the list (a 10,000-object response is never
-//! held whole, neither as text nor as k8s-openapi objects). Pages of [`PAGE`] objects, as
-//! kubectl's `--chunk-size` default: the API server never builds one huge response, and only
-//! one page is in flight at a time.
+//! held whole, neither as text nor as k8s-openapi objects). One request per collection,
+//! without `limit`: the API server (1.34+: streaming list encoding, KEP-5116, and lists from
+//! its watch cache) streams the response item by item too, so neither side holds it whole,
+//! and a command costs the same round trips at 10 sessions and at 10,000 (issue 11's budget).
+//! Pages with `limit` would cost a round trip per 500 objects for nothing. A server that
+//! pages anyway (a `continue` token) is followed.
 //!
 //! The splitter knows just enough JSON to find the top-level `items` array and `metadata`
 //! object (strings with escapes, nesting); every item is then parsed by serde_json, so a
@@ -76,9 +79,6 @@ pub(crate) struct PodStatusLite {
     pub phase: Option<String>,
 }
 
-/// Objects per LIST page (kubectl's default chunk size).
-pub(crate) const PAGE: u32 = 500;
-
 /// The list's own metadata: where the next page starts.
 #[derive(Debug, Default, Deserialize)]
 struct ListMeta {
@@ -87,7 +87,7 @@ struct ListMeta {
 }
 
 /// LIST `api`'s collection (the Api's namespace, or all) with `selector`, calling `each` on
-/// every item as it is decoded. One request per [`PAGE`] objects.
+/// every item as it is decoded. One request, whatever the size.
 pub(crate) async fn for_each<K, T>(
     api: &Api<K>,
     client: &kube::Client,
@@ -98,7 +98,7 @@ where
     K: kube::Resource,
     T: DeserializeOwned,
 {
-    let mut lp = ListParams::default().limit(PAGE);
+    let mut lp = ListParams::default();
     if let Some(s) = selector {
         lp = lp.labels(s);
     }
