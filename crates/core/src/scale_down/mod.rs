@@ -37,7 +37,7 @@
 //! longer matches the record was recreated: it is left alone with a warning.
 
 mod autoscalers;
-pub mod gitops;
+pub(crate) mod gitops;
 mod guardrail;
 mod interference;
 mod restore;
@@ -59,23 +59,26 @@ use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
 use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS};
 
-pub use autoscalers::{
-    scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
-};
-pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use autoscalers::KEDA_PAUSED_BY_ANNOTATION;
+pub(crate) use autoscalers::{scaled_object_resource, unpause_keda};
 pub use interference::interference;
+pub use restore::restore;
 use restore::target_of as target_of_record;
-pub use restore::{restore, restore_workload, RestoreOutcome};
-pub use workload::{decide, ScaleKind, ScaleTarget};
+pub(crate) use restore::{restore_workload, RestoreOutcome};
+pub(crate) use workload::decide;
+pub use workload::{ScaleKind, ScaleTarget};
 
 /// How long gc holds a dead session's lock while it restores the workload.
-pub const FENCE: Duration = Duration::from_secs(120);
+pub(crate) const FENCE: Duration = Duration::from_secs(120);
 
 /// What [`prepare`] set up and [`apply`] acts on.
 #[derive(Debug, Clone)]
 pub struct ScaleDownPlan {
+    /// The workload scaled down.
     pub target: ScaleTarget,
+    /// The session doing it.
     pub session_id: String,
+    /// Name of the lock ConfigMap it holds.
     pub lock_name: String,
     /// The count restore puts back (carried forward from a dead holder on takeover).
     pub original_replicas: i32,
@@ -89,21 +92,21 @@ pub struct ScaleDownPlan {
 
 /// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub target: ScaleTarget,
     pub object: DynamicObject,
 }
 
 /// Who holds a lock, as its record names them, and their copy pod.
 #[derive(Debug, Clone)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// "user (localuser@host)": the Kubernetes user and the machine it works from.
     pub who: String,
     pub copy_pod: String,
 }
 
 impl Holder {
-    pub fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
+    pub(crate) fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
         let who = match host {
             Some(host) if !host.is_empty() && host != owner => format!("{owner} ({host})"),
             _ => owner.to_string(),
@@ -118,7 +121,7 @@ impl Holder {
 /// `create`'s check, in as few round trips as the answer allows: the workload is the object
 /// `resolve` already read when the target names it (a ReplicaSet's owner is read), then the
 /// guardrail (the Namespace). A lock held by another session is found by acquiring.
-pub async fn check_for_create(
+pub(crate) async fn check_for_create(
     client: &kube::Client,
     resolved: &ResolvedTarget,
 ) -> Result<Checked, Error> {
@@ -188,7 +191,7 @@ pub async fn prepare(
 /// [`prepare`] from what [`check_for_create`] read, for a session whose ConfigMap already
 /// records the workload (`create` writes it with the session): no read of the workload, the
 /// Namespace or the session again.
-pub async fn prepare_checked(
+pub(crate) async fn prepare_checked(
     client: &kube::Client,
     checked: Checked,
     session: &SessionHandle,

@@ -18,7 +18,7 @@ use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, Released};
 
 /// What [`restore_workload`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreOutcome {
+pub(crate) enum RestoreOutcome {
     /// Scaled back from zero to the recorded count.
     Restored { to: i32 },
     /// Already at the recorded count (never scaled, or restored by an earlier run).
@@ -130,7 +130,7 @@ fn record_error(namespace: &str, name: &str, e: LockError) -> Error {
 /// workload's own annotation. The count is put back only if the workload is at zero, by a
 /// write pinned to the resourceVersion we read; then KEDA is unpaused and our annotations are
 /// removed. A workload whose uid differs from the record's is left alone.
-pub async fn restore_workload(
+pub(crate) async fn restore_workload(
     client: &kube::Client,
     target: &ScaleTarget,
     session_id: &str,
