@@ -4,6 +4,10 @@
 //! archive's binary, or a wrapper that runs a cross-built one under an emulator, so one suite
 //! proves what ships.
 
+// A test crate exports nothing: `pub` in its helper modules only shares them between test
+// files, so unreachable_pub does not apply.
+#![allow(unreachable_pub)]
+
 use std::sync::OnceLock;
 
 /// Environment variable naming the plugin binary to test instead of cargo's build.

@@ -49,6 +49,7 @@ pub struct GcReport {
 /// Sessions are identified by (namespace, id).
 type Live = HashSet<(String, String)>;
 
+/// Run gc (steps above) in `namespace`, or in every namespace when None.
 pub async fn gc(
     client: &kube::Client,
     namespace: Option<&str>,

@@ -48,7 +48,7 @@ pub(crate) struct ConfigMapLite {
 impl ConfigMapLite {
     /// As a k8s-openapi ConfigMap (name, namespace, labels, uid, data), for the parsers that
     /// take one. Built per item and dropped right after.
-    pub fn to_config_map(&self) -> k8s_openapi::api::core::v1::ConfigMap {
+    pub(crate) fn to_config_map(&self) -> k8s_openapi::api::core::v1::ConfigMap {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         k8s_openapi::api::core::v1::ConfigMap {
             metadata: ObjectMeta {

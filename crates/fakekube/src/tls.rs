@@ -11,7 +11,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The CA certificate (PEM) clients must trust (`certificate-authority-data`).
     pub ca_pem: String,
     pub acceptor: TlsAcceptor,
@@ -67,7 +67,7 @@ fn generate() -> anyhow::Result<TlsMaterial> {
 }
 
 /// The process-wide TLS material (generated on first use).
-pub fn material() -> &'static TlsMaterial {
+pub(crate) fn material() -> &'static TlsMaterial {
     static M: OnceLock<TlsMaterial> = OnceLock::new();
     M.get_or_init(|| generate().expect("generating TLS certificates"))
 }

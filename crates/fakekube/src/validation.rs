@@ -25,7 +25,7 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// Errors (without the `Invalid value` prefix) for a DNS-1123 subdomain.
-pub fn subdomain_errors(s: &str) -> Vec<String> {
+pub(crate) fn subdomain_errors(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 253 {
         errs.push("must be no more than 253 characters".to_string());
@@ -37,7 +37,7 @@ pub fn subdomain_errors(s: &str) -> Vec<String> {
 }
 
 /// Errors for a DNS-1123 label (container names, namespace names).
-pub fn label_name_errors(s: &str) -> Vec<String> {
+pub(crate) fn label_name_errors(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
         errs.push("must be no more than 63 characters".to_string());
@@ -58,7 +58,7 @@ fn is_qualified_part(s: &str) -> bool {
 }
 
 /// A label value: empty, or up to 63 characters of the qualified-name alphabet.
-pub fn label_value_error(v: &str) -> Result<(), String> {
+pub(crate) fn label_value_error(v: &str) -> Result<(), String> {
     if v.len() > 63 {
         return Err("must be no more than 63 bytes".into());
     }
@@ -69,7 +69,7 @@ pub fn label_value_error(v: &str) -> Result<(), String> {
 }
 
 /// A label (or annotation) key: optional DNS-subdomain prefix, `/`, name of up to 63 characters.
-pub fn label_key_error(k: &str) -> Result<(), String> {
+pub(crate) fn label_key_error(k: &str) -> Result<(), String> {
     let (prefix, name) = match k.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
@@ -103,7 +103,7 @@ pub(crate) fn invalid(field: &str, value: &str, msg: &str) -> Cause {
 }
 
 /// Validate an object before it is stored; `old` is the stored object on update.
-pub fn validate_object(
+pub(crate) fn validate_object(
     rt: &ResourceType,
     name: &str,
     obj: &Value,
@@ -317,7 +317,7 @@ fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// Five characters from the alphabet upstream uses for generateName suffixes.
-pub fn random_suffix(len: usize) -> String {
+pub(crate) fn random_suffix(len: usize) -> String {
     use rand::Rng;
     // k8s.io/apimachinery/pkg/util/rand: consonants and digits without look-alikes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

@@ -14,7 +14,7 @@ mod ops;
 mod record;
 
 pub use api_text::{error_chain, kube_error_text, status_text};
-pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
+pub use name::{WorkloadKey, LOCK_NAME_PREFIX};
 pub use ops::{
     acquire, list, read, release, release_guarded, release_known, renew, update_guarded,
     update_known, update_record, LockGuard, Released, FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE,
@@ -30,6 +30,7 @@ pub mod keys {
     };
 }
 
+/// Why a lock operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Someone else holds the lock and their lease is valid (or they won the takeover race).
@@ -44,6 +45,7 @@ pub enum LockError {
     /// Kept losing compare-and-swap races.
     #[error("gave up after repeated conflicts on {0}")]
     Contended(String),
+    /// The API server refused or could not be reached (any other error).
     #[error("{}", kube_error_text(.0))]
     Kube(#[from] kube::Error),
 }

@@ -19,10 +19,15 @@ use kube::ResourceExt;
 use crate::clock;
 use crate::{LockError, LockRecord, WorkloadKey};
 
+/// Label naming the tool that manages an object (value [`MANAGED_BY`]).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] on every object the plugin makes.
 pub const MANAGED_BY: &str = "kubectl-mirrord-copy";
+/// Label carrying the id of the session that holds the lock.
 pub const LABEL_SESSION: &str = "mirrord-copy.io/session";
+/// Label telling the plugin's ConfigMaps and pods apart (value [`ROLE_LOCK`] on a lock).
 pub const LABEL_ROLE: &str = "mirrord-copy.io/role";
+/// Value of [`LABEL_ROLE`] on a lock ConfigMap.
 pub const ROLE_LOCK: &str = "lock";
 /// Keeps a lock ConfigMap until its holder (or gc) has restored the workload and released it.
 pub const FINALIZER: &str = "mirrord-copy.io/restore";
@@ -33,10 +38,15 @@ const MAX_ATTEMPTS: usize = 5;
 /// A lock we hold, as of our last write.
 #[derive(Debug, Clone)]
 pub struct LockGuard {
+    /// Namespace of the lock ConfigMap.
     pub namespace: String,
+    /// Name of the lock ConfigMap.
     pub name: String,
+    /// uid of the lock ConfigMap: release deletes on this precondition.
     pub uid: String,
+    /// resourceVersion of our last write: the next compare-and-swap is on it.
     pub resource_version: String,
+    /// The record as we last wrote it.
     pub record: LockRecord,
     /// Set when we took an expired lock over: the dead holder's record.
     pub took_over_from: Option<LockRecord>,

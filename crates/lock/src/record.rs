@@ -9,15 +9,25 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::LockError;
 
 // Data keys (DESIGN.md "Lock ConfigMap"; crates/core/src/labels.rs lists the same names).
+/// Data key of [`LockRecord::holder_session`].
 pub const HOLDER_SESSION: &str = "holderSession";
+/// Data key of [`LockRecord::holder`].
 pub const HOLDER: &str = "holder";
+/// Data key of [`LockRecord::since`].
 pub const SINCE: &str = "since";
+/// Data key of [`LockRecord::lease_expires`].
 pub const LEASE_EXPIRES: &str = "leaseExpires";
+/// Data key of [`LockRecord::workload_uid`].
 pub const WORKLOAD_UID: &str = "workloadUid";
+/// Data key of [`LockRecord::workload_kind`].
 pub const WORKLOAD_KIND: &str = "workloadKind";
+/// Data key of [`LockRecord::workload_name`].
 pub const WORKLOAD_NAME: &str = "workloadName";
+/// Data key of [`LockRecord::original_replicas`].
 pub const ORIGINAL_REPLICAS: &str = "originalReplicas";
+/// Data key of [`LockRecord::copy_pod`].
 pub const COPY_POD: &str = "copyPod";
+/// Data key of [`LockRecord::scaled_objects`] (optional).
 pub const SCALED_OBJECTS: &str = "scaledObjects";
 
 /// The largest replica count we record or trust. Kubernetes allows any int32, but no real
@@ -39,10 +49,13 @@ pub struct LockRecord {
     pub lease_expires: DateTime<Utc>,
     /// uid of the workload when its count was recorded: a recreated workload is another object.
     pub workload_uid: String,
+    /// Kind of the locked workload, e.g. "Deployment" (for messages and gc).
     pub workload_kind: String,
+    /// Name of the locked workload.
     pub workload_name: String,
     /// The count to restore. Carried forward on takeover.
     pub original_replicas: i32,
+    /// The holder's copy pod; empty until it is created.
     pub copy_pod: String,
     /// KEDA ScaledObjects targeting the workload, recorded before any is paused: the ones
     /// restore must look at (each carries who paused it). Optional key, comma-separated.
@@ -71,6 +84,7 @@ impl LockRecord {
         )
     }
 
+    /// The record as the lock ConfigMap's data (the inverse of [`LockRecord::parse`]).
     pub fn to_data(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (HOLDER_SESSION.into(), self.holder_session.clone()),

@@ -16,9 +16,9 @@ use crate::labels::KEDA_PAUSED_REPLICAS_ANNOTATION;
 /// Which session paused this ScaledObject.
 pub const KEDA_PAUSED_BY_ANNOTATION: &str = "mirrord-copy.io/keda-paused-by";
 /// The paused-replicas value before we paused it, as JSON (`null` when it had none).
-pub const KEDA_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/keda-previous-paused-replicas";
+pub(super) const KEDA_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/keda-previous-paused-replicas";
 
-pub fn scaled_object_resource() -> ApiResource {
+pub(crate) fn scaled_object_resource() -> ApiResource {
     ApiResource {
         group: "keda.sh".into(),
         version: "v1alpha1".into(),
@@ -42,7 +42,7 @@ fn targets(reference: &Value, target: &ScaleTarget) -> bool {
 
 /// Names of the HPAs (autoscaling/v2) targeting the workload. A cluster or a token that
 /// cannot list them yields an empty list: the warning is a courtesy.
-pub async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
+pub(super) async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &target.namespace);
     let Ok(list) = api.list(&ListParams::default()).await else {
         return Vec::new();
@@ -58,7 +58,7 @@ pub async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
 }
 
 /// The KEDA ScaledObjects targeting the workload. Not served (KEDA not installed): none.
-pub async fn keda_objects(
+pub(super) async fn keda_objects(
     client: &kube::Client,
     target: &ScaleTarget,
 ) -> Result<Vec<DynamicObject>, Error> {
@@ -78,7 +78,7 @@ pub async fn keda_objects(
 
 /// Pause `objects` (the ScaledObjects targeting the workload, as listed) at 0 for `session`.
 /// Idempotent: one we already paused keeps its recorded previous value.
-pub async fn pause_keda(
+pub(super) async fn pause_keda(
     client: &kube::Client,
     namespace: &str,
     objects: &[DynamicObject],
@@ -160,7 +160,7 @@ async fn pause_one(
 /// lock before any was paused) whose pausing session satisfies `paused_by`: this session, or
 /// any session when restoring through a lock we hold (a dead holder whose place we took may
 /// have paused them). No names, no request.
-pub async fn unpause_keda(
+pub(crate) async fn unpause_keda(
     client: &kube::Client,
     namespace: &str,
     names: &[String],

@@ -41,7 +41,7 @@
 //! record was recreated: it is left alone with a warning.
 
 mod autoscalers;
-pub mod gitops;
+pub(crate) mod gitops;
 mod guardrail;
 mod interference;
 mod restore;
@@ -63,24 +63,25 @@ use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
 use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS};
 
-pub use autoscalers::{
-    scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
-};
-pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use autoscalers::KEDA_PAUSED_BY_ANNOTATION;
 pub use interference::interference;
 pub(crate) use restore::split_names;
 use restore::target_of as target_of_record;
-pub use restore::{restore, restore_recorded, restore_workload, RestoreOutcome};
-pub use workload::{decide, ScaleKind, ScaleTarget};
+pub use restore::{restore, restore_recorded};
+pub(crate) use workload::decide;
+pub use workload::{ScaleKind, ScaleTarget};
 
 /// How long gc holds a dead session's lock while it restores the workload.
-pub const FENCE: Duration = Duration::from_secs(120);
+pub(crate) const FENCE: Duration = Duration::from_secs(120);
 
 /// What [`prepare`] set up and [`apply`] acts on.
 #[derive(Debug, Clone)]
 pub struct ScaleDownPlan {
+    /// The workload scaled down.
     pub target: ScaleTarget,
+    /// The session doing it.
     pub session_id: String,
+    /// Name of the lock ConfigMap it holds.
     pub lock_name: String,
     /// The count restore puts back (carried forward from a dead holder on takeover).
     pub original_replicas: i32,
@@ -99,7 +100,7 @@ pub struct ScaleDownPlan {
 /// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed, and
 /// the autoscalers targeting it.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub target: ScaleTarget,
     pub object: DynamicObject,
     /// HPAs targeting the workload (warned about).
@@ -111,21 +112,21 @@ pub struct Checked {
 
 impl Checked {
     /// Names of [`Checked::scaled_objects`], as the session and the lock record them.
-    pub fn scaled_object_names(&self) -> Vec<String> {
+    pub(crate) fn scaled_object_names(&self) -> Vec<String> {
         self.scaled_objects.iter().map(|so| so.name_any()).collect()
     }
 }
 
 /// Who holds a lock, as its record names them, and their copy pod.
 #[derive(Debug, Clone)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// "user (localuser@host)": the Kubernetes user and the machine it works from.
     pub who: String,
     pub copy_pod: String,
 }
 
 impl Holder {
-    pub fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
+    pub(crate) fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
         let who = match host {
             Some(host) if !host.is_empty() && host != owner => format!("{owner} ({host})"),
             _ => owner.to_string(),
@@ -141,7 +142,7 @@ impl Holder {
 /// `resolve` already read when the target names it (a ReplicaSet's owner is read), then the
 /// guardrail (the Namespace) and the autoscalers targeting it (HPAs, KEDA ScaledObjects). A
 /// lock held by another session is found by acquiring.
-pub async fn check_for_create(
+pub(crate) async fn check_for_create(
     client: &kube::Client,
     resolved: &ResolvedTarget,
 ) -> Result<Checked, Error> {
@@ -220,7 +221,7 @@ pub async fn prepare(
 /// Namespace or the session again. The workload is written only when another session's
 /// record is on it (a takeover): it is claimed at once, so that session's later writes fail
 /// their fence. Otherwise the way back is written with the zero, in [`apply`].
-pub async fn prepare_checked(
+pub(crate) async fn prepare_checked(
     client: &kube::Client,
     checked: Checked,
     session: &SessionHandle,

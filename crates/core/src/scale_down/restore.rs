@@ -20,7 +20,7 @@ use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, Released};
 
 /// What [`restore_workload`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreOutcome {
+pub(crate) enum RestoreOutcome {
     /// Scaled back from zero to the recorded count.
     Restored { to: i32 },
     /// Already at the recorded count (never scaled, or restored by an earlier run).
@@ -211,7 +211,7 @@ fn record_error(namespace: &str, name: &str, e: LockError) -> Error {
 /// (only if the workload is at zero) and the removal of our annotations together. Then the
 /// recorded KEDA ScaledObjects are unpaused (returned by name). A workload whose uid differs
 /// from the record's is left alone.
-pub async fn restore_workload(
+pub(crate) async fn restore_workload(
     client: &kube::Client,
     target: &ScaleTarget,
     session_id: &str,

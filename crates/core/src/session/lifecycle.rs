@@ -41,7 +41,9 @@ pub const RETRY_PERIOD: Duration = Duration::from_secs(4);
 /// What `end` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndReport {
+    /// The session id asked for.
     pub session: String,
+    /// Its namespace.
     pub namespace: String,
     /// False when there was nothing left to end (already ended: not an error).
     pub found: bool,

@@ -33,12 +33,12 @@ pub(crate) struct NewSession<'a> {
 }
 
 impl NewSession<'_> {
-    pub fn expires(&self) -> Option<DateTime<Utc>> {
+    pub(super) fn expires(&self) -> Option<DateTime<Utc>> {
         self.ttl
             .and_then(|ttl| super::lifecycle::expiry(self.now, ttl))
     }
 
-    pub fn config_map(&self) -> ConfigMap {
+    pub(super) fn config_map(&self) -> ConfigMap {
         let mut data = BTreeMap::from([
             (labels::DATA_VERSION, labels::SESSION_VERSION.to_string()),
             (labels::DATA_TARGET, self.target.clone()),
@@ -73,7 +73,7 @@ impl NewSession<'_> {
         }
     }
 
-    pub fn session(&self) -> Session {
+    pub(super) fn session(&self) -> Session {
         Session {
             id: self.id.to_string(),
             namespace: self.namespace.to_string(),
@@ -96,7 +96,7 @@ impl NewSession<'_> {
 }
 
 /// Read a session back from its ConfigMap.
-pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
+pub(crate) fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
     let name = cm.name_any();
     let namespace = cm.namespace().unwrap_or_default();
     let corrupt =

@@ -2,6 +2,9 @@
 //! cluster, for the tests that do not need the fake): [`scale_down`] for the scale-down tests.
 
 #![allow(dead_code)]
+// A test crate exports nothing: `pub` in its helper modules only shares them between test
+// files, so unreachable_pub does not apply.
+#![allow(unreachable_pub)]
 
 pub mod scale_down;
 

@@ -44,7 +44,7 @@ async fn only_yours(cluster: &Cluster, sessions: Vec<Session>) -> Vec<Session> {
     yours
 }
 
-pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
+pub(crate) async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
     if args.pods.is_empty() && args.target.is_none() && !args.all {
         return Err(Error::Usage(
             "say which sessions to end: copy pod names, --target TARGET, or --all".into(),

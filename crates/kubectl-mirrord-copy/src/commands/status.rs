@@ -9,7 +9,7 @@ use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::status_table;
 
-pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
+pub(crate) async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
     // The reference table shows no phase: its sessions come from one LIST of ConfigMaps, and
