@@ -158,7 +158,6 @@ async fn delete_is_three_requests() {
     assert!(env.list_pods("mirrord-copy.io/role=copy").await.is_empty());
 }
 
-const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession";
 const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy";
 const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy";
 
@@ -195,16 +194,15 @@ async fn status_and_gc_make_a_fixed_number_of_requests() {
     create(&env, &["deployment/worker", "--scale-down"]).await;
     let ns = &env.namespace;
 
+    // Our ConfigMaps (sessions, and locks whose session is gone, to warn about).
     assert_eq!(
         requests_of(&env, &["status", "-A"]).await,
-        [format!("list /api/v1/configmaps?{SESSIONS}")],
+        [format!("list /api/v1/configmaps?{OURS}")],
         "the reference table shows no phase: no pods are listed"
     );
     assert_eq!(
         requests_of(&env, &["status"]).await,
-        [format!(
-            "list /api/v1/namespaces/{ns}/configmaps?{SESSIONS}"
-        )]
+        [format!("list /api/v1/namespaces/{ns}/configmaps?{OURS}")]
     );
     for wide in [
         &["status", "-A", "-o", "wide"][..],
@@ -213,7 +211,7 @@ async fn status_and_gc_make_a_fixed_number_of_requests() {
         assert_eq!(
             requests_of(&env, wide).await,
             [
-                format!("list /api/v1/configmaps?{SESSIONS}"),
+                format!("list /api/v1/configmaps?{OURS}"),
                 format!("list /api/v1/pods?{COPIES}"),
             ],
             "{wide:?}"

@@ -19,7 +19,7 @@ pub use lifecycle::{
     create, end, end_session, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE,
     RETRY_PERIOD, RUN_LEASE,
 };
-pub use query::{find_by_pod, find_by_target, get, list, list_brief};
+pub use query::{find_by_pod, find_by_target, get, list, overview, Overview, Stranded};
 pub(crate) use record::session_from_config_map;
 
 /// The session ConfigMap, as the copy pod and the lock reference it (their ownerReferences).
