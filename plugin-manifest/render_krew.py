@@ -30,11 +30,11 @@ DESCRIPTION = """\
 
 CAVEATS = """\
     The plugin needs, in each namespace it works in: get/list/watch/create/
-    update/patch/delete on configmaps; get/list/watch/create/delete on pods;
-    list on events; get/list/patch on deployments, statefulsets, replicasets,
-    cronjobs, rollouts.argoproj.io and scaledobjects.keda.sh, and get/patch/
-    update on their /scale subresources; list on horizontalpodautoscalers;
-    and get on namespaces (cluster-wide, for the scale-down guardrail).
+    update/patch/delete on configmaps; get/list/watch/create/delete/
+    deletecollection on pods; list on events; get/list/patch on deployments,
+    statefulsets, replicasets, cronjobs and rollouts.argoproj.io; list/patch
+    on scaledobjects.keda.sh; list on horizontalpodautoscalers; and get on
+    namespaces (cluster-wide, for the scale-down guardrail).
     The Role and ClusterRole are in plugin-manifest/ of the repository.
 """
 

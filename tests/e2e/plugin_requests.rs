@@ -71,37 +71,37 @@ fn short(seq: Vec<(String, String)>) -> Vec<String> {
 
 #[tokio::test]
 #[cfg_attr(real_cluster, ignore = "reads the fake API server's request log")]
-async fn create_scale_down_is_eleven_requests() {
+async fn create_scale_down_is_nine_requests() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("sd", 2)).await;
     let warm = create(&env, &["deployment/sd"]).await;
     mc(&env, &["delete", &warm]).await.ok();
     env.fake().unwrap().request_log().clear();
     let pod = create(&env, &["deployment/sd", "--scale-down"]).await;
-    let lock = "/configmaps/mirrord-copy-lock-deployment-sd";
     assert_eq!(
         short(sequence(&env)),
         [
-            "get /deployments/sd".to_string(),
-            "get ".into(),               // the Namespace (its guardrail)
-            "create /configmaps".into(), // the session, recording the workload
-            "list /horizontalpodautoscalers".into(),
-            "create /configmaps".into(), // the lock, with the original count
-            "patch /deployments/sd".into(), // the count on the workload, pinned
-            "create /pods".into(),
-            "watch /pods".into(),
-            format!("update {lock}"), // write-ahead scaledDown=true
-            "list /scaledobjects".into(),
-            "patch /deployments/sd/scale".into(), // to zero, pinned
+            "get /deployments/sd",
+            "get ", // the Namespace (its guardrail)
+            "list /horizontalpodautoscalers",
+            "list /scaledobjects",
+            "create /configmaps", // the session, recording the workload and ScaledObjects
+            "create /configmaps", // the lock, with the original count and a finalizer
+            "create /pods",
+            "watch /pods",
+            // To zero with the way back (count, session) in one write, pinned to the
+            // version `resolve` read: nothing on the workload before the copy is Ready.
+            "patch /deployments/sd",
         ]
     );
+
     mc(&env, &["delete", &pod]).await.ok();
     assert_eq!(replicas(&env, "Deployment", "deployments", "sd").await, 2);
 }
 
 #[tokio::test]
 #[cfg_attr(real_cluster, ignore = "reads the fake API server's request log")]
-async fn delete_with_restore_is_fourteen_requests() {
+async fn delete_with_restore_is_seven_requests() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("dl", 2)).await;
     let pod = create(&env, &["deployment/dl", "--scale-down"]).await;
@@ -116,32 +116,50 @@ async fn delete_with_restore_is_fourteen_requests() {
             None => r,
         })
         .collect();
-    let copy = format!("delete /pods/{pod}");
     assert_eq!(
         seq,
         [
-            "list /configmaps",            // the session of the pod
-            &format!("get {session}<id>"), // end: the record
-            "list /configmaps",            // restore: the session's locks
-            &format!("update {lock}"),     // fence, from the listed lock
-            "get /deployments/dl",         // the count, at one version
-            "patch /deployments/dl/scale", // back to 2, pinned
-            "list /scaledobjects",         // KEDA pauses of ours
-            "get /deployments/dl",         // after its controller's status update
-            "patch /deployments/dl",       // our annotations off, pinned
-            &format!("delete {lock}"),     // release, preconditioned
-            "list /pods",                  // copies of the session
-            copy.as_str(),
-            "list /configmaps", // locks left to the session
+            "list /configmaps",        // the session of the pod: its whole record
+            "get /deployments/dl",     // the count and our record, at one version
+            "patch /deployments/dl",   // back to 2 and our record off, pinned
+            &format!("patch {lock}"),  // finalizer off, if still ours (JSON patch test)
+            &format!("delete {lock}"), // release, preconditioned
+            "deletecollection /pods",  // the session's copies, by label
             &format!("delete {session}<id>"),
         ]
     );
     assert_eq!(replicas(&env, "Deployment", "deployments", "dl").await, 2);
+    assert!(env.list_pods("mirrord-copy.io/role=copy").await.is_empty());
 }
 
-const SESSIONS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dsession&limit=500";
-const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy&limit=500";
-const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy&limit=500";
+#[tokio::test]
+#[cfg_attr(real_cluster, ignore = "reads the fake API server's request log")]
+async fn delete_is_three_requests() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("dn", 1)).await;
+    let pod = create(&env, &["deployment/dn"]).await;
+    env.fake().unwrap().request_log().clear();
+    mc(&env, &["delete", &pod]).await.ok();
+    let seq: Vec<String> = short(sequence(&env))
+        .into_iter()
+        .map(|r| match r.find("/configmaps/") {
+            Some(i) => r[..i].to_string() + "/configmaps/<session>",
+            None => r,
+        })
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "list /configmaps",
+            "deletecollection /pods",
+            "delete /configmaps/<session>"
+        ]
+    );
+    assert!(env.list_pods("mirrord-copy.io/role=copy").await.is_empty());
+}
+
+const COPIES: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy%2Cmirrord-copy.io%2Frole%3Dcopy";
+const OURS: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubectl-mirrord-copy";
 
 /// "VERB PATH?QUERY" of every request the fake logged from index `from` on.
 fn log_since(env: &TestEnv, from: usize) -> Vec<String> {
@@ -176,16 +194,15 @@ async fn status_and_gc_make_a_fixed_number_of_requests() {
     create(&env, &["deployment/worker", "--scale-down"]).await;
     let ns = &env.namespace;
 
+    // Our ConfigMaps (sessions, and locks whose session is gone, to warn about).
     assert_eq!(
         requests_of(&env, &["status", "-A"]).await,
-        [format!("list /api/v1/configmaps?{SESSIONS}")],
+        [format!("list /api/v1/configmaps?{OURS}")],
         "the reference table shows no phase: no pods are listed"
     );
     assert_eq!(
         requests_of(&env, &["status"]).await,
-        [format!(
-            "list /api/v1/namespaces/{ns}/configmaps?{SESSIONS}"
-        )]
+        [format!("list /api/v1/namespaces/{ns}/configmaps?{OURS}")]
     );
     for wide in [
         &["status", "-A", "-o", "wide"][..],
@@ -194,23 +211,18 @@ async fn status_and_gc_make_a_fixed_number_of_requests() {
         assert_eq!(
             requests_of(&env, wide).await,
             [
-                format!("list /api/v1/configmaps?{SESSIONS}"),
+                format!("list /api/v1/configmaps?{OURS}"),
                 format!("list /api/v1/pods?{COPIES}"),
             ],
             "{wide:?}"
         );
     }
 
-    // Nothing expired or orphaned: one LIST of our ConfigMaps (sessions and locks), one per
-    // kind whose annotation could name a dead session, one of copy pods; no GET, no write.
+    // Nothing expired or orphaned: one LIST of our ConfigMaps (sessions and locks: a dead
+    // session's lock outlives it by its finalizer, so no workload needs listing), one of
+    // copy pods; no GET, no write.
     let expected_gc = [
         format!("list /api/v1/configmaps?{OURS}"),
-        "list /apis/apps/v1/deployments?limit=500".to_string(),
-        "list /apis/apps/v1/statefulsets?limit=500".to_string(),
-        "list /apis/apps/v1/replicasets?limit=500".to_string(),
-        "list /apis/argoproj.io/v1alpha1/rollouts?limit=500".to_string(),
-        "list /apis/batch/v1/cronjobs?limit=500".to_string(),
-        "list /apis/keda.sh/v1alpha1/scaledobjects?limit=500".to_string(),
         format!("list /api/v1/pods?{COPIES}"),
     ];
     assert_eq!(requests_of(&env, &["gc", "-A"]).await, expected_gc);

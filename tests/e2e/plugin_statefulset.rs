@@ -139,7 +139,7 @@ async fn scale_down_hands_ordinal_zeros_claim_to_the_copy_and_gives_it_back() {
                 )
             })
         };
-        let scaled = position(&|r| r.verb == "patch" && r.path.ends_with("/statefulsets/db/scale"));
+        let scaled = position(&|r| r.verb == "patch" && r.path.ends_with("/statefulsets/db"));
         let copied = position(&|r| r.verb == "create" && r.path.ends_with("/pods"));
         assert!(
             scaled < copied,

@@ -74,6 +74,40 @@ async fn one_scale_down_session_is_the_reference_layout() {
     );
 }
 
+/// A session whose ConfigMap was deleted by hand leaves its workload at zero under a lock its
+/// finalizer keeps: `status` has no session to show, and says on stderr what only gc repairs.
+#[tokio::test]
+async fn a_workload_left_by_a_deleted_session_is_named_until_gc() {
+    let env = TestEnv::new().await;
+    env.apply_yaml(&deployment("left", 3)).await;
+    let pod = create(&env, &["deployment/left", "--scale-down"]).await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let sessions = cms
+        .list(&kube::api::ListParams::default().labels("mirrord-copy.io/role=session"))
+        .await
+        .unwrap();
+    for cm in sessions.items {
+        cms.delete(&cm.metadata.name.unwrap(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_pod_gone(&env, &pod).await;
+    let run = mc(&env, &["status"]).await;
+    assert_eq!(run.ok(), "No active copy targets\n");
+    run.stderr_has(&[
+        "deployment/left",
+        &env.namespace,
+        &format!("kubectl mirrord-copy gc -n {}", env.namespace),
+    ]);
+    assert_eq!(replicas(&env, "Deployment", "deployments", "left").await, 0);
+    mc(&env, &["gc"]).await.ok();
+    assert_eq!(replicas(&env, "Deployment", "deployments", "left").await, 3);
+    let run = mc(&env, &["status"]).await;
+    assert_eq!(run.ok(), "No active copy targets\n");
+    assert!(!run.stderr.contains("deployment/left"), "{}", run.stderr);
+}
+
 /// Many sessions, made in a scrambled order, a mix of scale-down and not: sorted by namespace,
 /// target, creation time and session id, as `status -o json` lists them too.
 #[tokio::test]

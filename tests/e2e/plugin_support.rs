@@ -3,6 +3,7 @@
 //! pod must pass, and the reference status table built from real names.
 
 pub use crate::plugin_bin;
+pub use crate::scale_down_support::plain_deployment;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -204,28 +205,6 @@ pub fn bare_pod(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\n{}",
         template(name, None, 0).replacen("metadata:\n", &format!("metadata:\n  name: {name}\n"), 1)
-    )
-}
-
-/// A Deployment of `replicas` with one plain container running `image`.
-pub fn plain_deployment(name: &str, replicas: i32, image: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: app
-          image: {image}
-"#
     )
 }
 

@@ -70,8 +70,11 @@ async fn twenty_concurrent_create_processes_one_winner() {
     assert!(copies[0]["metadata"]["deletionTimestamp"].is_null());
     let record = lock_record(&env).await.unwrap();
     assert_eq!(record.copy_pod, pod);
-    assert!(record.scaled_down);
     assert_eq!(record.original_replicas, 3);
+    assert_eq!(
+        scaled_down_by(&env, "x").await.as_deref(),
+        Some(lock_record(&env).await.unwrap().holder_session.as_str())
+    );
     let status = plugin(&env, &["status"]).output().await.unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -88,9 +91,8 @@ async fn twenty_concurrent_create_processes_one_winner() {
 async fn reached(env: &TestEnv, step: usize, name: &str) -> bool {
     match step {
         0 => lock_record(env).await.is_some(),
-        1 => scaled_down_by(env, name).await.is_some(),
-        2 => !env.list_pods("mirrord-copy.io/role=copy").await.is_empty(),
-        3 => lock_record(env).await.is_some_and(|r| r.scaled_down),
+        1 => !env.list_pods("mirrord-copy.io/role=copy").await.is_empty(),
+        2 => scaled_down_by(env, name).await.is_some(),
         _ => deployment_replicas(env, name).await == 0,
     }
 }
@@ -109,27 +111,24 @@ async fn sigkill_after_each_step_of_create_then_gc_restores_the_exact_count() {
     // Short: a held write still lands after the kill (as one in flight may on a real server);
     // gc runs once it has.
     let hold = Duration::from_secs(3);
-    for step in 0..5 {
+    for step in 0..4 {
         let name = format!("k{step}");
         env.apply_yaml(&deployment(&name, 3)).await;
         // Hold the write after the step open, so the kill lands exactly there.
         let kubelet = match step {
             0 => {
-                fake.faults()
-                    .latency("PATCH", &format!("/deployments/{name}"), hold);
-                None
-            }
-            1 => {
                 fake.faults().latency("POST", "/pods", hold);
                 None
             }
-            2 => {
+            1 => {
                 // No kubelet: the copy never becomes Ready.
                 assert!(fake.controllers().set("kubelet", false));
                 None
             }
-            3 => {
-                fake.faults().latency("PATCH", "/scale", hold);
+            2 => {
+                // The zero and its record, in flight.
+                fake.faults()
+                    .latency("PATCH", &format!("/deployments/{name}"), hold);
                 Some(copy_kubelet(&env))
             }
             _ => Some(copy_kubelet(&env)),

@@ -20,11 +20,11 @@ use crate::resolve::ResolvedTarget;
 use crate::target::TargetKind;
 
 /// The ordinal whose claims a copy of the StatefulSet itself mounts.
-pub const COPIED_ORDINAL: u32 = 0;
+pub(crate) const COPIED_ORDINAL: u32 = 0;
 
 /// One claim template as the copy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The template's name: the volume name the containers mount.
     pub template: String,
     /// `<template>-<sts>-<ordinal>`: the PersistentVolumeClaim the copy mounts.
@@ -35,7 +35,7 @@ pub struct Claim {
 
 /// The claims of `resolved` when it is a StatefulSet (empty for every other kind: a pod target
 /// already names its claims in its own volumes).
-pub fn claims(resolved: &ResolvedTarget) -> Vec<Claim> {
+pub(crate) fn claims(resolved: &ResolvedTarget) -> Vec<Claim> {
     if resolved.target.kind != TargetKind::StatefulSet {
         return Vec::new();
     }
@@ -67,7 +67,7 @@ pub fn claims(resolved: &ResolvedTarget) -> Vec<Claim> {
 
 /// Give the copy a volume per claim, replacing a template volume of the same name as the
 /// StatefulSet controller does: the ordinal's claim, or an emptyDir.
-pub fn mount_claims(spec: &mut PodSpec, claims: &[Claim], as_empty_dir: bool) {
+pub(crate) fn mount_claims(spec: &mut PodSpec, claims: &[Claim], as_empty_dir: bool) {
     if claims.is_empty() {
         return;
     }
@@ -92,7 +92,7 @@ pub fn mount_claims(spec: &mut PodSpec, claims: &[Claim], as_empty_dir: bool) {
 
 /// Refuse, before anything is written, a copy that would share a one-pod claim with a running
 /// original: it would never start (Multi-Attach) or, worse, write beside it.
-pub fn check_exclusive(
+pub(crate) fn check_exclusive(
     resolved: &ResolvedTarget,
     claims: &[Claim],
     scale_down: bool,

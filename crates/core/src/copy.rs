@@ -25,7 +25,9 @@ use crate::target::TargetKind;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CopyOptions {
+    /// Containers left out of the copy.
     pub exclude_containers: Vec<String>,
+    /// Init containers left out of the copy.
     pub exclude_init_containers: Vec<String>,
     /// A StatefulSet's claim templates become emptyDir volumes instead of ordinal 0's claims
     /// (crate::claims). Left out of the JSON when false, so older records read the same.
@@ -61,7 +63,7 @@ impl CopyOptions {
 const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
 
 /// The copy's pod spec, from the target's template.
-pub fn copy_pod_spec(
+pub(crate) fn copy_pod_spec(
     template: &PodTemplateSpec,
     kind: TargetKind,
     opts: &CopyOptions,
@@ -185,7 +187,7 @@ fn check_known(flag: &str, what: &str, names: &[String], valid: &[String]) -> Re
 /// The copy's labels: the template's (so Services still route to the copy) minus the ones that
 /// tie a pod to a controller, plus ours. Ours win a collision (a template may carry
 /// `app.kubernetes.io/managed-by: Helm`): every selector of ours depends on them.
-pub fn copy_labels(
+pub(crate) fn copy_labels(
     template_labels: Option<&BTreeMap<String, String>>,
     session_id: &str,
 ) -> BTreeMap<String, String> {
@@ -213,7 +215,7 @@ const POD_ONLY_ANNOTATIONS: &[&str] = &[
 /// The template's annotations, minus a pod target's [`POD_ONLY_ANNOTATIONS`]. Everything else
 /// is kept, `kubectl.kubernetes.io/restartedAt` included: annotations are part of what the
 /// application saw, and some (sidecar injection, config checksums) change how the pod runs.
-pub fn copy_annotations(
+pub(crate) fn copy_annotations(
     template_annotations: Option<&BTreeMap<String, String>>,
     kind: TargetKind,
 ) -> BTreeMap<String, String> {
@@ -232,7 +234,7 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 
 /// The copy pod, ready to create: [`copy_pod_spec`], [`copy_labels`], [`copy_annotations`]
 /// plus ours, and the controller ownerReference to the session ConfigMap.
-pub fn build_copy_pod(
+pub(crate) fn build_copy_pod(
     resolved: &ResolvedTarget,
     opts: &CopyOptions,
     session: &SessionHandle,

@@ -16,9 +16,13 @@ pub enum Error {
     /// `kind` is what was looked for ("deployment", "container in deployment/x", ...).
     #[error("{}", NotFoundMessage { kind, name, namespace, suggestions })]
     TargetNotFound {
+        /// What was looked for, e.g. "deployment".
         kind: String,
+        /// The name that was not found.
         name: String,
+        /// Where it was looked for.
         namespace: String,
+        /// Similar names that do exist ("did you mean").
         suggestions: Vec<String>,
     },
 
@@ -29,8 +33,11 @@ pub enum Error {
     /// The API server refused the request (exit 5). `message` is the server's own text.
     #[error("permission denied: cannot {verb} {resource}: {message}")]
     Forbidden {
+        /// The refused verb, e.g. "create".
         verb: String,
+        /// The resource it was refused on, e.g. "pods".
         resource: String,
+        /// The API server's own message.
         message: String,
     },
 
@@ -38,16 +45,22 @@ pub enum Error {
     /// its validation for this target (exit 4). `message` is the server's, with its causes.
     #[error("the API server rejected {verb} {resource} as invalid: {message}")]
     Invalid {
+        /// The verb of the rejected request, e.g. "create".
         verb: String,
+        /// The resource of the rejected object, e.g. "pods".
         resource: String,
+        /// The API server's message, with its causes.
         message: String,
     },
 
     /// The copy pod never became Ready (exit 6).
     #[error("{}", CopyFailedMessage { pod, reasons, events })]
     CopyFailed {
+        /// The copy pod.
         pod: String,
+        /// Why it is not Ready, from its status (e.g. "ImagePullBackOff").
         reasons: Vec<String>,
+        /// Its Warning events.
         events: Vec<String>,
     },
 
@@ -62,14 +75,22 @@ pub enum Error {
     /// The workload is already scaled down by another session (exit 9).
     /// `holder` is a human summary: session, user@host, since, copy pod.
     #[error("{workload} is already scaled down by another session ({holder}); that session was left untouched")]
-    Conflict { workload: String, holder: String },
+    Conflict {
+        /// The workload, e.g. "Deployment default/x".
+        workload: String,
+        /// Who holds it: session, user@host, since, copy pod.
+        holder: String,
+    },
 
     /// Scale-down refused by the guardrail annotation (exit 10).
     /// `location` is where the annotation is set: "Deployment default/x" or "Namespace default".
     #[error("{}", GuardrailMessage { workload, location, set_by })]
     Guardrail {
+        /// The workload that would have been scaled down.
         workload: String,
+        /// Where the annotation is set.
         location: String,
+        /// Who set it (the guardrail-by annotation), if recorded.
         set_by: Option<String>,
     },
 
@@ -94,8 +115,10 @@ pub enum Error {
     /// A local input/output failure: the output, a file, the command `run` waits for (exit 1).
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, e.g. "writing the output".
         context: String,
         #[source]
+        /// The underlying error.
         source: std::io::Error,
     },
 
@@ -192,13 +215,14 @@ impl Error {
     }
 
     /// True when this is an API 404 for a named object.
-    pub fn is_not_found(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Error::Kube(e) if is_not_found(e))
     }
 }
 
 /// The HTTP status of an API error, if it is one.
-pub fn status_code(err: &kube::Error) -> Option<u16> {
+pub(crate) fn status_code(err: &kube::Error) -> Option<u16> {
     match err {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
@@ -206,17 +230,23 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
 }
 
 /// API 404 NotFound.
-pub fn is_not_found(err: &kube::Error) -> bool {
+pub(crate) fn is_not_found(err: &kube::Error) -> bool {
     status_code(err) == Some(404)
 }
 
+/// API 403 Forbidden (RBAC said no).
+pub fn is_forbidden(err: &kube::Error) -> bool {
+    status_code(err) == Some(403)
+}
+
 /// API 409 AlreadyExists (a create lost the race).
-pub fn is_already_exists(err: &kube::Error) -> bool {
+#[cfg(test)]
+pub(crate) fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
 }
 
 /// API 409 Conflict (a stale resourceVersion or a failed precondition).
-pub fn is_conflict(err: &kube::Error) -> bool {
+pub(crate) fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
 }
 

@@ -4,29 +4,29 @@
 //! from a racing gc just means someone else did it.
 //!
 //! 1. Session ConfigMaps whose `expires` passed, or (`run` sessions) whose heartbeat is older
-//!    than the lease, are ended through `session::end` (restore, copy pod, lock, ConfigMap).
-//! 2. Locks whose holder session no longer exists: fenced, workload restored, released.
-//! 3. Workloads still annotated `scaled-down-by` a session that no longer exists and holds no
-//!    lock (the lock was garbage-collected with its session): restored from the annotation.
-//! 4. KEDA ScaledObjects paused by a session that no longer exists: unpaused.
-//! 5. Copy pods whose session no longer exists: deleted.
+//!    than the lease, are ended through `session::end_session` (restore, copy pods, lock,
+//!    ConfigMap).
+//! 2. Locks whose holder session no longer exists: fenced, workload restored (with the KEDA
+//!    ScaledObjects the lock recorded), released. A lock outlives its session's deletion
+//!    (by hand, or by the garbage collector with it): its finalizer keeps it, marked deleted,
+//!    until this releases it. The lock is therefore the one trace a dead session leaves, and no
+//!    workload or ScaledObject needs listing.
+//! 3. Copy pods whose session no longer exists: deleted.
 //!
 //! Requests when nothing is to be done (issue 11): one LIST of our ConfigMaps (sessions and
-//! locks, by the managed-by label), one metadata-only LIST per scalable kind and of the KEDA
-//! ScaledObjects (the annotations of step 3 and 4 can only be found by reading every object:
-//! there are no selectors on annotations), and one LIST of copy pods. Each LIST is decoded item
-//! by item into the fields read here (`crate::list`). GETs happen only for candidates.
+//! locks, by the managed-by label) and one LIST of copy pods, each decoded item by item into
+//! the fields read here (`crate::list`). GETs happen only for candidates.
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{is_conflict, is_not_found, Error};
-use crate::labels::{self, Role, SCALED_DOWN_BY_ANNOTATION};
-use crate::list::{self, ConfigMapLite, Meta, MetaOnly, PodLite};
-use crate::scale_down::{self, restore_workload, RestoreOutcome, ScaleKind, ScaleTarget};
+use crate::labels::{self, Role};
+use crate::list::{self, ConfigMapLite, Meta, PodLite};
+use crate::scale_down;
 use crate::session::{self, Progress, ProgressFn};
 use mirrord_copy_lock::{self as lock, clock};
 
@@ -40,7 +40,7 @@ pub struct GcReport {
     pub restored: Vec<String>,
     /// Objects deleted outside `session::end` ("namespace pod/x").
     pub deleted: Vec<String>,
-    /// ScaledObjects unpaused outside `session::end`.
+    /// KEDA ScaledObjects put back ("namespace scaledobject/x").
     pub unpaused: Vec<String>,
     /// What was left alone and why (malformed records, errors): reported, never acted upon.
     pub skipped: Vec<String>,
@@ -49,6 +49,7 @@ pub struct GcReport {
 /// Sessions are identified by (namespace, id).
 type Live = HashSet<(String, String)>;
 
+/// Run gc (steps above) in `namespace`, or in every namespace when None.
 pub async fn gc(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -60,8 +61,6 @@ pub async fn gc(
         end_expired_sessions(client, &ours.sessions, &mut report, on_progress).await?;
     release_orphan_locks(client, &ours.locks, &live, &ended, &mut report, on_progress).await?;
     drop(ours);
-    restore_annotated(client, namespace, &live, &mut report, on_progress).await?;
-    unpause_orphan_keda(client, namespace, &live, &mut report, on_progress).await?;
     delete_orphan_copies(client, namespace, &live, &mut report, on_progress).await?;
     Ok(report)
 }
@@ -138,8 +137,12 @@ async fn end_expired_sessions(
             live.insert((ns, id));
             continue;
         }
-        match session::end(client, &ns, &id, on_progress).await {
-            Ok(_) => {
+        match session::end_session(client, &session, on_progress).await {
+            Ok(done) => {
+                let unpaused = done.unpaused.iter();
+                report
+                    .unpaused
+                    .extend(unpaused.map(|so| format!("{ns} scaledobject/{so}")));
                 report.ended_sessions.push(format!("{ns}/{id}"));
                 ended.insert((ns, id));
             }
@@ -184,146 +187,18 @@ async fn release_orphan_locks(
             continue;
         }
         match scale_down::restore(client, &ns, &holder, on_progress).await {
-            Ok(()) => report.restored.push(format!(
-                "{ns} {}/{} (lock of dead session {holder})",
-                record.workload_kind.to_ascii_lowercase(),
-                record.workload_name
-            )),
+            Ok(unpaused) => {
+                let unpaused = unpaused.iter();
+                report
+                    .unpaused
+                    .extend(unpaused.map(|so| format!("{ns} scaledobject/{so}")));
+                report.restored.push(format!(
+                    "{ns} {}/{} (lock of dead session {holder})",
+                    record.workload_kind.to_ascii_lowercase(),
+                    record.workload_name
+                ))
+            }
             Err(e) => report.skipped.push(format!("lock {ns}/{name}: {e}")),
-        }
-    }
-    Ok(())
-}
-
-async fn restore_annotated(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    live: &Live,
-    report: &mut GcReport,
-    on_progress: &ProgressFn,
-) -> Result<(), Error> {
-    for kind in ScaleKind::ALL {
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.resource()),
-            None => Api::all_with(client.clone(), &kind.resource()),
-        };
-        // Metadata is all we read: only the annotated ones are kept.
-        let mut annotated: Vec<Meta> = Vec::new();
-        let listed = list::for_each(&api, client, None, |o: MetaOnly| {
-            if o.metadata
-                .annotations
-                .contains_key(SCALED_DOWN_BY_ANNOTATION)
-            {
-                annotated.push(o.metadata);
-            }
-        })
-        .await;
-        match listed {
-            Ok(()) => {}
-            // Argo Rollouts not installed.
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => {
-                report.skipped.push(format!(
-                    "could not list {}: {}",
-                    kind.resource_name(),
-                    Error::from_kube(e, "list", &kind.resource_name())
-                ));
-                continue;
-            }
-        }
-        for obj in annotated {
-            let id = obj.annotations[SCALED_DOWN_BY_ANNOTATION].clone();
-            let ns = obj.namespace.clone();
-            if live.contains(&(ns.clone(), id.clone())) || session_exists(client, &ns, &id).await? {
-                continue;
-            }
-            let target = ScaleTarget {
-                kind,
-                name: obj.name.clone(),
-                namespace: ns.clone(),
-                uid: obj.uid.clone(),
-            };
-            // Any lock on this workload (still the dead session's because step 2 could not
-            // fence it, or a new session's that is about to re-annotate) or an unreadable one:
-            // its holder decides, not us.
-            if lock::read(client, &ns, &target.key().lock_name())
-                .await
-                .map_or(true, |l| l.is_some())
-            {
-                continue;
-            }
-            match restore_workload(client, &target, &id, None, on_progress).await {
-                Ok(RestoreOutcome::Restored { to }) => report.restored.push(format!(
-                    "{ns} {} -> {to} (annotation of dead session {id})",
-                    target.workload_field()
-                )),
-                Ok(_) => {}
-                Err(e) => report.skipped.push(format!("{}: {e}", target.describe())),
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn unpause_orphan_keda(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    live: &Live,
-    report: &mut GcReport,
-    on_progress: &ProgressFn,
-) -> Result<(), Error> {
-    let resource = scale_down::scaled_object_resource();
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    let objects: Vec<Meta> = match list::collect::<_, MetaOnly>(&api, client, None).await {
-        Ok(o) => o.into_iter().map(|o| o.metadata).collect(),
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(e) => {
-            report
-                .skipped
-                .push(format!("could not list scaledobjects.keda.sh: {e}"));
-            return Ok(());
-        }
-    };
-    let mut namespaces: Vec<String> = Vec::new();
-    for so in &objects {
-        let ns = so.namespace.clone();
-        if let Some(by) = so.annotations.get(scale_down::KEDA_PAUSED_BY_ANNOTATION) {
-            if !live.contains(&(ns.clone(), by.clone()))
-                && !session_exists(client, &ns, by).await?
-                && !namespaces.contains(&ns)
-            {
-                namespaces.push(ns);
-            }
-        }
-    }
-    for ns in namespaces {
-        // Re-checked per object by the predicate; a session created meanwhile has a ConfigMap.
-        let dead: HashSet<String> = objects
-            .iter()
-            .filter(|so| so.namespace == ns)
-            .filter_map(|so| {
-                so.annotations
-                    .get(scale_down::KEDA_PAUSED_BY_ANNOTATION)
-                    .cloned()
-            })
-            .filter(|by| !live.contains(&(ns.clone(), by.clone())))
-            .collect();
-        let mut really_dead = HashSet::new();
-        for by in dead {
-            if !session_exists(client, &ns, &by).await? {
-                really_dead.insert(by);
-            }
-        }
-        let unpaused =
-            scale_down::unpause_keda(client, &ns, &|by| really_dead.contains(by)).await?;
-        for so in unpaused {
-            on_progress(Progress::Info(format!(
-                "unpaused KEDA ScaledObject {ns}/{so}"
-            )));
-            report.unpaused.push(format!("{ns} scaledobject/{so}"));
         }
     }
     Ok(())

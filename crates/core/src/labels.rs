@@ -6,9 +6,6 @@
 
 use std::collections::BTreeMap;
 
-/// Prefix of all our own keys.
-pub const PREFIX: &str = "mirrord-copy.io/";
-
 // ---- labels on everything we create ----
 pub use mirrord_copy_lock::{
     LABEL_MANAGED_BY as MANAGED_BY_LABEL, LABEL_ROLE as ROLE_LABEL, LABEL_SESSION as SESSION_LABEL,
@@ -18,12 +15,16 @@ pub use mirrord_copy_lock::{
 /// What an object we created is, as the value of [`ROLE_LABEL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// A session's ConfigMap.
     Session,
+    /// A copy pod.
     Copy,
+    /// A scale-down lock ConfigMap.
     Lock,
 }
 
 impl Role {
+    /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Session => "session",
@@ -51,12 +52,13 @@ pub fn role_selector(role: Role) -> String {
 }
 
 /// Label selector for the objects of one session with `role`.
-pub fn session_role_selector(session_id: &str, role: Role) -> String {
+pub(crate) fn session_role_selector(session_id: &str, role: Role) -> String {
     format!("{},{SESSION_LABEL}={session_id}", role_selector(role))
 }
 
 // ---- object names ----
-pub const SESSION_CONFIG_MAP_PREFIX: &str = "mirrord-copy-session-";
+/// Prefix of every session ConfigMap's name (then the session id).
+pub(crate) const SESSION_CONFIG_MAP_PREFIX: &str = "mirrord-copy-session-";
 pub use mirrord_copy_lock::LOCK_NAME_PREFIX as LOCK_CONFIG_MAP_PREFIX;
 
 /// Name of a session's ConfigMap.
@@ -65,46 +67,72 @@ pub fn session_config_map_name(session_id: &str) -> String {
 }
 
 // ---- session ConfigMap data keys ----
+/// Format version written to [`DATA_VERSION`].
 pub const SESSION_VERSION: &str = "1";
+/// Session data key: format version of the record.
 pub const DATA_VERSION: &str = "version";
+/// Session data key: the target as the user gave it, normalised.
 pub const DATA_TARGET: &str = "target";
+/// Session data key: the copy pod's name.
 pub const DATA_COPY_POD: &str = "copyPod";
+/// Session data key: `"true"` when the session scales its workload down.
 pub const DATA_SCALE_DOWN: &str = "scaleDown";
+/// Session data key: the Kubernetes user who made the session.
 pub const DATA_OWNER: &str = "owner";
 /// `localuser@hostname` of the machine that made the session (beside the Kubernetes user in `owner`).
-pub const DATA_HOST: &str = "host";
+pub(crate) const DATA_HOST: &str = "host";
+/// Session data key: when the session was made (RFC 3339).
 pub const DATA_CREATED: &str = "created";
+/// Session data key: when gc may end the session (RFC 3339); absent without a TTL.
 pub const DATA_EXPIRES: &str = "expires";
+/// Session data key: the copy options, as JSON.
 pub const DATA_OPTIONS: &str = "options";
-pub const DATA_WORKLOAD: &str = "workload";
+/// Session data key: the workload scaled down (`kind/name`).
+pub(crate) const DATA_WORKLOAD: &str = "workload";
+/// Scale-down: the KEDA ScaledObjects targeting the workload (comma-separated), recorded before
+/// any is paused, so ending the session knows which to put back without listing them.
+pub(crate) const DATA_SCALED_OBJECTS: &str = "scaledObjects";
+/// Session data key: when the process holding the session last renewed it (at first, `created`).
 pub const DATA_HEARTBEAT: &str = "heartbeat";
 /// Someone else scaled the workload during the session (recorded by `run`'s heartbeat).
-pub const DATA_INTERFERENCE: &str = "interference";
+pub(crate) const DATA_INTERFERENCE: &str = "interference";
 
 // ---- copy pod annotations ----
-pub const ORIGINAL_TARGET_ANNOTATION: &str = "mirrord-copy.io/original-target";
-pub const CREATED_BY_ANNOTATION: &str = "mirrord-copy.io/created-by";
-pub const CREATED_AT_ANNOTATION: &str = "mirrord-copy.io/created-at";
-pub const OPTIONS_ANNOTATION: &str = "mirrord-copy.io/options";
+/// Copy pod annotation: the target it was copied from.
+pub(crate) const ORIGINAL_TARGET_ANNOTATION: &str = "mirrord-copy.io/original-target";
+/// Copy pod annotation: who made it.
+pub(crate) const CREATED_BY_ANNOTATION: &str = "mirrord-copy.io/created-by";
+/// Copy pod annotation: when it was made.
+pub(crate) const CREATED_AT_ANNOTATION: &str = "mirrord-copy.io/created-at";
+/// Copy pod annotation: the copy options, as JSON.
+pub(crate) const OPTIONS_ANNOTATION: &str = "mirrord-copy.io/options";
 
 // ---- lock ConfigMap data keys (written by crates/lock; listed here so everything is in one place) ----
 pub use mirrord_copy_lock::keys::{
     COPY_POD as LOCK_COPY_POD, HOLDER as LOCK_HOLDER, HOLDER_SESSION as LOCK_HOLDER_SESSION,
     LEASE_EXPIRES as LOCK_LEASE_EXPIRES, ORIGINAL_REPLICAS as LOCK_ORIGINAL_REPLICAS,
-    SCALED_DOWN as LOCK_SCALED_DOWN, SINCE as LOCK_SINCE, WORKLOAD_KIND as LOCK_WORKLOAD_KIND,
-    WORKLOAD_NAME as LOCK_WORKLOAD_NAME, WORKLOAD_UID as LOCK_WORKLOAD_UID,
+    SCALED_OBJECTS as LOCK_SCALED_OBJECTS, SINCE as LOCK_SINCE,
+    WORKLOAD_KIND as LOCK_WORKLOAD_KIND, WORKLOAD_NAME as LOCK_WORKLOAD_NAME,
+    WORKLOAD_UID as LOCK_WORKLOAD_UID,
 };
 
 // ---- on the workload while scaled down ----
+/// Workload annotation while scaled down: the count to restore.
 pub const ORIGINAL_REPLICAS_ANNOTATION: &str = "mirrord-copy.io/original-replicas";
+/// Workload annotation while scaled down: the id of the session that did it.
 pub const SCALED_DOWN_BY_ANNOTATION: &str = "mirrord-copy.io/scaled-down-by";
+/// Keeps a lock ConfigMap until the workload is restored (written by crates/lock).
+pub use mirrord_copy_lock::FINALIZER as LOCK_FINALIZER;
 
 // ---- guardrail ----
-pub const GUARDRAIL_ANNOTATION: &str = "mirrord-copy.io/scale-down";
-pub const GUARDRAIL_FORBIDDEN: &str = "forbidden";
+/// Annotation on a workload or namespace that may forbid scale-down.
+pub(crate) const GUARDRAIL_ANNOTATION: &str = "mirrord-copy.io/scale-down";
+/// Value of [`GUARDRAIL_ANNOTATION`] that forbids scale-down.
+pub(crate) const GUARDRAIL_FORBIDDEN: &str = "forbidden";
 
 // ---- KEDA ----
-pub const KEDA_PAUSED_REPLICAS_ANNOTATION: &str = "autoscaling.keda.sh/paused-replicas";
+/// KEDA's annotation pausing a ScaledObject at a replica count.
+pub(crate) const KEDA_PAUSED_REPLICAS_ANNOTATION: &str = "autoscaling.keda.sh/paused-replicas";
 
 /// Pod labels that tie a pod to a controller. A copy carrying one of them could be adopted
 /// (and then deleted) by the workload's controller, so `copy_labels` drops exactly these.

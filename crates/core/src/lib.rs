@@ -1,14 +1,14 @@
 //! Core of `kubectl mirrord-copy`: target parsing and resolution, copy rules, naming, session
 //! lifecycle, scale-down orchestration and gc. See DESIGN.md for the contracts.
 
-pub mod claims;
+pub(crate) mod claims;
 pub mod copy;
 pub mod error;
 pub mod gc;
 pub mod identity;
 pub mod labels;
 pub(crate) mod list;
-pub mod naming;
+pub(crate) mod naming;
 pub mod resolve;
 pub mod scale_down;
 pub mod session;

@@ -1,9 +1,12 @@
 //! LISTs decoded as they arrive (issue 11): the response body is split into its `items` one at
 //! a time and each item is decoded into a small struct holding only the fields the caller
 //! reads, so memory does not grow with the size of the list (a 10,000-object response is never
-//! held whole, neither as text nor as k8s-openapi objects). Pages of [`PAGE`] objects, as
-//! kubectl's `--chunk-size` default: the API server never builds one huge response, and only
-//! one page is in flight at a time.
+//! held whole, neither as text nor as k8s-openapi objects). One request per collection,
+//! without `limit`: the API server (1.34+: streaming list encoding, KEP-5116, and lists from
+//! its watch cache) streams the response item by item too, so neither side holds it whole,
+//! and a command costs the same round trips at 10 sessions and at 10,000 (issue 11's budget).
+//! Pages with `limit` would cost a round trip per 500 objects for nothing. A server that
+//! pages anyway (a `continue` token) is followed.
 //!
 //! The splitter knows just enough JSON to find the top-level `items` array and `metadata`
 //! object (strings with escapes, nesting); every item is then parsed by serde_json, so a
@@ -30,16 +33,7 @@ pub(crate) struct Meta {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
     pub deletion_timestamp: Option<String>,
-}
-
-/// An object read for its metadata alone (workloads, ScaledObjects).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct MetaOnly {
-    #[serde(default)]
-    pub metadata: Meta,
 }
 
 /// A ConfigMap: metadata and data (session records, locks).
@@ -54,7 +48,7 @@ pub(crate) struct ConfigMapLite {
 impl ConfigMapLite {
     /// As a k8s-openapi ConfigMap (name, namespace, labels, uid, data), for the parsers that
     /// take one. Built per item and dropped right after.
-    pub fn to_config_map(&self) -> k8s_openapi::api::core::v1::ConfigMap {
+    pub(crate) fn to_config_map(&self) -> k8s_openapi::api::core::v1::ConfigMap {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         k8s_openapi::api::core::v1::ConfigMap {
             metadata: ObjectMeta {
@@ -85,9 +79,6 @@ pub(crate) struct PodStatusLite {
     pub phase: Option<String>,
 }
 
-/// Objects per LIST page (kubectl's default chunk size).
-pub(crate) const PAGE: u32 = 500;
-
 /// The list's own metadata: where the next page starts.
 #[derive(Debug, Default, Deserialize)]
 struct ListMeta {
@@ -96,7 +87,7 @@ struct ListMeta {
 }
 
 /// LIST `api`'s collection (the Api's namespace, or all) with `selector`, calling `each` on
-/// every item as it is decoded. One request per [`PAGE`] objects.
+/// every item as it is decoded. One request, whatever the size.
 pub(crate) async fn for_each<K, T>(
     api: &Api<K>,
     client: &kube::Client,
@@ -107,7 +98,7 @@ where
     K: kube::Resource,
     T: DeserializeOwned,
 {
-    let mut lp = ListParams::default().limit(PAGE);
+    let mut lp = ListParams::default();
     if let Some(s) = selector {
         lp = lp.labels(s);
     }
@@ -145,21 +136,6 @@ where
             None => return Ok(()),
         }
     }
-}
-
-/// Every item of the LIST, decoded as `T`.
-pub(crate) async fn collect<K, T>(
-    api: &Api<K>,
-    client: &kube::Client,
-    selector: Option<&str>,
-) -> Result<Vec<T>, kube::Error>
-where
-    K: kube::Resource,
-    T: DeserializeOwned,
-{
-    let mut out = Vec::new();
-    for_each(api, client, selector, |t| out.push(t)).await?;
-    Ok(out)
 }
 
 /// Splits a Kubernetes list body (`{"kind":..,"metadata":{..},"items":[{..},..]}`) into the

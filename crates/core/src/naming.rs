@@ -4,12 +4,12 @@ use rand::Rng;
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Longest DNS-1123 label (pod names must be one to get a valid hostname).
-pub const MAX_LABEL: usize = 63;
+pub(crate) const MAX_LABEL: usize = 63;
 const COPY_INFIX: &str = "-copy-";
 const SUFFIX_LEN: usize = 5;
 
 /// `n` random characters from [a-z0-9].
-pub fn random_chars(n: usize) -> String {
+pub(crate) fn random_chars(n: usize) -> String {
     let mut rng = rand::rng();
     (0..n)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
@@ -17,17 +17,17 @@ pub fn random_chars(n: usize) -> String {
 }
 
 /// A new session id: 10 random characters from [a-z0-9].
-pub fn session_id() -> String {
+pub(crate) fn session_id() -> String {
     random_chars(10)
 }
 
 /// `<target-name truncated>-copy-<5 random chars>`, a valid DNS-1123 label of at most 63 chars.
-pub fn copy_pod_name(target_name: &str) -> String {
+pub(crate) fn copy_pod_name(target_name: &str) -> String {
     copy_pod_name_with_suffix(target_name, &random_chars(SUFFIX_LEN))
 }
 
 /// [`copy_pod_name`] with a given suffix (tests, and callers that need determinism).
-pub fn copy_pod_name_with_suffix(target_name: &str, suffix: &str) -> String {
+pub(crate) fn copy_pod_name_with_suffix(target_name: &str, suffix: &str) -> String {
     let budget = MAX_LABEL - COPY_INFIX.len() - suffix.len();
     // Object names are DNS-1123 subdomains: '.' and uppercase must not reach a label.
     let base: String = target_name

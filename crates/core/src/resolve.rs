@@ -19,10 +19,15 @@ use crate::target::{TargetKind, TargetRef};
 /// Identity of a Kubernetes object, enough to build an ownerReference or a lock key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadRef {
+    /// apiVersion, e.g. "apps/v1".
     pub api_version: String,
+    /// Kind, e.g. "Deployment".
     pub kind: String,
+    /// The object's name.
     pub name: String,
+    /// The object's uid.
     pub uid: String,
+    /// The object's namespace.
     pub namespace: String,
 }
 
@@ -36,7 +41,9 @@ impl WorkloadRef {
 /// A target looked up on the cluster.
 #[derive(Debug, Clone)]
 pub struct ResolvedTarget {
+    /// The target as parsed.
     pub target: TargetRef,
+    /// Namespace it was looked up in.
     pub namespace: String,
     /// The pod template the copy is made from (a pod target: its own metadata and spec).
     pub template: PodTemplateSpec,
@@ -47,7 +54,7 @@ pub struct ResolvedTarget {
 }
 
 /// The Argo Rollouts resource (a CRD: not in k8s-openapi).
-pub fn rollout_resource() -> ApiResource {
+pub(crate) fn rollout_resource() -> ApiResource {
     ApiResource {
         group: "argoproj.io".into(),
         version: "v1alpha1".into(),
@@ -338,7 +345,7 @@ async fn list_names(
 
 /// Names close to `wanted`: a prefix/substring either way, or a small edit distance.
 /// Best first, at most five.
-pub fn suggest(wanted: &str, candidates: &[String]) -> Vec<String> {
+pub(crate) fn suggest(wanted: &str, candidates: &[String]) -> Vec<String> {
     let budget = (wanted.len() / 3).max(2);
     let mut scored: Vec<(usize, &String)> = candidates
         .iter()

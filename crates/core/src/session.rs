@@ -16,18 +16,22 @@ mod record;
 mod wait;
 
 pub use lifecycle::{
-    create, end, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE, RETRY_PERIOD,
-    RUN_LEASE,
+    create, end, end_session, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE,
+    RETRY_PERIOD, RUN_LEASE,
 };
-pub use query::{find_by_pod, find_by_target, get, list, list_brief};
-pub use record::session_from_config_map;
+pub use query::{find_by_pod, find_by_target, get, list, overview, Overview, Stranded};
+pub(crate) use record::session_from_config_map;
 
 /// The session ConfigMap, as the copy pod and the lock reference it (their ownerReferences).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionHandle {
+    /// The session id.
     pub id: String,
+    /// Namespace of the session and its objects.
     pub namespace: String,
+    /// Name of the session ConfigMap.
     pub config_map: String,
+    /// uid of the session ConfigMap, for ownerReferences.
     pub uid: String,
 }
 
@@ -37,7 +41,7 @@ impl SessionHandle {
     /// both with the session (blockOwnerDeletion: a foreground delete of the session waits for
     /// them; clusters enforcing OwnerReferencesPermissionEnforcement want `update` on
     /// configmaps/finalizers for it, which plugin-manifest/role.yaml grants).
-    pub fn owner_reference(&self) -> OwnerReference {
+    pub(crate) fn owner_reference(&self) -> OwnerReference {
         OwnerReference {
             api_version: "v1".into(),
             kind: "ConfigMap".into(),
@@ -55,47 +59,76 @@ impl SessionHandle {
 pub enum Progress {
     /// The target was found; `object` is e.g. "Deployment default/x".
     Resolved {
+        /// The target as given.
         target: String,
+        /// The object it names.
         object: String,
     },
+    /// The session ConfigMap was created.
     SessionCreated {
+        /// The new session's id.
         session: String,
+        /// Its ConfigMap's name.
         config_map: String,
     },
     /// The scale-down mutex for `workload` is ours.
     LockAcquired {
+        /// The workload, e.g. "deployment/x".
         workload: String,
+        /// The lock ConfigMap's name.
         lock: String,
     },
+    /// The copy pod was created.
     CopyCreated {
+        /// The copy pod's name.
         pod: String,
     },
     /// Still waiting for the copy pod to become Ready.
     Waiting {
+        /// The copy pod's name.
         pod: String,
+        /// What it is waiting on, from the pod's status.
         reason: String,
     },
     /// Waiting for the original pod `pod` to stop so the copy can mount `claims`.
     Releasing {
+        /// The original pod that still holds the claims.
         pod: String,
+        /// The PersistentVolumeClaims the copy mounts.
         claims: Vec<String>,
     },
+    /// The copy pod is Ready.
     Ready {
+        /// The copy pod's name.
         pod: String,
     },
+    /// The workload was scaled to zero (a CronJob: suspended).
     ScaledDown {
+        /// The workload, e.g. "deployment/x".
         workload: String,
+        /// Its replica count before.
         from: i32,
     },
+    /// The workload was scaled back (a CronJob: resumed).
     Restored {
+        /// The workload, e.g. "deployment/x".
         workload: String,
+        /// The replica count restored.
         to: i32,
+    },
+    /// A KEDA ScaledObject paused for the session was put back.
+    Unpaused {
+        /// Its name, in the session's namespace.
+        scaled_object: String,
     },
     /// An object was deleted, e.g. "pod/x" or "configmap/mirrord-copy-session-y".
     Deleted {
+        /// The deleted object.
         object: String,
     },
+    /// Something the user should know about; the operation went on.
     Warning(String),
+    /// Any other step worth telling, e.g. a KEDA ScaledObject unpaused.
     Info(String),
 }
 
@@ -105,9 +138,13 @@ pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
 /// A request to copy a target.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
+    /// Namespace of the target, where the copy is made.
     pub namespace: String,
+    /// What to copy.
     pub target: TargetRef,
+    /// How to copy it.
     pub options: CopyOptions,
+    /// Scale the target's workload to zero once the copy is Ready (restored at the end).
     pub scale_down: bool,
     /// Detached sessions expire after this; `None` for `run` sessions (kept alive by heartbeat).
     pub ttl: Option<Duration>,
@@ -115,8 +152,11 @@ pub struct CreateRequest {
     pub owner: String,
     /// `localuser@hostname` of this machine, recorded beside the owner.
     pub host: String,
+    /// Wait for the copy pod to be Ready before returning (scale-down always waits).
     pub wait: bool,
+    /// How long to wait for the copy (and for a previous copy to go).
     pub timeout: Duration,
+    /// Return the caller's live detached session of the same target and options, if any, instead of a new one.
     pub reuse: bool,
     /// With scale-down of a workload a Flux Kustomization applies: annotate it
     /// `kustomize.toolkit.fluxcd.io/reconcile: disabled` for the session.
@@ -127,17 +167,24 @@ pub struct CreateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
+    /// The session id.
     pub id: String,
+    /// Namespace of the session and its copy pod.
     pub namespace: String,
     /// Canonical target string, e.g. "deployment/x" or "deployment/x/container/c".
     pub target: String,
+    /// Name of the copy pod.
     pub copy_pod: String,
+    /// Whether the session scaled its workload down.
     pub scale_down: bool,
+    /// The Kubernetes user who made it.
     pub owner: String,
     /// `localuser@hostname` that made it (absent in records from before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// When it was made.
     pub created: DateTime<Utc>,
+    /// When gc may end it; `None` for a `run` session (see [`Session::lapses_at`]).
     pub expires: Option<DateTime<Utc>>,
     /// Last renewal by `run`'s heartbeat (absent in records that never had one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,9 +193,19 @@ pub struct Session {
     /// by kubectl at ..."), as `run`'s heartbeat last saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interference: Option<String>,
+    /// The options the copy was made with.
     pub options: CopyOptions,
     /// The copy pod's phase; filled by `list` when pods are listed.
     pub copy_phase: Option<String>,
+    /// Scale-down: the workload scaled ("deployment/x"; a ReplicaSet's owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Scale-down: the KEDA ScaledObjects targeting the workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaled_objects: Vec<String>,
+    /// uid of the session ConfigMap as read: `end` deletes exactly that object.
+    #[serde(skip)]
+    pub record_uid: Option<String>,
 }
 
 impl Session {
@@ -190,6 +247,9 @@ mod tests {
             interference: None,
             options: CopyOptions::default(),
             copy_phase: None,
+            workload: None,
+            scaled_objects: Vec::new(),
+            record_uid: None,
         };
         assert!(session(Some(now - minute), None, now).has_lapsed(now));
         assert!(!session(Some(now + minute), None, now).has_lapsed(now));

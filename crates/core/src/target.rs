@@ -9,22 +9,31 @@ use crate::error::Error;
 /// The kinds of object a copy can be made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TargetKind {
+    /// core/v1 Pod: copied as it is.
     Pod,
+    /// apps/v1 Deployment.
     Deployment,
+    /// apps/v1 StatefulSet.
     StatefulSet,
+    /// apps/v1 ReplicaSet.
     ReplicaSet,
+    /// argoproj.io/v1alpha1 Rollout (Argo Rollouts).
     Rollout,
+    /// batch/v1 Job.
     Job,
+    /// batch/v1 CronJob: its job template's pod template.
     CronJob,
 }
 
 /// The accepted forms, shown in every parse error.
-pub const ACCEPTED_FORMS: &str = "accepted targets: pod/NAME, deployment/NAME, statefulset/NAME, \
+pub(crate) const ACCEPTED_FORMS: &str = "accepted targets: pod/NAME, deployment/NAME, statefulset/NAME, \
 replicaset/NAME, rollout/NAME, job/NAME, cronjob/NAME, each optionally followed by /container/NAME \
 (kubectl's short and plural kind names work too: po, deploy, sts, rs, ro, job, cj, pods, deployments, ...)";
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 7] = [
+    /// Every kind a target can name.
+    #[cfg(test)]
+    pub(crate) const ALL: [TargetKind; 7] = [
         TargetKind::Pod,
         TargetKind::Deployment,
         TargetKind::StatefulSet,
@@ -84,7 +93,8 @@ impl TargetKind {
     }
 
     /// Map an API `kind` ("Deployment") back to a target kind.
-    pub fn from_api_kind(kind: &str) -> Option<TargetKind> {
+    #[cfg(test)]
+    pub(crate) fn from_api_kind(kind: &str) -> Option<TargetKind> {
         TargetKind::ALL.into_iter().find(|k| k.kind() == kind)
     }
 }
@@ -129,8 +139,11 @@ impl FromStr for TargetKind {
 /// A parsed target: what to copy, and optionally which container mirrord should target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetRef {
+    /// What kind of object the target names.
     pub kind: TargetKind,
+    /// The object's name.
     pub name: String,
+    /// `/container/NAME`: the container mirrord should target, if given.
     pub container: Option<String>,
 }
 

@@ -10,9 +10,13 @@ use crate::registry::ResourceType;
 /// An API error as the server sends it: an HTTP status plus a `Status` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
+    /// HTTP status, also the Status body's `code`.
     pub code: u16,
+    /// The Status `reason`, e.g. "NotFound".
     pub reason: String,
+    /// The Status `message`, worded as the real server words it.
     pub message: String,
+    /// The Status `details` (name, kind, causes), when there are any.
     pub details: Option<Value>,
 }
 
@@ -25,6 +29,7 @@ pub struct Cause {
 }
 
 impl ApiError {
+    /// An error with `code`, `reason` and `message` and no details.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
         ApiError {
             code,
@@ -59,6 +64,7 @@ impl ApiError {
         .with_details(json!({"name": namespace, "kind": "namespaces"}))
     }
 
+    /// 409 AlreadyExists for a create of `name`.
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
         Self::new(
             409,
@@ -94,6 +100,7 @@ impl ApiError {
         .with_details(kind_details(rt, name))
     }
 
+    /// 409 Conflict: a resourceVersion precondition (`want`) did not match the stored one (`have`).
     pub fn precondition_rv(rt: &ResourceType, name: &str, want: &str, have: &str) -> Self {
         Self::new(
             409,
@@ -144,6 +151,7 @@ impl ApiError {
         )
     }
 
+    /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
@@ -189,6 +197,7 @@ impl ApiError {
         .with_details(d)
     }
 
+    /// 401 Unauthorized: no or an unknown bearer token.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
@@ -198,6 +207,7 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }

@@ -133,7 +133,7 @@ fn render(p: &Path) -> String {
 
 /// Apply `applied` as `manager` onto `live` (None: the object does not exist yet).
 /// Returns the new object, with managedFields updated; the caller stores it.
-pub fn apply(
+pub(crate) fn apply(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,

@@ -113,7 +113,7 @@ fn mount_service_account_token(spec: &mut Value) {
 }
 
 /// Called by the store on create, after uid and name are set.
-pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
+pub(crate) fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
     match (rt.group, rt.plural) {
         ("", "pods") => {
             let spec = &mut obj["spec"];
@@ -244,7 +244,7 @@ pub fn apply_create_defaults(rt: &ResourceType, obj: &mut Value) {
 }
 
 /// The finalizer the StorageObjectInUseProtection admission plugin puts on every new claim.
-pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub(crate) const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 
 /// SetDefaults_PersistentVolumeClaim (status.phase Pending) and
 /// SetDefaults_PersistentVolumeClaimSpec (volumeMode Filesystem).

@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 use crate::registry::ResourceType;
 
 /// The content type of an aggregated discovery answer.
-pub const AGGREGATED_CONTENT_TYPE: &str =
+pub(crate) const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether the Accept header asks for aggregated discovery (v2).
-pub fn wants_aggregated(accept: &str) -> bool {
+pub(crate) fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|a| {
         a.contains("as=APIGroupDiscoveryList")
             && a.contains("g=apidiscovery.k8s.io")
@@ -20,7 +20,7 @@ pub fn wants_aggregated(accept: &str) -> bool {
     })
 }
 
-pub fn version() -> Value {
+pub(crate) fn version() -> Value {
     json!({
         "major": "1", "minor": "36", "emulationMajor": "1", "emulationMinor": "36",
         "minCompatibilityMajor": "1", "minCompatibilityMinor": "35",
@@ -30,7 +30,7 @@ pub fn version() -> Value {
     })
 }
 
-pub fn api_versions(server_address: &str) -> Value {
+pub(crate) fn api_versions(server_address: &str) -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"],
            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
 }
@@ -59,7 +59,7 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
-pub fn api_group_list(types: &[ResourceType]) -> Value {
+pub(crate) fn api_group_list(types: &[ResourceType]) -> Value {
     let gs: Vec<Value> = groups(types)
         .iter()
         .map(|(g, vs)| group_json(g, vs))
@@ -67,7 +67,7 @@ pub fn api_group_list(types: &[ResourceType]) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
 }
 
-pub fn api_group(types: &[ResourceType], group: &str) -> Option<Value> {
+pub(crate) fn api_group(types: &[ResourceType], group: &str) -> Option<Value> {
     groups(types)
         .iter()
         .find(|(g, _)| *g == group)
@@ -101,7 +101,11 @@ fn base_resource(t: &ResourceType) -> Value {
 }
 
 /// `GET /api/v1` or `/apis/G/V`; None when nothing is served there.
-pub fn api_resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
+pub(crate) fn api_resource_list(
+    types: &[ResourceType],
+    group: &str,
+    version: &str,
+) -> Option<Value> {
     let mut resources = Vec::new();
     for t in types
         .iter()
@@ -167,7 +171,7 @@ fn aggregated_resource(t: &ResourceType) -> Value {
 }
 
 /// The aggregated document for `/api` (core = true) or `/apis`.
-pub fn aggregated(types: &[ResourceType], core: bool) -> Value {
+pub(crate) fn aggregated(types: &[ResourceType], core: bool) -> Value {
     let items: Vec<Value> = if core {
         let rs: Vec<Value> = types
             .iter()
@@ -200,7 +204,7 @@ pub fn aggregated(types: &[ResourceType], core: bool) -> Value {
 }
 
 /// `GET /openapi/v3`: the index of per-group-version documents.
-pub fn openapi_v3_root(types: &[ResourceType]) -> Value {
+pub(crate) fn openapi_v3_root(types: &[ResourceType]) -> Value {
     let mut paths = serde_json::Map::new();
     let mut seen = Vec::new();
     for t in types {
@@ -223,7 +227,7 @@ pub fn openapi_v3_root(types: &[ResourceType]) -> Value {
 /// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/G/V`: operations only, no schemas. This is
 /// what kubectl reads to learn that the server validates fields itself (`fieldValidation` on
 /// PATCH), so it skips client-side schema validation; `kubectl explain` gets nothing useful.
-pub fn openapi_v3_gv(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
+pub(crate) fn openapi_v3_gv(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     let params = json!([
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::api_error::ApiError;
 
 #[derive(Debug, Clone)]
+/// What a fault does to the request it fires on.
 pub enum FaultAction {
     /// Answer with this Status instead of serving the request.
     Fail(ApiError),
@@ -20,6 +21,7 @@ pub enum FaultAction {
 }
 
 #[derive(Debug, Clone)]
+/// A request matcher and the action to take on the requests it matches.
 pub struct Fault {
     /// `GET`, `POST`, ...; None matches any.
     pub method: Option<String>,
@@ -31,6 +33,7 @@ pub struct Fault {
     pub nth: u64,
     /// How many times to fire from then on; None = forever.
     pub times: Option<u64>,
+    /// What to do when it fires.
     pub action: FaultAction,
     seen: u64,
     fired: u64,
@@ -52,6 +55,7 @@ impl Fault {
         }
     }
 
+    /// Fire first on the `n`th matching request (1-based).
     pub fn nth(mut self, n: u64) -> Fault {
         self.nth = n.max(1);
         self
@@ -63,11 +67,13 @@ impl Fault {
         self
     }
 
+    /// Fire `n` times from then on.
     pub fn times(mut self, n: u64) -> Fault {
         self.times = Some(n);
         self
     }
 
+    /// Fire on every matching request from then on.
     pub fn always(mut self) -> Fault {
         self.times = None;
         self
@@ -81,6 +87,7 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// Arm `fault`.
     pub fn add(&self, fault: Fault) {
         self.faults.lock().unwrap().push(fault);
     }
@@ -108,6 +115,7 @@ impl Faults {
         self.add(Fault::on(method, path_contains, FaultAction::Drop).nth(n));
     }
 
+    /// Disarm every fault.
     pub fn clear(&self) {
         self.faults.lock().unwrap().clear();
     }
@@ -162,11 +170,15 @@ pub struct RequestRecord {
     /// The Kubernetes verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
     /// `deletecollection`), or the lowercased method for non-resource paths.
     pub verb: String,
+    /// The request path.
     pub path: String,
+    /// The raw query string.
     pub query: String,
     /// HTTP status; 0 when the connection was dropped.
     pub status: u16,
+    /// How long serving it took, injected latency included.
     pub latency: Duration,
+    /// The authenticated user; empty when none was.
     pub user: String,
 }
 
@@ -180,7 +192,7 @@ pub struct RequestLog {
 const MAX_RECORDS: usize = 20_000;
 
 impl RequestLog {
-    pub fn push(&self, r: RequestRecord) {
+    pub(crate) fn push(&self, r: RequestRecord) {
         let mut v = self.records.lock().unwrap();
         if v.len() >= MAX_RECORDS {
             v.drain(..MAX_RECORDS / 2);
@@ -188,6 +200,7 @@ impl RequestLog {
         v.push(r);
     }
 
+    /// Every record kept, oldest first (at most the last 20,000).
     pub fn all(&self) -> Vec<RequestRecord> {
         self.records.lock().unwrap().clone()
     }
@@ -202,6 +215,7 @@ impl RequestLog {
             .count()
     }
 
+    /// Forget every record.
     pub fn clear(&self) {
         self.records.lock().unwrap().clear();
     }

@@ -18,10 +18,13 @@ use crate::ADMIN_TOKEN;
 /// The env var naming a real cluster's kubeconfig to run the e2e tests against.
 pub const REAL_CLUSTER_ENV: &str = "MIRRORD_COPY_TEST_KUBECONFIG";
 
+/// One test's cluster (fake or real), namespace, client and scratch directory; the namespace and the fake go when it is dropped.
 pub struct TestEnv {
+    /// The test's own namespace, `mc-<random>`.
     pub namespace: String,
     /// A kubeconfig whose current context defaults to `namespace`.
     pub kubeconfig: PathBuf,
+    /// A client for the cluster, defaulting to `namespace`.
     pub client: kube::Client,
     /// `MIRRORD_COPY_STATE_DIR` for commands.
     pub state_dir: PathBuf,

@@ -23,13 +23,13 @@ use crate::server::ServerState;
 use crate::store::{DeleteOptions, DeleteOutcome, Propagation};
 use crate::{discovery, protobuf, scale, table, watch};
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-pub fn json_response(status: u16, body: Vec<u8>, content_type: &str) -> Response<Body> {
+pub(crate) fn json_response(status: u16, body: Vec<u8>, content_type: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("Content-Type", content_type)
@@ -38,16 +38,16 @@ pub fn json_response(status: u16, body: Vec<u8>, content_type: &str) -> Response
         .unwrap()
 }
 
-pub fn value_response(status: u16, v: &Value) -> Response<Body> {
+pub(crate) fn value_response(status: u16, v: &Value) -> Response<Body> {
     json_response(status, serde_json::to_vec(v).unwrap(), "application/json")
 }
 
-pub fn error_response(e: &ApiError) -> Response<Body> {
+pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
     value_response(e.code, &e.to_status())
 }
 
 /// Decoded query parameters (last value wins).
-pub type Query = HashMap<String, String>;
+pub(crate) type Query = HashMap<String, String>;
 
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -73,7 +73,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn parse_query(q: &str) -> Query {
+pub(crate) fn parse_query(q: &str) -> Query {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
@@ -101,7 +101,7 @@ enum Route {
     NotFound,
 }
 
-pub struct ResReq {
+pub(crate) struct ResReq {
     pub rt: ResourceType,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -214,7 +214,7 @@ fn method_not_allowed(method: &str) -> ApiError {
 /// Serve one request.
 /// `client`: who the connection's verified client certificate names, if any
 /// ([`crate::tls::certificate_identity`]).
-pub async fn handle(
+pub(crate) async fn handle(
     state: Arc<ServerState>,
     req: Request<Incoming>,
     kill: Arc<Notify>,
@@ -457,7 +457,10 @@ fn decode_continue(token: &str) -> Result<((String, String), u64), ApiError> {
     ))
 }
 
-pub fn selectors(r: &ResReq, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub(crate) fn selectors(
+    r: &ResReq,
+    query: &Query,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let ls = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
     let fs = FieldSelector::parse(
         query.get("fieldSelector").map(String::as_str).unwrap_or(""),

@@ -5,7 +5,12 @@ use base64::Engine;
 
 /// The kubeconfig YAML; cluster, user and context are all named `fakekube`. `ca_pem` is the
 /// CA to trust for an `https://` server.
-pub fn kubeconfig_yaml(server: &str, ca_pem: Option<&str>, namespace: &str, token: &str) -> String {
+pub(crate) fn kubeconfig_yaml(
+    server: &str,
+    ca_pem: Option<&str>,
+    namespace: &str,
+    token: &str,
+) -> String {
     let ca = match ca_pem {
         Some(pem) => format!(
             "\n    certificate-authority-data: {}",

@@ -10,33 +10,34 @@
 //! - [`rbac`], [`faults`]: authorization and fault injection, the request log
 //! - [`harness`]: `TestEnv` for the end-to-end tests
 
-pub mod api_error;
-pub mod apply;
+pub(crate) mod api_error;
+pub(crate) mod apply;
 pub mod controllers;
-pub mod defaults;
+pub(crate) mod defaults;
 pub mod demo;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod faults;
 pub mod harness;
-pub mod http;
-pub mod kubeconfig;
-pub mod patch;
+pub(crate) mod http;
+pub(crate) mod kubeconfig;
+pub(crate) mod patch;
 pub mod protobuf;
-pub mod rbac;
+pub(crate) mod rbac;
 pub mod registry;
 pub mod scale;
-pub mod seed;
+pub(crate) mod seed;
 pub mod selectors;
-pub mod server;
+pub(crate) mod server;
 pub mod store;
-pub mod table;
-pub mod tls;
-pub mod validation;
-pub mod volumes;
-pub mod watch;
+pub(crate) mod table;
+pub(crate) mod tls;
+pub(crate) mod validation;
+pub(crate) mod volumes;
+pub(crate) mod watch;
 
 pub use api_error::ApiError;
 pub use faults::{Fault, FaultAction, RequestRecord};
 pub use rbac::{Rule, ADMIN_TOKEN};
 pub use server::{FakeCluster, ServerOptions};
 pub use store::Store;
+pub use tls::client_certificate;

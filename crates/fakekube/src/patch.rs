@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::api_error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchKind {
+pub(crate) enum PatchKind {
     Merge,
     Json,
     Strategic,
@@ -15,7 +15,7 @@ pub enum PatchKind {
 
 impl PatchKind {
     /// From the request's Content-Type; 415 for anything else, as upstream.
-    pub fn from_content_type(ct: &str) -> Result<PatchKind, ApiError> {
+    pub(crate) fn from_content_type(ct: &str) -> Result<PatchKind, ApiError> {
         let base = ct.split(';').next().unwrap_or("").trim();
         match base {
             "application/merge-patch+json" => Ok(PatchKind::Merge),
@@ -32,7 +32,11 @@ impl PatchKind {
 }
 
 /// Apply a merge, JSON or strategic patch to `target`.
-pub fn apply_patch(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn apply_patch(
+    kind: PatchKind,
+    target: &mut Value,
+    body: &[u8],
+) -> Result<(), ApiError> {
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     match kind {
@@ -97,7 +101,7 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
 /// - `$patch: replace` on a map replaces it; `$setElementOrder/*`, `$retainKeys` and
 ///   `$deleteFromPrimitiveList/*` directives are honoured minimally (order and retainKeys are
 ///   ignored: a knowing divergence, the fields the plugin patches do not depend on them).
-pub fn strategic_merge(target: &mut Value, patch: &Value) {
+pub(crate) fn strategic_merge(target: &mut Value, patch: &Value) {
     let Some(pm) = patch.as_object() else {
         *target = patch.clone();
         return;

@@ -113,6 +113,7 @@ impl Rule {
         }
     }
 
+    /// The same rule, bound only in `namespaces`.
     pub fn in_namespaces(mut self, namespaces: &[&str]) -> Rule {
         self.namespaces = namespaces.iter().map(|x| x.to_string()).collect();
         self

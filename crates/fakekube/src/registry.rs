@@ -5,16 +5,23 @@
 pub struct ResourceType {
     /// API group, "" for core.
     pub group: &'static str,
+    /// API version, e.g. "v1".
     pub version: &'static str,
     /// Plural resource name as in the URL (`deployments`).
     pub plural: &'static str,
+    /// Singular resource name (`deployment`), for discovery and kubectl.
     pub singular: &'static str,
+    /// Kind, e.g. "Deployment".
     pub kind: &'static str,
+    /// Namespaced (true) or cluster-scoped.
     pub namespaced: bool,
+    /// kubectl short names (`deploy`).
     pub short_names: &'static [&'static str],
     /// Subresources served besides the object itself (`status`, `scale`).
     pub subresources: &'static [&'static str],
+    /// Verbs discovery advertises.
     pub verbs: &'static [&'static str],
+    /// Categories discovery advertises (`all`).
     pub categories: &'static [&'static str],
 }
 
@@ -66,6 +73,7 @@ impl ResourceType {
             .any(|v| matches!(*v, "get" | "update" | "patch" | "delete"))
     }
 
+    /// Is `sub` (`status`, `scale`) served?
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }

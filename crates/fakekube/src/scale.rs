@@ -13,6 +13,7 @@ fn is_rollout(rt: &ResourceType) -> bool {
     rt.group == "argoproj.io"
 }
 
+/// The `autoscaling/v1 Scale` of workload `obj` of type `rt`, as GET /scale answers.
 pub fn to_scale(rt: &ResourceType, obj: &Value) -> Value {
     let m = &obj["metadata"];
     let mut meta = json!({});

@@ -9,7 +9,7 @@ use crate::store::Store;
 
 /// Parse multi-document YAML into JSON objects, skipping empty documents; `kind: List`
 /// documents are flattened.
-pub fn parse_documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn parse_documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(yaml) {
         let v = Value::deserialize(doc).context("parsing YAML document")?;
@@ -25,7 +25,7 @@ pub fn parse_documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
     Ok(out)
 }
 
-pub fn seed_yaml(store: &Store, yaml: &str) -> anyhow::Result<()> {
+pub(crate) fn seed_yaml(store: &Store, yaml: &str) -> anyhow::Result<()> {
     let ns_rt = store
         .resource("", "namespaces")
         .ok_or_else(|| anyhow!("no namespaces type"))?

@@ -7,27 +7,41 @@ use serde_json::Value;
 use crate::api_error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The operator of one label requirement.
 pub enum Op {
+    /// `key=value` or `key==value`.
     Equals,
+    /// `key!=value` (also true when the label is absent).
     NotEquals,
+    /// `key in (a,b)`.
     In,
+    /// `key notin (a,b)` (also true when the label is absent).
     NotIn,
+    /// `key`.
     Exists,
+    /// `!key`.
     DoesNotExist,
+    /// `key>n` (integers).
     Gt,
+    /// `key<n` (integers).
     Lt,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One requirement of a label selector.
 pub struct Requirement {
+    /// The label key.
     pub key: String,
+    /// How the label's value is compared.
     pub op: Op,
+    /// The values compared with (empty for `Exists`/`DoesNotExist`).
     pub values: Vec<String>,
 }
 
 /// A parsed label selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector {
+    /// Every one must hold (AND).
     pub requirements: Vec<Requirement>,
 }
 
@@ -322,6 +336,7 @@ impl LabelSelector {
         LabelSelector { requirements }
     }
 
+    /// True for the empty selector, which matches everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
@@ -335,6 +350,7 @@ impl LabelSelector {
         self.matches(|k| labels.and_then(|l| l.get(k)).and_then(|v| v.as_str()))
     }
 
+    /// Whether labels read through `get` (key to value) satisfy every requirement.
     pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|r| {
             let v = get(&r.key);
@@ -393,13 +409,13 @@ fn sorted(v: &[String]) -> Vec<String> {
 
 /// A parsed field selector: `key=value`, `key==value`, `key!=value`, comma separated.
 #[derive(Debug, Clone, Default)]
-pub struct FieldSelector {
+pub(crate) struct FieldSelector {
     pub terms: Vec<(String, bool, String)>, // (field, equal, value)
 }
 
 /// The fields a type can be selected on: metadata.name and metadata.namespace everywhere,
 /// plus the extra ones upstream registers for pods and events (kubectl describe uses the latter).
-pub fn supported_fields(plural: &str) -> Vec<&'static str> {
+pub(crate) fn supported_fields(plural: &str) -> Vec<&'static str> {
     let mut f = vec!["metadata.name", "metadata.namespace"];
     match plural {
         "pods" => f.extend([
@@ -435,7 +451,7 @@ pub fn supported_fields(plural: &str) -> Vec<&'static str> {
 }
 
 impl FieldSelector {
-    pub fn parse(s: &str, plural: &str) -> Result<FieldSelector, ApiError> {
+    pub(crate) fn parse(s: &str, plural: &str) -> Result<FieldSelector, ApiError> {
         let mut terms = Vec::new();
         let supported = supported_fields(plural);
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -465,19 +481,11 @@ impl FieldSelector {
         Ok(FieldSelector { terms })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.terms.is_empty()
     }
 
-    /// Only `metadata.name=x` (the one term the list fast path can use), if that is all there is.
-    pub fn single_name(&self) -> Option<&str> {
-        match self.terms.as_slice() {
-            [(k, true, v)] if k == "metadata.name" => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn matches_object(&self, obj: &Value) -> bool {
+    pub(crate) fn matches_object(&self, obj: &Value) -> bool {
         self.terms.iter().all(|(k, eq, want)| {
             let mut cur = obj;
             for seg in k.split('.') {

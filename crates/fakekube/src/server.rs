@@ -34,7 +34,7 @@ pub struct ServerOptions {
 }
 
 /// What request handlers share.
-pub struct ServerState {
+pub(crate) struct ServerState {
     pub store: Arc<Store>,
     pub port: u16,
     pub tls: bool,
@@ -212,10 +212,12 @@ impl FakeCluster {
             .then(|| crate::tls::material().ca_pem.as_str())
     }
 
+    /// The port it listens on (on 127.0.0.1).
     pub fn port(&self) -> u16 {
         self.inner.state.port
     }
 
+    /// The object store behind the API, for direct reads and writes in tests.
     pub fn store(&self) -> Arc<Store> {
         self.inner.state.store.clone()
     }
@@ -235,10 +237,12 @@ impl FakeCluster {
         Ok(())
     }
 
+    /// Its authorization: tokens and the roles bound to them.
     pub fn rbac(&self) -> &Rbac {
         &self.inner.state.rbac
     }
 
+    /// The faults armed on it: arm one to fail, delay or drop matching requests.
     pub fn faults(&self) -> &Faults {
         &self.inner.state.faults
     }
@@ -253,6 +257,7 @@ impl FakeCluster {
         &self.inner.state.log
     }
 
+    /// Its simulated controllers: switch one off, or change the kubelet's behaviour.
     pub fn controllers(&self) -> &Arc<Controllers> {
         &self.inner.controllers
     }

@@ -22,13 +22,18 @@ use crate::validation;
 pub type ResKey = (&'static str, &'static str);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The type of a watch event.
 pub enum EventType {
+    /// The object was created.
     Added,
+    /// The object was updated.
     Modified,
+    /// The object was deleted.
     Deleted,
 }
 
 impl EventType {
+    /// As a watch sends it: "ADDED", "MODIFIED", "DELETED".
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Added => "ADDED",
@@ -41,28 +46,42 @@ impl EventType {
 /// One change, as a watch reports it.
 #[derive(Debug, Clone)]
 pub struct StoreEvent {
+    /// What happened.
     pub event: EventType,
+    /// The object's resource type.
     pub resource: ResKey,
+    /// Its namespace; empty when cluster-scoped.
     pub namespace: String,
+    /// Its name.
     pub name: String,
+    /// The object after the change (a deleted one: as last stored).
     pub object: Arc<Value>,
+    /// The resourceVersion the change was stored at.
     pub resource_version: u64,
 }
 
 /// Delete options the server honours (metav1.DeleteOptions).
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
+    /// Precondition: delete only the object with this uid.
     pub uid: Option<String>,
+    /// Precondition: delete only at this resourceVersion.
     pub resource_version: Option<String>,
+    /// What happens to the objects it owns.
     pub propagation: Propagation,
+    /// Validate and answer without deleting.
     pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// propagationPolicy: what a delete does to the objects the deleted one owns.
 pub enum Propagation {
     #[default]
+    /// Delete now; the garbage collector deletes the dependents afterwards.
     Background,
+    /// Keep the object (foregroundDeletion finalizer) until its blocking dependents are gone.
     Foreground,
+    /// Delete it and leave the dependents, their ownerReferences to it removed.
     Orphan,
 }
 
@@ -197,6 +216,7 @@ fn meta(obj: &Value) -> &Value {
 }
 
 impl Store {
+    /// An empty store serving `types`.
     pub fn new(types: Vec<ResourceType>) -> Arc<Store> {
         // Each queued event holds its object alive until every receiver has read it, so the
         // queue is kept short: a receiver that falls behind gets `Lagged` and must re-list,
@@ -215,6 +235,7 @@ impl Store {
         })
     }
 
+    /// The resource types it serves.
     pub fn types(&self) -> &[ResourceType] {
         &self.types
     }
@@ -239,6 +260,7 @@ impl Store {
         self.events.subscribe()
     }
 
+    /// The resourceVersion of the latest write.
     pub fn current_resource_version(&self) -> u64 {
         self.inner.lock().unwrap().resource_version
     }
@@ -493,6 +515,7 @@ impl Store {
         Ok(obj)
     }
 
+    /// The object `name` (in `ns` when namespaced), or 404 NotFound.
     pub fn get(
         &self,
         rt: &ResourceType,
@@ -584,7 +607,7 @@ impl Store {
     /// label index and name/namespace field selectors on the key, so only objects selected by
     /// other fields are parsed; the objects come back serialized, ready to send.
     #[allow(clippy::type_complexity)]
-    pub fn list_selected(
+    pub(crate) fn list_selected(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
@@ -602,7 +625,7 @@ impl Store {
 
     /// The (namespace, name) keys of the objects a selector pair picks now (for watches that
     /// must notice objects leaving or entering the selection).
-    pub fn matching_keys(
+    pub(crate) fn matching_keys(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
@@ -970,6 +993,7 @@ impl Store {
             .sum()
     }
 
+    /// True when it holds no objects.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::registry::ResourceType;
 
-pub fn wants_table(accept: &str) -> bool {
+pub(crate) fn wants_table(accept: &str) -> bool {
     accept
         .split(',')
         .next()
@@ -22,7 +22,7 @@ fn col(name: &str, ty: &str, priority: u8) -> Value {
 }
 
 /// kubectl's `duration.HumanDuration`.
-pub fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     let s = secs.max(0);
     if s < 120 {
         return format!("{s}s");
@@ -426,7 +426,7 @@ fn columns_and_cells(rt: &ResourceType, objs: &[Arc<Value>]) -> (Vec<Value>, Vec
 }
 
 /// A Table of `objs`; `list_meta` is the list's metadata (resourceVersion, continue).
-pub fn table(rt: &ResourceType, objs: &[Arc<Value>], list_meta: Value) -> Value {
+pub(crate) fn table(rt: &ResourceType, objs: &[Arc<Value>], list_meta: Value) -> Value {
     let (columns, cells) = columns_and_cells(rt, objs);
     let rows: Vec<Value> = objs
         .iter()

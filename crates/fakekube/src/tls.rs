@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::rbac::Identity;
 
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The CA certificate (PEM) clients must trust (`certificate-authority-data`).
     pub ca_pem: String,
     /// Asks for a client certificate signed by the CA, and accepts connections without one.
@@ -100,7 +100,7 @@ fn generate() -> anyhow::Result<TlsMaterial> {
 }
 
 /// The process-wide TLS material (generated on first use).
-pub fn material() -> &'static TlsMaterial {
+pub(crate) fn material() -> &'static TlsMaterial {
     static M: OnceLock<TlsMaterial> = OnceLock::new();
     M.get_or_init(|| generate().expect("generating TLS certificates"))
 }
@@ -125,7 +125,7 @@ pub fn client_certificate(user: &str, group: &str) -> (String, String) {
 
 /// Who a verified client certificate authenticates as (CN the user, each O a group, plus
 /// `system:authenticated`); None without a CN, which the x509 authenticator refuses too.
-pub fn certificate_identity(der: &[u8]) -> Option<Identity> {
+pub(crate) fn certificate_identity(der: &[u8]) -> Option<Identity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
     let user = subject.iter_common_name().next()?.as_str().ok()?;

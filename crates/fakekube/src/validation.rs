@@ -25,7 +25,7 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// Errors (without the `Invalid value` prefix) for a DNS-1123 subdomain.
-pub fn subdomain_errors(s: &str) -> Vec<String> {
+pub(crate) fn subdomain_errors(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 253 {
         errs.push("must be no more than 253 characters".to_string());
@@ -37,7 +37,7 @@ pub fn subdomain_errors(s: &str) -> Vec<String> {
 }
 
 /// Errors for a DNS-1123 label (container names, namespace names).
-pub fn label_name_errors(s: &str) -> Vec<String> {
+pub(crate) fn label_name_errors(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
         errs.push("must be no more than 63 characters".to_string());
@@ -58,7 +58,7 @@ fn is_qualified_part(s: &str) -> bool {
 }
 
 /// A label value: empty, or up to 63 characters of the qualified-name alphabet.
-pub fn label_value_error(v: &str) -> Result<(), String> {
+pub(crate) fn label_value_error(v: &str) -> Result<(), String> {
     if v.len() > 63 {
         return Err("must be no more than 63 bytes".into());
     }
@@ -69,7 +69,7 @@ pub fn label_value_error(v: &str) -> Result<(), String> {
 }
 
 /// A label (or annotation) key: optional DNS-subdomain prefix, `/`, name of up to 63 characters.
-pub fn label_key_error(k: &str) -> Result<(), String> {
+pub(crate) fn label_key_error(k: &str) -> Result<(), String> {
     let (prefix, name) = match k.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
@@ -103,7 +103,7 @@ pub(crate) fn invalid(field: &str, value: &str, msg: &str) -> Cause {
 }
 
 /// Validate an object before it is stored; `old` is the stored object on update.
-pub fn validate_object(
+pub(crate) fn validate_object(
     rt: &ResourceType,
     name: &str,
     obj: &Value,
@@ -139,6 +139,9 @@ pub fn validate_object(
         }
     }
     validate_owner_references(obj, &mut causes);
+    if let Some(old) = old {
+        no_new_finalizers_while_deleting(obj, old, &mut causes);
+    }
     if rt.plural == "pods" {
         pod::validate_pod(obj, old, &mut causes);
     }
@@ -167,6 +170,44 @@ pub fn validate_object(
     } else {
         Err(ApiError::invalid(rt, name, causes))
     }
+}
+
+/// Upstream's ValidateNoNewFinalizers (apimachinery objectmeta.go), run by
+/// ValidateObjectMetaUpdate once the old object has a deletionTimestamp: finalizers may only
+/// go away. Message as upstream prints it (Go's `%#v` of the sorted new names).
+fn no_new_finalizers_while_deleting(obj: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    if old["metadata"]["deletionTimestamp"].is_null() {
+        return;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["metadata"]["finalizers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = names(old);
+    let mut extra: Vec<String> = names(obj)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if extra.is_empty() {
+        return;
+    }
+    extra.sort();
+    extra.dedup();
+    let quoted: Vec<String> = extra.iter().map(|f| format!("{f:?}")).collect();
+    causes.push(Cause {
+        reason: "FieldValueForbidden".into(),
+        message: format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            quoted.join(", ")
+        ),
+        field: "metadata.finalizers".into(),
+    });
 }
 
 const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
@@ -276,7 +317,7 @@ fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// Five characters from the alphabet upstream uses for generateName suffixes.
-pub fn random_suffix(len: usize) -> String {
+pub(crate) fn random_suffix(len: usize) -> String {
     use rand::Rng;
     // k8s.io/apimachinery/pkg/util/rand: consonants and digits without look-alikes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

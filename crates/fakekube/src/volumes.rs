@@ -13,22 +13,22 @@ use serde_json::Value;
 use crate::api_error::{ApiError, Cause};
 use crate::registry::ResourceType;
 
-pub const RWO: &str = "ReadWriteOnce";
-pub const ROX: &str = "ReadOnlyMany";
-pub const RWX: &str = "ReadWriteMany";
-pub const RWOP: &str = "ReadWriteOncePod";
+pub(crate) const RWO: &str = "ReadWriteOnce";
+pub(crate) const ROX: &str = "ReadOnlyMany";
+pub(crate) const RWX: &str = "ReadWriteMany";
+pub(crate) const RWOP: &str = "ReadWriteOncePod";
 
 /// `supportedAccessModes` as `sets.List` renders it in the NotSupported message (sorted).
 const SUPPORTED_ACCESS_MODES: [&str; 4] = [ROX, RWX, RWO, RWOP];
 /// `supportedVolumeModes`, sorted.
 const SUPPORTED_VOLUME_MODES: [&str; 2] = ["Block", "Filesystem"];
 
-pub fn is_claim_type(rt: &ResourceType) -> bool {
+pub(crate) fn is_claim_type(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "persistentvolumeclaims"
 }
 
 /// The claim's `spec.accessModes`.
-pub fn access_modes(claim: &Value) -> Vec<&str> {
+pub(crate) fn access_modes(claim: &Value) -> Vec<&str> {
     claim["spec"]["accessModes"]
         .as_array()
         .into_iter()
@@ -38,7 +38,7 @@ pub fn access_modes(claim: &Value) -> Vec<&str> {
 }
 
 /// `helper.GetAccessModesAsString`: `RWO,ROX,RWX,RWOP`, in that order, for the modes present.
-pub fn access_modes_short(modes: &[&str]) -> String {
+pub(crate) fn access_modes_short(modes: &[&str]) -> String {
     [(RWO, "RWO"), (ROX, "ROX"), (RWX, "RWX"), (RWOP, "RWOP")]
         .iter()
         .filter(|(m, _)| modes.contains(m))
@@ -56,7 +56,7 @@ fn quoted(values: &[&str]) -> String {
 }
 
 /// `ValidatePersistentVolumeClaimSpec` for the fields checked here, in upstream's order.
-pub fn claim_spec_causes(spec: &Value, path: &str) -> Vec<Cause> {
+pub(crate) fn claim_spec_causes(spec: &Value, path: &str) -> Vec<Cause> {
     let mut causes = Vec::new();
     let modes: Vec<&Value> = spec["accessModes"]
         .as_array()
@@ -120,7 +120,7 @@ pub fn claim_spec_causes(spec: &Value, path: &str) -> Vec<Cause> {
 /// Adds a claim's spec errors to what `validation::validate_object` answered (`base`):
 /// ValidatePersistentVolumeClaim reports the metadata errors first, then the spec's, in one
 /// 422. Other types pass `base` through.
-pub fn validate(
+pub(crate) fn validate(
     rt: &ResourceType,
     name: &str,
     obj: &Value,

@@ -63,7 +63,7 @@ fn stream_response(rx: mpsc::Receiver<Bytes>, content_type: &str) -> Response<Bo
         .unwrap()
 }
 
-pub fn watch(
+pub(crate) fn watch(
     state: Arc<ServerState>,
     r: &ResReq,
     query: &Query,

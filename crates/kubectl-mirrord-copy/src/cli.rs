@@ -7,7 +7,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
 /// Exit codes, as documented in DESIGN.md and the README.
-pub const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0   success (run: the command's own exit code)
   1   unexpected error
@@ -40,7 +40,7 @@ survives a debugger on a breakpoint, a target that keeps crashing, or a Job that
     after_help = EXIT_CODES,
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -48,7 +48,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Namespace (default: the kubeconfig context's, then "default")
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
@@ -67,7 +67,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a copy of TARGET and print the copy pod's name (a detached session, ended by `delete` or its --ttl)
     #[command(after_help = TARGETS)]
     Create(CreateArgs),
@@ -95,7 +95,7 @@ forwarded to COMMAND; the session ends either way."
 
 /// What makes a copy: shared by `create` and `run`.
 #[derive(Debug, Args, Clone)]
-pub struct CopyArgs {
+pub(crate) struct CopyArgs {
     /// Scale the original workload to zero while the copy lives (Deployment, StatefulSet, Argo Rollout, ReplicaSet; CronJobs are suspended)
     #[arg(long)]
     pub scale_down: bool,
@@ -132,7 +132,7 @@ pub struct CopyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// KIND/NAME[/container/CONTAINER] (may come from --mirrord-config instead)
     pub target: Option<String>,
     #[command(flatten)]
@@ -149,7 +149,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// KIND/NAME[/container/CONTAINER] (may come from --mirrord-config instead)
     pub target: Option<String>,
     #[command(flatten)]
@@ -160,7 +160,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Show sessions in every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
@@ -170,7 +170,7 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// Copy pod names whose sessions to end
     pub pods: Vec<String>,
     /// End every session copying this target
@@ -191,7 +191,7 @@ pub struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
@@ -201,7 +201,7 @@ pub struct GcArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VersionArgs {
+pub(crate) struct VersionArgs {
     /// Print the client version only, without contacting the cluster (as `kubectl version --client`)
     #[arg(long)]
     pub client: bool,
@@ -211,39 +211,39 @@ pub struct VersionArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CreateOutput {
+pub(crate) enum CreateOutput {
     Name,
     Json,
     Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StatusOutput {
+pub(crate) enum StatusOutput {
     Wide,
     Json,
     Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListOutput {
+pub(crate) enum ListOutput {
     Name,
     Json,
     Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DocOutput {
+pub(crate) enum DocOutput {
     Json,
     Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DryRun {
+pub(crate) enum DryRun {
     Client,
 }
 
 /// `30s`, `2m`, `8h`, `1h30m`; a bare number is seconds, as kubectl's --request-timeout.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }

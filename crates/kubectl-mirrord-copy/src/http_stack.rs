@@ -26,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Records the server's clock from a response (a `MapResponseLayer` function).
-pub fn observe_server_date<B>(response: Response<B>) -> Response<B> {
+pub(crate) fn observe_server_date<B>(response: Response<B>) -> Response<B> {
     if let Some(date) = response
         .headers()
         .get(http::header::DATE)
@@ -39,7 +39,7 @@ pub fn observe_server_date<B>(response: Response<B>) -> Response<B> {
 
 /// The retry policy of the module doc. One per request (tower clones it per call).
 #[derive(Clone, Default)]
-pub struct TransientRetry {
+pub(crate) struct TransientRetry {
     attempt: u32,
 }
 
@@ -111,7 +111,7 @@ impl TransientRetry {
 
 /// `base` scaled by a factor in [low, high), from the clock's nanoseconds: enough to keep many
 /// clients that fail together from retrying together (no randomness crate needed).
-pub fn jitter(base: Duration, low: f64, high: f64) -> Duration {
+pub(crate) fn jitter(base: Duration, low: f64, high: f64) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

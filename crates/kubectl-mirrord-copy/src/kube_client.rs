@@ -20,7 +20,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 use crate::cli::GlobalArgs;
 use crate::http_stack::{observe_server_date, TransientRetry};
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub client: kube::Client,
     /// The namespace commands act in: -n, else the context's, else "default".
     pub namespace: String,
@@ -57,7 +57,7 @@ fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, Error> {
     })
 }
 
-pub async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
+pub(crate) async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
     let kubeconfig = load_kubeconfig(global)?;
     let context = global
         .context

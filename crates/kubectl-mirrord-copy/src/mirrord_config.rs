@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// What a mirrord configuration says about copying.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct FromMirrord {
+pub(crate) struct FromMirrord {
     pub target: Option<String>,
     pub namespace: Option<String>,
     /// `feature.copy_target` is present and enabled.
@@ -80,7 +80,7 @@ fn parse_any(path: &Path, text: &str) -> Result<MirrordConfig, String> {
     }
 }
 
-pub fn read(path: &Path) -> Result<FromMirrord, Error> {
+pub(crate) fn read(path: &Path) -> Result<FromMirrord, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::Usage(format!(
             "cannot read --mirrord-config {}: {e}",
@@ -121,11 +121,11 @@ pub fn read(path: &Path) -> Result<FromMirrord, Error> {
 }
 
 /// A mirrord configuration targeting the copy pod.
-pub fn emitted(copy_pod: &str, namespace: &str) -> Value {
+pub(crate) fn emitted(copy_pod: &str, namespace: &str) -> Value {
     json!({ "target": { "path": format!("pod/{copy_pod}"), "namespace": namespace } })
 }
 
-pub fn write(path: &Path, copy_pod: &str, namespace: &str) -> Result<(), Error> {
+pub(crate) fn write(path: &Path, copy_pod: &str, namespace: &str) -> Result<(), Error> {
     let body =
         serde_json::to_string_pretty(&emitted(copy_pod, namespace)).unwrap_or_default() + "\n";
     std::fs::write(path, body).map_err(|source| Error::Io {

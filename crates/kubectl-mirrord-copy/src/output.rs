@@ -5,12 +5,12 @@ use chrono::{DateTime, SubsecRound, Utc};
 use mirrord_copy_core::{CopyOptions, Error, Session};
 use serde::Serialize;
 
-pub const API_VERSION: &str = "mirrord-copy.io/v1";
+pub(crate) const API_VERSION: &str = "mirrord-copy.io/v1";
 
 /// One session, as `create -o json`, `status -o json` and `delete -o json` print it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionDoc {
+pub(crate) struct SessionDoc {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub session: String,
@@ -44,7 +44,7 @@ pub struct SessionDoc {
 impl SessionDoc {
     /// Times at second precision, as the session ConfigMap records them: `create -o json`
     /// prints the same `created`/`expires` as a later `status -o json`.
-    pub fn new(s: &Session) -> SessionDoc {
+    pub(crate) fn new(s: &Session) -> SessionDoc {
         SessionDoc {
             api_version: API_VERSION,
             kind: "CopySession",
@@ -70,14 +70,14 @@ impl SessionDoc {
 /// A list of documents, shaped like a Kubernetes List.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListDoc<T: Serialize> {
+pub(crate) struct ListDoc<T: Serialize> {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub items: Vec<T>,
 }
 
 impl<T: Serialize> ListDoc<T> {
-    pub fn new(kind: &'static str, items: Vec<T>) -> Self {
+    pub(crate) fn new(kind: &'static str, items: Vec<T>) -> Self {
         ListDoc {
             api_version: API_VERSION,
             kind,
@@ -86,22 +86,22 @@ impl<T: Serialize> ListDoc<T> {
     }
 }
 
-pub fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
         .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
 }
 
-pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, Error> {
+pub(crate) fn to_yaml<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_yaml::to_string(value).map_err(|e| Error::Internal(format!("cannot render YAML: {e}")))
 }
 
 /// Colour is for people: only on a terminal, and never when NO_COLOR is set (no-color.org).
-pub fn use_colour(stream_is_terminal: bool) -> bool {
+pub(crate) fn use_colour(stream_is_terminal: bool) -> bool {
     stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-pub fn paint(text: &str, ansi: &str, colour: bool) -> String {
+pub(crate) fn paint(text: &str, ansi: &str, colour: bool) -> String {
     if colour {
         format!("\x1b[{ansi}m{text}\x1b[0m")
     } else {

@@ -10,14 +10,14 @@ use mirrord_copy_core::Progress;
 use crate::output::{paint, use_colour};
 
 #[derive(Clone)]
-pub struct Reporter {
+pub(crate) struct Reporter {
     spinner: Option<ProgressBar>,
     verbose: bool,
     colour: bool,
 }
 
 impl Reporter {
-    pub fn new(verbose: u8) -> Reporter {
+    pub(crate) fn new(verbose: u8) -> Reporter {
         let terminal = std::io::stderr().is_terminal();
         let spinner = terminal.then(|| {
             let bar = ProgressBar::new_spinner();
@@ -35,7 +35,7 @@ impl Reporter {
         }
     }
 
-    pub fn report(&self, event: Progress) {
+    pub(crate) fn report(&self, event: Progress) {
         match event {
             Progress::Warning(text) => {
                 self.line(&format!("{} {text}", paint("warning:", "33", self.colour)))
@@ -58,20 +58,20 @@ impl Reporter {
 
     /// A `'static` progress callback for core (which takes `&ProgressFn`, a `'static` trait
     /// object): it owns a handle to the same spinner.
-    pub fn sink(&self) -> impl Fn(Progress) + Send + Sync + 'static {
+    pub(crate) fn sink(&self) -> impl Fn(Progress) + Send + Sync + 'static {
         let me = self.clone();
         move |p| me.report(p)
     }
 
     /// Print a line above the spinner (or plainly).
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         match &self.spinner {
             Some(bar) => bar.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.spinner {
             bar.finish_and_clear();
         }
@@ -101,6 +101,9 @@ fn describe(event: &Progress) -> String {
             format!("scaled {workload} down from {from} to 0")
         }
         Progress::Restored { workload, to } => format!("restored {workload} to {to} replicas"),
+        Progress::Unpaused { scaled_object } => {
+            format!("unpaused KEDA ScaledObject {scaled_object}")
+        }
         Progress::Deleted { object } => format!("deleted {object}"),
         Progress::Warning(text) => format!("warning: {text}"),
         Progress::Info(text) => text.clone(),

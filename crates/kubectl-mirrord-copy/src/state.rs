@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 const FILE: &str = "sessions.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: String,
     pub namespace: String,
     pub context: String,
@@ -40,7 +40,7 @@ struct StateFile {
 
 /// A cached SelfSubjectReview answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KnownIdentity {
+pub(crate) struct KnownIdentity {
     pub user: String,
     pub checked: DateTime<Utc>,
 }
@@ -48,16 +48,16 @@ pub struct KnownIdentity {
 /// How long a cached identity is trusted. Credentials that change (another token, another
 /// certificate, another exec command) have another key, so this only bounds how long a
 /// renamed user could be recorded under the old name.
-pub const IDENTITY_TTL: chrono::Duration = chrono::Duration::hours(24);
+pub(crate) const IDENTITY_TTL: chrono::Duration = chrono::Duration::hours(24);
 
-pub struct LocalState {
+pub(crate) struct LocalState {
     dir: PathBuf,
 }
 
 impl LocalState {
     /// `$MIRRORD_COPY_STATE_DIR`, else the platform's state directory (cache directory where
     /// there is none, e.g. macOS), plus `kubectl-mirrord-copy`.
-    pub fn default_location() -> Option<LocalState> {
+    pub(crate) fn default_location() -> Option<LocalState> {
         if let Some(dir) = std::env::var_os("MIRRORD_COPY_STATE_DIR") {
             return Some(LocalState::at(PathBuf::from(dir)));
         }
@@ -66,20 +66,20 @@ impl LocalState {
             .map(|d| LocalState::at(d.join("kubectl-mirrord-copy")))
     }
 
-    pub fn at(dir: PathBuf) -> LocalState {
+    pub(crate) fn at(dir: PathBuf) -> LocalState {
         LocalState { dir }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join(FILE)
     }
 
     /// The recorded sessions (empty when there is no file).
-    pub fn entries(&self) -> std::io::Result<Vec<Entry>> {
+    pub(crate) fn entries(&self) -> std::io::Result<Vec<Entry>> {
         self.update(|_| {}).map(|f| f.sessions)
     }
 
-    pub fn add(&self, entry: Entry) -> std::io::Result<()> {
+    pub(crate) fn add(&self, entry: Entry) -> std::io::Result<()> {
         self.update(|f| {
             f.sessions
                 .retain(|e| !(e.id == entry.id && e.namespace == entry.namespace));
@@ -88,7 +88,7 @@ impl LocalState {
         .map(drop)
     }
 
-    pub fn remove(&self, namespace: &str, id: &str) -> std::io::Result<()> {
+    pub(crate) fn remove(&self, namespace: &str, id: &str) -> std::io::Result<()> {
         self.update(|f| {
             f.sessions
                 .retain(|e| !(e.id == id && e.namespace == namespace))
@@ -97,7 +97,11 @@ impl LocalState {
     }
 
     /// The user the credentials `key` authenticated as, if checked within [`IDENTITY_TTL`].
-    pub fn identity(&self, key: &str, now: DateTime<Utc>) -> std::io::Result<Option<String>> {
+    pub(crate) fn identity(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<Option<String>> {
         let file = self.update(|_| {})?;
         Ok(file
             .identities
@@ -106,7 +110,7 @@ impl LocalState {
             .map(|k| k.user.clone()))
     }
 
-    pub fn remember_identity(
+    pub(crate) fn remember_identity(
         &self,
         key: &str,
         user: &str,

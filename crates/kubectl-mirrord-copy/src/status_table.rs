@@ -6,8 +6,8 @@ use mirrord_copy_core::Session;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-pub const NONE: &str = "No active copy targets";
-pub const HEADING: &str = "Active Copy Targets:";
+pub(crate) const NONE: &str = "No active copy targets";
+pub(crate) const HEADING: &str = "Active Copy Targets:";
 
 #[derive(Tabled)]
 struct Row {
@@ -56,7 +56,7 @@ fn star(scale_down: bool) -> &'static str {
 }
 
 /// The reference layout. `sessions` are printed in the order given.
-pub fn render(sessions: &[Session]) -> String {
+pub(crate) fn render(sessions: &[Session]) -> String {
     if sessions.is_empty() {
         return format!("{NONE}\n");
     }
@@ -70,7 +70,7 @@ pub fn render(sessions: &[Session]) -> String {
 }
 
 /// `-o wide`: the reference columns plus owner, age, phase, expiry and whether it is yours.
-pub fn render_wide(
+pub(crate) fn render_wide(
     sessions: &[Session],
     now: DateTime<Utc>,
     is_yours: &dyn Fn(&Session) -> bool,
@@ -103,7 +103,7 @@ pub fn render_wide(
 }
 
 /// kubectl's AGE style (apimachinery's HumanDuration): 45s, 7m30s, 12m, 7h59m, 3h, 2d5h, 9d.
-pub fn short_duration(d: chrono::Duration) -> String {
+pub(crate) fn short_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds().max(0);
     let (m, h, days) = (secs / 60, secs / 3600, secs / 86_400);
     match secs {
@@ -137,6 +137,9 @@ mod tests {
             expires: None,
             options: CopyOptions::default(),
             copy_phase: Some("Running".into()),
+            workload: None,
+            scaled_objects: Vec::new(),
+            record_uid: None,
         }
     }
 

@@ -29,7 +29,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tower::BoxError;
 
 /// A client certificate chain and its private key.
-pub struct Identity {
+pub(crate) struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -53,7 +53,7 @@ impl Identity {
 
 /// The HTTPS (or plain HTTP, for an `http://` server) connector for `config`. `exec_identity`
 /// is what the user's exec plugin returned ([`exec_identity`]); it wins over the kubeconfig's.
-pub fn https_connector(
+pub(crate) fn https_connector(
     config: &kube::Config,
     exec_identity: Option<Identity>,
 ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, BoxError> {
@@ -177,7 +177,7 @@ struct ExecCredentialStatus {
 /// tls-server-name...). Its stdout is parsed as JSON (or YAML, which client-go tolerates).
 /// The certificate's `expirationTimestamp` is not acted on: a certificate is read once per
 /// command, as kube does (it only records it as the client's `valid_until`).
-pub fn exec_identity(exec: &ExecConfig) -> Result<Option<Identity>, BoxError> {
+pub(crate) fn exec_identity(exec: &ExecConfig) -> Result<Option<Identity>, BoxError> {
     let program = exec
         .command
         .as_deref()

@@ -176,7 +176,7 @@ async fn a_server_requiring_a_client_certificate_refuses_a_token_alone() {
 async fn the_kubeconfig_client_certificate_is_presented() {
     let fake = start(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = fakekube::tls::client_certificate("kc-user", "team-a");
+    let (cert, key) = fakekube::client_certificate("kc-user", "team-a");
 
     // Inline (-data) ...
     let user = vec![
@@ -248,7 +248,7 @@ fn exec_user(script: &Path, extra: &[&str]) -> Vec<String> {
 async fn an_exec_plugin_client_certificate_is_presented() {
     let fake = start(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = fakekube::tls::client_certificate("exec-user", "team-b");
+    let (cert, key) = fakekube::client_certificate("exec-user", "team-b");
     let script = exec_plugin(
         dir.path(),
         &serde_json::json!({

@@ -1,8 +1,9 @@
 //! A mutex on the cluster, held as a ConfigMap: whoever creates
 //! `mirrord-copy-lock-<kind>-<name>` holds the lock on that workload. The lock records a lease
 //! (renewed by the holder), the workload's uid and the replica count to restore; every write
-//! is a compare-and-swap on resourceVersion and release deletes with uid and resourceVersion
-//! preconditions, so nobody ever overwrites or deletes a lock they do not hold.
+//! is a compare-and-swap on resourceVersion (or tests the holder), and release deletes with uid
+//! and resourceVersion preconditions, so nobody ever overwrites or deletes a lock they do not
+//! hold. A finalizer keeps the lock until it is released (see `ops`).
 //!
 //! This crate knows nothing of targets: it locks a [`WorkloadKey`].
 
@@ -13,22 +14,23 @@ mod ops;
 mod record;
 
 pub use api_text::{error_chain, kube_error_text, status_text};
-pub use name::{is_valid_name, WorkloadKey, LOCK_NAME_PREFIX, MAX_NAME_LEN};
+pub use name::{WorkloadKey, LOCK_NAME_PREFIX};
 pub use ops::{
-    acquire, list, read, release, release_guarded, renew, update_guarded, update_known,
-    update_record, LockGuard, Released, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_SESSION, MANAGED_BY,
-    ROLE_LOCK,
+    acquire, list, read, release, release_guarded, release_known, renew, update_guarded,
+    update_known, update_record, LockGuard, Released, FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE,
+    LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
 };
 pub use record::{parse_replicas, rfc3339, LockRecord, MAX_REPLICAS};
 
 /// Lock data keys, for callers that display or select on them.
 pub mod keys {
     pub use crate::record::{
-        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_DOWN, SINCE,
+        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_OBJECTS, SINCE,
         WORKLOAD_KIND, WORKLOAD_NAME, WORKLOAD_UID,
     };
 }
 
+/// Why a lock operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Someone else holds the lock and their lease is valid (or they won the takeover race).
@@ -43,6 +45,7 @@ pub enum LockError {
     /// Kept losing compare-and-swap races.
     #[error("gave up after repeated conflicts on {0}")]
     Contended(String),
+    /// The API server refused or could not be reached (any other error).
     #[error("{}", kube_error_text(.0))]
     Kube(#[from] kube::Error),
 }

@@ -8,7 +8,7 @@ pub const LOCK_NAME_PREFIX: &str = "mirrord-copy-lock-";
 
 /// Longest name we produce. ConfigMap names may be 253 characters (DNS-1123 subdomain), but
 /// we keep to 63 so the name can also be used as a label value.
-pub const MAX_NAME_LEN: usize = 63;
+pub(crate) const MAX_NAME_LEN: usize = 63;
 
 /// Hex digits of the sha256 kept in a shortened name.
 const HASH_LEN: usize = 10;
@@ -17,11 +17,14 @@ const HASH_LEN: usize = 10;
 /// namespace the lock lives in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WorkloadKey {
+    /// Lower-case kind, e.g. "deployment".
     pub kind: String,
+    /// The workload's name.
     pub name: String,
 }
 
 impl WorkloadKey {
+    /// The key of workload `name` of `kind` (any case; stored lower-case).
     pub fn new(kind: &str, name: &str) -> WorkloadKey {
         WorkloadKey {
             kind: kind.to_ascii_lowercase(),
@@ -65,7 +68,7 @@ impl WorkloadKey {
 }
 
 /// DNS-1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_NAME_LEN

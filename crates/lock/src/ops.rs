@@ -1,21 +1,36 @@
 //! Acquire, take over, renew, update and release: every write preconditioned on the
-//! resourceVersion we read (PUT) or on uid + resourceVersion (DELETE).
+//! resourceVersion we read (PUT), on uid + resourceVersion (DELETE), or on the holder named in
+//! the lock (a JSON patch `test`).
+//!
+//! A lock carries the finalizer [`FINALIZER`] from its creation until its holder released it,
+//! so the way back to the workload's count outlives a hand-made `kubectl delete configmap`
+//! (and the garbage collector deleting it with its session): the API server then only marks it
+//! deleted, and gc finds it by its label and restores through it. The price: a namespace being
+//! deleted waits for such a lock until `gc` (or the holder) releases it.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::ResourceExt;
 
 use crate::clock;
 use crate::{LockError, LockRecord, WorkloadKey};
 
+/// Label naming the tool that manages an object (value [`MANAGED_BY`]).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] on every object the plugin makes.
 pub const MANAGED_BY: &str = "kubectl-mirrord-copy";
+/// Label carrying the id of the session that holds the lock.
 pub const LABEL_SESSION: &str = "mirrord-copy.io/session";
+/// Label telling the plugin's ConfigMaps and pods apart (value [`ROLE_LOCK`] on a lock).
 pub const LABEL_ROLE: &str = "mirrord-copy.io/role";
+/// Value of [`LABEL_ROLE`] on a lock ConfigMap.
 pub const ROLE_LOCK: &str = "lock";
+/// Keeps a lock ConfigMap until its holder (or gc) has restored the workload and released it.
+pub const FINALIZER: &str = "mirrord-copy.io/restore";
 
 /// Compare-and-swap attempts before giving up with [`LockError::Contended`].
 const MAX_ATTEMPTS: usize = 5;
@@ -23,10 +38,15 @@ const MAX_ATTEMPTS: usize = 5;
 /// A lock we hold, as of our last write.
 #[derive(Debug, Clone)]
 pub struct LockGuard {
+    /// Namespace of the lock ConfigMap.
     pub namespace: String,
+    /// Name of the lock ConfigMap.
     pub name: String,
+    /// uid of the lock ConfigMap: release deletes on this precondition.
     pub uid: String,
+    /// resourceVersion of our last write: the next compare-and-swap is on it.
     pub resource_version: String,
+    /// The record as we last wrote it.
     pub record: LockRecord,
     /// Set when we took an expired lock over: the dead holder's record.
     pub took_over_from: Option<LockRecord>,
@@ -92,8 +112,8 @@ fn parse_cm(cm: &ConfigMap) -> Result<LockRecord, LockError> {
 /// - The holder's lease is valid: [`LockError::Held`] with their record; nothing is written.
 /// - The holder's lease expired: take it over by a PUT preconditioned on the resourceVersion
 ///   we read (losing that race is `Held` by the winner). If the dead holder recorded the same
-///   workload uid, its `originalReplicas` and `scaledDown` are carried forward: the workload is
-///   probably at zero because of the dead session, so the caller's view of the count is not
+///   workload uid, its `originalReplicas` and `scaledObjects` are carried forward: the workload
+///   is probably at zero because of the dead session, so the caller's view of the count is not
 ///   trusted. A record for another uid (the workload was recreated) is not trusted: the
 ///   caller's record is used as is.
 /// - The holder is the same session (a retried call): the lock is returned as it is.
@@ -114,6 +134,7 @@ pub async fn acquire(
                 namespace: Some(namespace.to_string()),
                 labels: Some(labels(&record.holder_session)),
                 owner_references: Some(vec![owner.clone()]),
+                finalizers: Some(vec![FINALIZER.to_string()]),
                 ..Default::default()
             },
             data: Some(record.to_data()),
@@ -138,12 +159,22 @@ pub async fn acquire(
         let mut new = record.clone();
         if held.workload_uid == record.workload_uid {
             new.original_replicas = held.original_replicas;
-            new.scaled_down = held.scaled_down || record.scaled_down;
+            // The dead holder may have paused these: restore must look at them too.
+            for so in held.scaled_objects.iter() {
+                if !new.scaled_objects.contains(so) {
+                    new.scaled_objects.push(so.clone());
+                }
+            }
         }
         let mut replacement = current.clone();
         replacement.metadata.labels = Some(labels(&record.holder_session));
         replacement.metadata.owner_references = Some(vec![owner.clone()]);
         replacement.data = Some(new.to_data());
+        // The API server refuses a new finalizer on an object being deleted; one that is
+        // being deleted still has ours (it would be gone otherwise).
+        if current.metadata.deletion_timestamp.is_none() {
+            add_finalizer(&mut replacement.metadata);
+        }
         match api
             .replace(&name, &PostParams::default(), &replacement)
             .await
@@ -293,26 +324,62 @@ pub async fn renew(
 pub enum Released {
     /// We deleted our lock.
     Deleted,
-    /// There was no lock (already released, or garbage-collected with its session).
+    /// There was no lock (already released).
     Absent,
     /// The lock is held by another session now (ours expired and was taken over): untouched.
     HeldByOther(String),
 }
 
-/// Release `session`'s lock `name`: DELETE preconditioned on the uid and resourceVersion we
-/// read, so a lock taken over meanwhile is never deleted. Idempotent. A malformed lock is
-/// not deleted (the caller reports it).
+fn add_finalizer(meta: &mut ObjectMeta) {
+    let finalizers = meta.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        finalizers.push(FINALIZER.to_string());
+    }
+}
+
+fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+}
+
+/// Release `session`'s lock `name`: its finalizer off, then a DELETE preconditioned on its
+/// uid and resourceVersion, so a lock taken over meanwhile is never touched. Without a read
+/// first: one JSON patch whose `test` operations say "still held by `session`, with only our
+/// finalizer" (the API server applies all operations or none), then the DELETE. Anything else
+/// (another holder, other finalizers, a write in between) goes the reading way. Idempotent.
+/// A malformed lock is not deleted (the caller reports it).
 pub async fn release(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     session: &str,
 ) -> Result<Released, LockError> {
-    release_from(client, namespace, name, session, None).await
+    let api = api(client, namespace);
+    let ops = serde_json::json!([
+        {"op": "test", "path": "/data/holderSession", "value": session},
+        {"op": "test", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        {"op": "remove", "path": "/metadata/finalizers"},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("a well-formed JSON patch");
+    let known = match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(unfinalized) => match delete_exactly(&api, &unfinalized).await {
+            Ok(()) => return Ok(Released::Deleted),
+            Err(e) if is_conflict(&e) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) if is_not_found(&e) => return Ok(Released::Absent),
+        // A failed `test` (422 Invalid): decide from the lock as it is.
+        Err(e) if is_status(&e, 422, None) => None,
+        Err(e) => return Err(e.into()),
+    };
+    release_from(client, namespace, name, session, known).await
 }
 
-/// [`release`] of the lock as `guard` last wrote it: deleted with its uid and resourceVersion
-/// as preconditions, without a read unless someone wrote in between.
+/// [`release`] of the lock as `guard` last wrote it: no read unless someone wrote in between.
 pub async fn release_guarded(
     client: &kube::Client,
     guard: &LockGuard,
@@ -320,6 +387,34 @@ pub async fn release_guarded(
 ) -> Result<Released, LockError> {
     let known = Some(guard.config_map.clone());
     release_from(client, &guard.namespace, &guard.name, session, known).await
+}
+
+/// [`release`] starting from `known`, the lock as just listed or read.
+pub async fn release_known(
+    client: &kube::Client,
+    known: ConfigMap,
+    session: &str,
+) -> Result<Released, LockError> {
+    let namespace = known.metadata.namespace.clone().unwrap_or_default();
+    let name = known.name_any();
+    release_from(client, &namespace, &name, session, Some(known)).await
+}
+
+/// DELETE `cm` with its uid and resourceVersion as preconditions. Already gone (a lock being
+/// deleted goes when its last finalizer does) is success.
+async fn delete_exactly(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<(), kube::Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: cm.metadata.uid.clone(),
+            resource_version: cm.metadata.resource_version.clone(),
+        }),
+        ..Default::default()
+    };
+    match api.delete(&cm.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn release_from(
@@ -335,23 +430,26 @@ async fn release_from(
             Some(cm) => Some(cm),
             None => api.get_opt(name).await?,
         };
-        let Some(cm) = current else {
+        let Some(mut cm) = current else {
             return Ok(Released::Absent);
         };
         let record = parse_cm(&cm)?;
         if record.holder_session != session {
             return Ok(Released::HeldByOther(record.describe_holder()));
         }
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: cm.metadata.uid.clone(),
-                resource_version: cm.metadata.resource_version.clone(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(name, &dp).await {
-            Ok(_) => return Ok(Released::Deleted),
-            Err(e) if is_not_found(&e) => return Ok(Released::Absent),
+        if has_finalizer(&cm.metadata) {
+            if let Some(f) = cm.metadata.finalizers.as_mut() {
+                f.retain(|x| x != FINALIZER);
+            }
+            cm = match api.replace(name, &PostParams::default(), &cm).await {
+                Ok(written) => written,
+                Err(e) if is_not_found(&e) => return Ok(Released::Absent),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        match delete_exactly(&api, &cm).await {
+            Ok(()) => return Ok(Released::Deleted),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e.into()),
         }

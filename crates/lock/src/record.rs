@@ -9,16 +9,26 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::LockError;
 
 // Data keys (DESIGN.md "Lock ConfigMap"; crates/core/src/labels.rs lists the same names).
+/// Data key of [`LockRecord::holder_session`].
 pub const HOLDER_SESSION: &str = "holderSession";
+/// Data key of [`LockRecord::holder`].
 pub const HOLDER: &str = "holder";
+/// Data key of [`LockRecord::since`].
 pub const SINCE: &str = "since";
+/// Data key of [`LockRecord::lease_expires`].
 pub const LEASE_EXPIRES: &str = "leaseExpires";
+/// Data key of [`LockRecord::workload_uid`].
 pub const WORKLOAD_UID: &str = "workloadUid";
+/// Data key of [`LockRecord::workload_kind`].
 pub const WORKLOAD_KIND: &str = "workloadKind";
+/// Data key of [`LockRecord::workload_name`].
 pub const WORKLOAD_NAME: &str = "workloadName";
+/// Data key of [`LockRecord::original_replicas`].
 pub const ORIGINAL_REPLICAS: &str = "originalReplicas";
+/// Data key of [`LockRecord::copy_pod`].
 pub const COPY_POD: &str = "copyPod";
-pub const SCALED_DOWN: &str = "scaledDown";
+/// Data key of [`LockRecord::scaled_objects`] (optional).
+pub const SCALED_OBJECTS: &str = "scaledObjects";
 
 /// The largest replica count we record or trust. Kubernetes allows any int32, but no real
 /// workload runs 100,000 replicas of one pod (the documented scalability limit is 150,000 pods
@@ -39,14 +49,17 @@ pub struct LockRecord {
     pub lease_expires: DateTime<Utc>,
     /// uid of the workload when its count was recorded: a recreated workload is another object.
     pub workload_uid: String,
+    /// Kind of the locked workload, e.g. "Deployment" (for messages and gc).
     pub workload_kind: String,
+    /// Name of the locked workload.
     pub workload_name: String,
     /// The count to restore. Carried forward on takeover.
     pub original_replicas: i32,
+    /// The holder's copy pod; empty until it is created.
     pub copy_pod: String,
-    /// Write-ahead flag: set *before* the workload is scaled to zero, so `false` proves the
-    /// workload was never touched by this lock's holders.
-    pub scaled_down: bool,
+    /// KEDA ScaledObjects targeting the workload, recorded before any is paused: the ones
+    /// restore must look at (each carries who paused it). Optional key, comma-separated.
+    pub scaled_objects: Vec<String>,
 }
 
 impl LockRecord {
@@ -71,6 +84,7 @@ impl LockRecord {
         )
     }
 
+    /// The record as the lock ConfigMap's data (the inverse of [`LockRecord::parse`]).
     pub fn to_data(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (HOLDER_SESSION.into(), self.holder_session.clone()),
@@ -82,12 +96,13 @@ impl LockRecord {
             (WORKLOAD_NAME.into(), self.workload_name.clone()),
             (ORIGINAL_REPLICAS.into(), self.original_replicas.to_string()),
             (COPY_POD.into(), self.copy_pod.clone()),
-            (SCALED_DOWN.into(), self.scaled_down.to_string()),
+            (SCALED_OBJECTS.into(), self.scaled_objects.join(",")),
         ])
     }
 
-    /// Parse and validate a lock's data. Every key must be present; counts must be integers in
-    /// `0..=MAX_REPLICAS`; timestamps RFC 3339; `scaledDown` "true" or "false".
+    /// Parse and validate a lock's data. Every key but `scaledObjects` must be present; counts
+    /// must be integers in `0..=MAX_REPLICAS`; timestamps RFC 3339. Keys we do not know (such
+    /// as an earlier build's `scaledDown`) are ignored.
     pub fn parse(data: &BTreeMap<String, String>) -> Result<LockRecord, LockError> {
         let get = |key: &str| -> Result<&str, LockError> {
             data.get(key)
@@ -112,15 +127,16 @@ impl LockRecord {
             original_replicas: parse_replicas(ORIGINAL_REPLICAS, get(ORIGINAL_REPLICAS)?)
                 .map_err(LockError::Malformed)?,
             copy_pod: get(COPY_POD)?.to_string(),
-            scaled_down: match get(SCALED_DOWN)? {
-                "true" => true,
-                "false" => false,
-                other => {
-                    return Err(LockError::Malformed(format!(
-                        "{SCALED_DOWN:?} is {other:?}, not \"true\" or \"false\""
-                    )))
-                }
-            },
+            scaled_objects: data
+                .get(SCALED_OBJECTS)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         Ok(record)
     }
@@ -170,7 +186,7 @@ mod tests {
             workload_name: "x".into(),
             original_replicas: 3,
             copy_pod: "x-copy".into(),
-            scaled_down: false,
+            scaled_objects: vec!["so-a".into(), "so-b".into()],
         }
     }
 
@@ -237,14 +253,22 @@ mod tests {
             WORKLOAD_NAME,
             ORIGINAL_REPLICAS,
             COPY_POD,
-            SCALED_DOWN,
         ] {
             let err = with(key, None).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
         assert!(with(SINCE, Some("yesterday")).is_err());
         assert!(with(LEASE_EXPIRES, Some("2026-13-01T00:00:00Z")).is_err());
-        assert!(with(SCALED_DOWN, Some("yes")).is_err());
+        // Optional: absent or empty is no ScaledObject; an earlier build's key is ignored.
+        assert!(with(SCALED_OBJECTS, None)
+            .unwrap()
+            .scaled_objects
+            .is_empty());
+        assert!(with(SCALED_OBJECTS, Some(""))
+            .unwrap()
+            .scaled_objects
+            .is_empty());
+        assert!(with("scaledDown", Some("true")).is_ok());
         assert!(with(WORKLOAD_UID, Some("")).is_err());
         assert!(with(HOLDER_SESSION, Some(" ")).is_err());
     }

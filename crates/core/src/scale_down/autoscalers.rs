@@ -16,9 +16,9 @@ use crate::labels::KEDA_PAUSED_REPLICAS_ANNOTATION;
 /// Which session paused this ScaledObject.
 pub const KEDA_PAUSED_BY_ANNOTATION: &str = "mirrord-copy.io/keda-paused-by";
 /// The paused-replicas value before we paused it, as JSON (`null` when it had none).
-pub const KEDA_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/keda-previous-paused-replicas";
+pub(super) const KEDA_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/keda-previous-paused-replicas";
 
-pub fn scaled_object_resource() -> ApiResource {
+pub(crate) fn scaled_object_resource() -> ApiResource {
     ApiResource {
         group: "keda.sh".into(),
         version: "v1alpha1".into(),
@@ -42,7 +42,7 @@ fn targets(reference: &Value, target: &ScaleTarget) -> bool {
 
 /// Names of the HPAs (autoscaling/v2) targeting the workload. A cluster or a token that
 /// cannot list them yields an empty list: the warning is a courtesy.
-pub async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
+pub(super) async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &target.namespace);
     let Ok(list) = api.list(&ListParams::default()).await else {
         return Vec::new();
@@ -58,7 +58,7 @@ pub async fn hpas(client: &kube::Client, target: &ScaleTarget) -> Vec<String> {
 }
 
 /// The KEDA ScaledObjects targeting the workload. Not served (KEDA not installed): none.
-pub async fn keda_objects(
+pub(super) async fn keda_objects(
     client: &kube::Client,
     target: &ScaleTarget,
 ) -> Result<Vec<DynamicObject>, Error> {
@@ -76,18 +76,19 @@ pub async fn keda_objects(
     }
 }
 
-/// Pause every ScaledObject targeting the workload at 0 for `session`. Idempotent: one we
-/// already paused keeps its recorded previous value.
-pub async fn pause_keda(
+/// Pause `objects` (the ScaledObjects targeting the workload, as listed) at 0 for `session`.
+/// Idempotent: one we already paused keeps its recorded previous value.
+pub(super) async fn pause_keda(
     client: &kube::Client,
-    target: &ScaleTarget,
+    namespace: &str,
+    objects: &[DynamicObject],
     session: &str,
 ) -> Result<Vec<String>, Error> {
-    let api = scaled_objects(client, &target.namespace);
+    let api = scaled_objects(client, namespace);
     let mut paused = Vec::new();
-    for so in keda_objects(client, target).await? {
+    for so in objects {
         let name = so.name_any();
-        let mut current = Some(so);
+        let mut current = Some(so.clone());
         for _ in 0..8 {
             let Some(so) = current.take() else {
                 break; // deleted meanwhile: nothing to pause
@@ -113,10 +114,12 @@ pub async fn pause_keda(
 /// on ScaledObjects, not get.
 async fn reread(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, Error> {
     let lp = ListParams::default().fields(&format!("metadata.name={name}"));
-    api.list(&lp)
-        .await
-        .map(|l| l.items.into_iter().next())
-        .map_err(|e| Error::from_kube(e, "list", "scaledobjects.keda.sh"))
+    match api.list(&lp).await {
+        Ok(l) => Ok(l.items.into_iter().next()),
+        // KEDA uninstalled since: nothing left to put back.
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::from_kube(e, "list", "scaledobjects.keda.sh")),
+    }
 }
 
 /// Pause one ScaledObject, pinned to the resourceVersion read. Already ours: nothing to do.
@@ -153,23 +156,20 @@ async fn pause_one(
         .map(drop)
 }
 
-/// Put back what we changed on every ScaledObject in `namespace` whose pausing session
-/// satisfies `paused_by` (one session for `restore`; every dead session for gc).
-pub async fn unpause_keda(
+/// Put back what we changed on the ScaledObjects `names` (recorded by the session and its
+/// lock before any was paused) whose pausing session satisfies `paused_by`: this session, or
+/// any session when restoring through a lock we hold (a dead holder whose place we took may
+/// have paused them). No names, no request.
+pub(crate) async fn unpause_keda(
     client: &kube::Client,
     namespace: &str,
+    names: &[String],
     paused_by: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<String>, Error> {
     let api = scaled_objects(client, namespace);
-    let list = match api.list(&ListParams::default()).await {
-        Ok(l) => l,
-        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(Error::from_kube(e, "list", "scaledobjects.keda.sh")),
-    };
     let mut restored = Vec::new();
-    for so in list.items {
-        let name = so.name_any();
-        let mut current = Some(so);
+    for name in names {
+        let mut current = reread(&api, name).await?;
         for _ in 0..8 {
             let Some(so) = current.take() else {
                 break;
@@ -179,7 +179,7 @@ pub async fn unpause_keda(
                 Ok(false) => {}
                 // Changed meanwhile (KEDA, another gc): read again and decide again.
                 Err(e) if is_conflict(&e) => {
-                    current = reread(&api, &name).await?;
+                    current = reread(&api, name).await?;
                     continue;
                 }
                 Err(e) if is_not_found(&e) => {}

@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 /// Flux kustomize-controller's per-object opt-out.
-pub const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+pub(crate) const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
 /// The value of [`FLUX_RECONCILE_ANNOTATION`] before the session set it ("" if there was none).
-pub const FLUX_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/flux-reconcile-previous";
+pub(crate) const FLUX_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/flux-reconcile-previous";
 
 /// Who applies the workload from Git.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Manager {
+pub(crate) enum Manager {
     /// Argo CD application (its name).
     ArgoCd(String),
     /// A Flux Kustomization (`namespace/name`): honours the reconcile annotation.
@@ -24,7 +24,7 @@ pub enum Manager {
 }
 
 /// The GitOps manager of an object with these labels and annotations, if any.
-pub fn manager(
+pub(crate) fn manager(
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
 ) -> Option<Manager> {
@@ -51,7 +51,7 @@ pub fn manager(
 }
 
 /// The warning for a scale-down of `workload` (e.g. "Deployment default/x") managed by `m`.
-pub fn warning(workload: &str, m: &Manager, suspending_flux: bool) -> String {
+pub(crate) fn warning(workload: &str, m: &Manager, suspending_flux: bool) -> String {
     match m {
         Manager::ArgoCd(app) => format!(
             "{workload} is managed by Argo CD application {app}: with automated sync and self-heal it puts the replica count back from Git; disable self-heal for the session or copy without --scale-down"

@@ -11,12 +11,12 @@ use crate::labels::{GUARDRAIL_ANNOTATION, GUARDRAIL_FORBIDDEN};
 use crate::resolve::ResolvedTarget;
 
 /// Optional annotation next to the guardrail naming who set it (free text, e.g. "team-payments").
-pub const GUARDRAIL_BY_ANNOTATION: &str = "mirrord-copy.io/scale-down-guardrail-by";
+pub(super) const GUARDRAIL_BY_ANNOTATION: &str = "mirrord-copy.io/scale-down-guardrail-by";
 
 /// Refuse with [`Error::Guardrail`] if the workload or its Namespace forbids scale-down.
 /// The object the user named (e.g. a ReplicaSet whose owning Deployment is scaled) is checked
 /// as well as the workload scaled.
-pub async fn check(
+pub(super) async fn check(
     client: &kube::Client,
     target: &ScaleTarget,
     workload_meta: &ObjectMeta,

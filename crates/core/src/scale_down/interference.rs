@@ -8,24 +8,28 @@ use kube::ResourceExt;
 use super::target_of_record;
 use super::workload::{self, ScaleKind, ScaleTarget};
 use crate::error::Error;
+use crate::labels::SCALED_DOWN_BY_ANNOTATION;
 use mirrord_copy_lock::LockRecord;
 
 /// "Deployment ns/x was scaled to 2 by kubectl (2026-12-04T15:00:00Z)" for each workload
-/// `records` (the session's locks, as just renewed) scaled down that is no longer at zero;
-/// empty when all are where we left them. One GET per workload held at zero.
+/// `records` (the session's locks, as just renewed) holds at zero that is no longer at zero;
+/// empty when all are where we left them. One GET per locked workload; one not yet scaled
+/// (no record of the holder on it) is not expected at zero.
 pub async fn interference(
     client: &kube::Client,
     namespace: &str,
     records: &[LockRecord],
 ) -> Result<Vec<String>, Error> {
     let mut found = Vec::new();
-    for record in records.iter().filter(|r| r.scaled_down) {
+    for record in records {
         let target = target_of_record(namespace, record)?;
         let Some(object) = workload::get(client, &target).await? else {
             continue;
         };
         let observed = workload::observed(target.kind, object);
-        if observed.replicas == 0 {
+        let held =
+            observed.annotation(SCALED_DOWN_BY_ANNOTATION) == Some(record.holder_session.as_str());
+        if !held || observed.replicas == 0 {
             continue;
         }
         let field = if target.kind == ScaleKind::CronJob {

@@ -1,43 +1,47 @@
 //! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
 //! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
 //!
-//! create: [`check_for_create`] (decide the workload from the object `resolve` read, guardrail;
-//! read-only) -> session ConfigMap (recording the `workload`) -> [`prepare_checked`] (lock with
-//! the original count, annotation on the workload, fenced) -> copy pod -> Ready -> [`apply`]
-//! (write-ahead `scaledDown=true`, pause KEDA, scale to zero, fenced). A ReadWriteOnce claim
+//! create: [`check_for_create`] (decide the workload from the object `resolve` read, guardrail,
+//! HPAs and KEDA ScaledObjects; read-only) -> session ConfigMap (recording the `workload` and
+//! its `scaledObjects`) -> [`prepare_checked`] (lock with the original count, the
+//! ScaledObjects and a finalizer; the workload is written only to claim it from a dead
+//! holder) -> copy pod -> Ready -> [`apply`] (pause KEDA; then one pinned write: zero, together
+//! with the way back `original-replicas` and `scaled-down-by`). A ReadWriteOnce claim
 //! (crate::claims) moves [`apply`] before the copy pod. [`check`] is the read-only variant that
 //! also reads the lock (`--dry-run=client`); [`prepare`] does check and prepare in one call.
-//! end: [`restore`] (fence the lock, scale back only if still at zero, unpause KEDA, remove
-//! the annotation, release the lock), then `session::end` deletes the copy and the session.
+//! end: [`restore_recorded`] (from the session record: one read of the workload, one pinned
+//! write of the count with our record removed, KEDA put back, lock released without a read),
+//! then `session::end_session` deletes the copies and the session. [`restore`] does the same
+//! through the session's locks (fenced first), for gc and for records that cannot say.
 //!
 //! # Crash safety (SIGKILL after each step; what is on the cluster, and who repairs it)
 //!
 //! Repair is always one of: `delete` run again (idempotent), `gc` once the session expired
 //! (detached: `expires`; `run`: heartbeat older than the lease), or a later session taking the
-//! expired lease over (it carries the recorded count forward and restores it itself).
+//! expired lease over (it carries the recorded count forward and restores it itself). The
+//! rule that makes it simple: the workload is at zero because of us only if it carries our
+//! `scaled-down-by`, since both are written by one request.
 //!
 //! | after | on the cluster | repair does |
 //! |---|---|---|
 //! | session ConfigMap | session only | ends it; workload never touched |
-//! | lock created | + lock (N, scaledDown=false) | restore: never scaled, count untouched; release |
-//! | annotation | + `original-replicas=N` on the workload | as above, annotation removed; if the lock is lost, the annotation alone: workload at N, nothing to do |
+//! | lock created | + lock (N, ScaledObjects, finalizer) | no record on the workload: count untouched; lock released |
 //! | copy pod / Ready | + copy pod (owned by the session) | as above; copy deleted with the session |
-//! | write-ahead `scaledDown=true` | lock says "maybe at zero" | workload still at N: nothing to do |
-//! | KEDA paused | paused-replicas=0, previous value recorded on the ScaledObject | back to N if KEDA zeroed it; previous value put back |
-//! | scaled to zero | workload at 0 | back to N (pinned to the resourceVersion seen at 0) |
-//! | end: fence | lease renewed 2 min as the holder | restore runs again |
-//! | end: count back | workload at N, annotation and lock remain | at N already: annotation removed, lock released |
-//! | end: annotation removed | lock remains (scaledDown=true) | at N: lock released |
-//! | end: lock released | copy and session remain | `session::end` / gc delete them |
+//! | KEDA paused | paused-replicas=0, previous value recorded on the ScaledObject | the lock names it: previous value put back (KEDA scales back itself) |
+//! | scaled to zero | workload at 0 with `original-replicas=N`, `scaled-down-by` | back to N and record off, one write pinned to the version seen at 0 |
+//! | end: count back | workload at N, no record; lock remains | nothing on the workload: KEDA put back, lock released |
+//! | end: lock finalizer off / released | copy and session remain | `session::end` / gc delete them |
 //!
-//! A second crash after a takeover keeps N: the lock CAS carries `originalReplicas` and
-//! `scaledDown` forward, and `prepare` takes the count from the dead session's annotation, not
-//! from the workload (which is at zero because of it). The annotation on the workload is the
-//! way back even when every ConfigMap is lost (gc restores from it). A workload whose uid no
-//! longer matches the record was recreated: it is left alone with a warning.
+//! Every ConfigMap deleted by hand (or the session by the garbage collector): the lock's
+//! finalizer keeps it, marked deleted, until gc restores through it and releases it.
+//! A second crash after a takeover keeps N: the lock CAS carries `originalReplicas` and the
+//! ScaledObjects forward, the new holder claims the workload at once (its own name over the
+//! dead one's), and `prepare` takes the count from the dead session's annotation, not from the
+//! workload (which is at zero because of it). A workload whose uid no longer matches the
+//! record was recreated: it is left alone with a warning.
 
 mod autoscalers;
-pub mod gitops;
+pub(crate) mod gitops;
 mod guardrail;
 mod interference;
 mod restore;
@@ -52,58 +56,77 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::labels::{
-    session_config_map_name, DATA_COPY_POD, DATA_HOST, DATA_OWNER, DATA_WORKLOAD,
-    ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION,
+    session_config_map_name, DATA_COPY_POD, DATA_HOST, DATA_OWNER, DATA_SCALED_OBJECTS,
+    DATA_WORKLOAD, ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION,
 };
 use crate::resolve::ResolvedTarget;
 use crate::session::{Progress, ProgressFn, SessionHandle};
 use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS};
 
-pub use autoscalers::{
-    scaled_object_resource, unpause_keda, KEDA_PAUSED_BY_ANNOTATION, KEDA_PREVIOUS_ANNOTATION,
-};
-pub use guardrail::GUARDRAIL_BY_ANNOTATION;
+pub use autoscalers::KEDA_PAUSED_BY_ANNOTATION;
 pub use interference::interference;
+pub(crate) use restore::split_names;
 use restore::target_of as target_of_record;
-pub use restore::{restore, restore_workload, RestoreOutcome};
-pub use workload::{decide, ScaleKind, ScaleTarget};
+pub use restore::{restore, restore_recorded};
+pub(crate) use workload::decide;
+pub use workload::{ScaleKind, ScaleTarget};
 
 /// How long gc holds a dead session's lock while it restores the workload.
-pub const FENCE: Duration = Duration::from_secs(120);
+pub(crate) const FENCE: Duration = Duration::from_secs(120);
 
 /// What [`prepare`] set up and [`apply`] acts on.
 #[derive(Debug, Clone)]
 pub struct ScaleDownPlan {
+    /// The workload scaled down.
     pub target: ScaleTarget,
+    /// The session doing it.
     pub session_id: String,
+    /// Name of the lock ConfigMap it holds.
     pub lock_name: String,
     /// The count restore puts back (carried forward from a dead holder on takeover).
     pub original_replicas: i32,
     /// HPAs targeting the workload (warned about).
     pub hpas: Vec<String>,
-    /// The lock as acquired: `apply`'s compare-and-swap starts from it.
+    /// The KEDA ScaledObjects targeting the workload, as listed: `apply` pauses them.
+    pub scaled_objects: Vec<DynamicObject>,
+    /// The lock as acquired.
     pub lock: lock::LockGuard,
-    /// The workload as last written (with our annotation): `apply`'s pin starts from it.
+    /// The workload as last read or written: `apply`'s pin starts from it.
     pub workload: DynamicObject,
+    /// What `apply` writes on the workload together with the zero: the way back.
+    pub annotations: serde_json::Value,
 }
 
-/// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed.
+/// What [`check_for_create`] read: the workload to scale, as read, its guardrails passed, and
+/// the autoscalers targeting it.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub target: ScaleTarget,
     pub object: DynamicObject,
+    /// HPAs targeting the workload (warned about).
+    pub hpas: Vec<String>,
+    /// KEDA ScaledObjects targeting the workload: recorded by the session and the lock before
+    /// any is paused, so restore knows where to look.
+    pub scaled_objects: Vec<DynamicObject>,
+}
+
+impl Checked {
+    /// Names of [`Checked::scaled_objects`], as the session and the lock record them.
+    pub(crate) fn scaled_object_names(&self) -> Vec<String> {
+        self.scaled_objects.iter().map(|so| so.name_any()).collect()
+    }
 }
 
 /// Who holds a lock, as its record names them, and their copy pod.
 #[derive(Debug, Clone)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// "user (localuser@host)": the Kubernetes user and the machine it works from.
     pub who: String,
     pub copy_pod: String,
 }
 
 impl Holder {
-    pub fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
+    pub(crate) fn new(owner: &str, host: Option<&str>, copy_pod: &str) -> Holder {
         let who = match host {
             Some(host) if !host.is_empty() && host != owner => format!("{owner} ({host})"),
             _ => owner.to_string(),
@@ -117,8 +140,9 @@ impl Holder {
 
 /// `create`'s check, in as few round trips as the answer allows: the workload is the object
 /// `resolve` already read when the target names it (a ReplicaSet's owner is read), then the
-/// guardrail (the Namespace). A lock held by another session is found by acquiring.
-pub async fn check_for_create(
+/// guardrail (the Namespace) and the autoscalers targeting it (HPAs, KEDA ScaledObjects). A
+/// lock held by another session is found by acquiring.
+pub(crate) async fn check_for_create(
     client: &kube::Client,
     resolved: &ResolvedTarget,
 ) -> Result<Checked, Error> {
@@ -140,7 +164,14 @@ pub async fn check_for_create(
         uid: object.uid().unwrap_or_default(),
         ..target
     };
-    Ok(Checked { target, object })
+    let hpas = autoscalers::hpas(client, &target).await;
+    let scaled_objects = autoscalers::keda_objects(client, &target).await?;
+    Ok(Checked {
+        target,
+        object,
+        hpas,
+        scaled_objects,
+    })
 }
 
 /// Before anything is created: decide the workload, honour the guardrail, and fail with
@@ -172,7 +203,7 @@ pub async fn prepare(
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
     let checked = check_for_create(client, resolved).await?;
-    let holder = session_owner(client, session, &checked.target).await?;
+    let holder = session_owner(client, session, &checked).await?;
     prepare_checked(
         client,
         checked,
@@ -187,8 +218,10 @@ pub async fn prepare(
 
 /// [`prepare`] from what [`check_for_create`] read, for a session whose ConfigMap already
 /// records the workload (`create` writes it with the session): no read of the workload, the
-/// Namespace or the session again.
-pub async fn prepare_checked(
+/// Namespace or the session again. The workload is written only when another session's
+/// record is on it (a takeover): it is claimed at once, so that session's later writes fail
+/// their fence. Otherwise the way back is written with the zero, in [`apply`].
+pub(crate) async fn prepare_checked(
     client: &kube::Client,
     checked: Checked,
     session: &SessionHandle,
@@ -197,7 +230,13 @@ pub async fn prepare_checked(
     suspend_flux: bool,
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
-    let Checked { target, object } = checked;
+    let scaled_object_names = checked.scaled_object_names();
+    let Checked {
+        target,
+        object,
+        hpas,
+        scaled_objects,
+    } = checked;
     let observed = workload::observed(target.kind, object);
     if observed.replicas > MAX_REPLICAS {
         return Err(Error::Unsupported(format!(
@@ -230,7 +269,6 @@ pub async fn prepare_checked(
             suspend_flux,
         )));
     }
-    let hpas = autoscalers::hpas(client, &target).await;
     for hpa in &hpas {
         on_progress(Progress::Warning(format!(
             "HorizontalPodAutoscaler {hpa} targets {}; it stays idle while the workload is at zero, and resumes after restore",
@@ -250,7 +288,7 @@ pub async fn prepare_checked(
         workload_name: target.name.clone(),
         original_replicas: original,
         copy_pod: holder.copy_pod.clone(),
-        scaled_down: false,
+        scaled_objects: scaled_object_names,
     };
     let guard = lock::acquire(
         client,
@@ -270,14 +308,62 @@ pub async fn prepare_checked(
         )));
     }
     let original = guard.record.original_replicas;
-    // The recorded way back, on the workload itself: survives the loss of every ConfigMap.
-    // Fenced: only over no annotation, ours, or the one of the dead session whose place we
-    // took (read before the lock was ours); never over a session that took ours over since.
+    let annotations = way_back(&observed, &session.id, original, suspend_flux);
+    // Another session's record on the workload (read before the lock was ours), or a holder
+    // whose place we took: claim the workload now, so their fenced writes see it is ours.
+    // Never over a session that took ours over since (not among `allowed`).
     let before = observed.annotation(SCALED_DOWN_BY_ANNOTATION);
-    let api = target.api(client);
+    let predecessor = guard
+        .took_over_from
+        .as_ref()
+        .map(|dead| dead.holder_session.as_str());
+    let claim = before.is_some_and(|b| b != session.id) || predecessor.is_some();
+    let written = match claim {
+        false => observed.object.clone(),
+        true => {
+            let allowed = [None, Some(session.id.as_str()), before, predecessor];
+            workload::fenced(
+                client,
+                &target,
+                &allowed,
+                "the claim on the workload",
+                Some(observed.object.clone()),
+                |rv| {
+                    let (target, annotations) = (&target, annotations.clone());
+                    async move { workload::write(client, target, None, annotations, Some(&rv)).await }
+                },
+            )
+            .await?
+        }
+    };
+    on_progress(Progress::LockAcquired {
+        workload: target.workload_field(),
+        lock: guard.name.clone(),
+    });
+    Ok(ScaleDownPlan {
+        session_id: session.id.clone(),
+        lock_name: guard.name.clone(),
+        original_replicas: original,
+        target,
+        hpas,
+        scaled_objects,
+        lock: guard,
+        workload: written,
+        annotations,
+    })
+}
+
+/// The annotations that record the way back on the workload: the count to restore, the
+/// session, and with `--suspend-flux` Flux's reconcile switch (with its previous value).
+fn way_back(
+    observed: &workload::Observed,
+    session_id: &str,
+    original: i32,
+    suspend_flux: bool,
+) -> serde_json::Value {
     let mut annotations = json!({
         ORIGINAL_REPLICAS_ANNOTATION: original.to_string(),
-        SCALED_DOWN_BY_ANNOTATION: session.id,
+        SCALED_DOWN_BY_ANNOTATION: session_id,
     });
     if suspend_flux {
         annotations[gitops::FLUX_RECONCILE_ANNOTATION] = json!("disabled");
@@ -292,63 +378,39 @@ pub async fn prepare_checked(
             annotations[gitops::FLUX_PREVIOUS_ANNOTATION] = json!(previous);
         }
     }
-    let written = workload::fenced(
-        client,
-        &target,
-        &[None, Some(session.id.as_str()), before],
-        "the original-replicas annotation",
-        Some(observed.object.clone()),
-        |rv| {
-            let (api, name, annotations) = (&api, &target.name, annotations.clone());
-            async move { workload::patch_annotations(api, name, annotations, Some(&rv)).await }
-        },
-    )
-    .await?;
-    on_progress(Progress::LockAcquired {
-        workload: target.workload_field(),
-        lock: guard.name.clone(),
-    });
-    Ok(ScaleDownPlan {
-        session_id: session.id.clone(),
-        lock_name: guard.name.clone(),
-        original_replicas: original,
-        target,
-        hpas,
-        lock: guard,
-        workload: written,
-    })
+    annotations
 }
 
-/// After the copy is Ready: mark the lock `scaledDown=true` (write-ahead, so a crash between
-/// the two leaves a record that says "maybe at zero"), pause KEDA, scale to zero.
+/// Pause KEDA, then scale to zero: one pinned patch writes the zero together with the way back
+/// (the count to restore and this session's name), so the workload is never at zero without
+/// its record, and a workload without our annotation was never touched by us. Fenced: only
+/// while the workload names no session or this one.
 pub async fn apply(
     client: &kube::Client,
     plan: &ScaleDownPlan,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
     let target = &plan.target;
-    lock::update_guarded(client, &plan.lock, &plan.session_id, |r| {
-        r.scaled_down = true;
-    })
-    .await
-    .map_err(|e| lock_error(target, e))?;
-    for so in autoscalers::pause_keda(client, target, &plan.session_id).await? {
+    let paused = autoscalers::pause_keda(
+        client,
+        &target.namespace,
+        &plan.scaled_objects,
+        &plan.session_id,
+    );
+    for so in paused.await? {
         on_progress(Progress::Info(format!(
             "paused KEDA ScaledObject {so} (autoscaling.keda.sh/paused-replicas=0)"
         )));
     }
-    // Fenced: the lock CAS above proved we held it a moment ago; the workload must still name
-    // this session, at the resourceVersion the scale is pinned to.
     workload::fenced(
         client,
         target,
-        &[Some(plan.session_id.as_str())],
+        &[None, Some(plan.session_id.as_str())],
         "the scale to zero",
         Some(plan.workload.clone()),
-        |rv| async move {
-            workload::set_replicas(client, target, 0, Some(&rv))
-                .await
-                .map(drop)
+        |rv| {
+            let annotations = plan.annotations.clone();
+            async move { workload::write(client, target, Some(0), annotations, Some(&rv)).await }
         },
     )
     .await?;
@@ -400,15 +462,19 @@ pub async fn renew(
     Ok(renewed)
 }
 
-/// The session's holder ("user (localuser@host)") and copy pod, from its ConfigMap; records the workload in
-/// it (`workload`, DESIGN.md) so `restore` finds the workload even if the lock is lost.
+/// The session's holder ("user (localuser@host)") and copy pod, from its ConfigMap; records the
+/// workload and its ScaledObjects in it (`workload`, `scaledObjects`, DESIGN.md), as `create`
+/// does when it writes the session, so ending it needs no lookup.
 async fn session_owner(
     client: &kube::Client,
     session: &SessionHandle,
-    target: &ScaleTarget,
+    checked: &Checked,
 ) -> Result<Holder, Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &session.namespace);
-    let patch = json!({"data": {DATA_WORKLOAD: target.workload_field()}});
+    let patch = json!({"data": {
+        DATA_WORKLOAD: checked.target.workload_field(),
+        DATA_SCALED_OBJECTS: checked.scaled_object_names().join(","),
+    }});
     let cm = api
         .patch(
             &session.config_map,

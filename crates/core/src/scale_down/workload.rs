@@ -16,16 +16,20 @@ use mirrord_copy_lock::WorkloadKey;
 /// Kinds a scale-down acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleKind {
+    /// apps/v1 Deployment.
     Deployment,
+    /// apps/v1 StatefulSet.
     StatefulSet,
+    /// apps/v1 ReplicaSet.
     ReplicaSet,
+    /// argoproj.io/v1alpha1 Rollout.
     Rollout,
     /// Suspended instead of scaled.
     CronJob,
 }
 
 impl ScaleKind {
-    pub const ALL: [ScaleKind; 5] = [
+    pub(crate) const ALL: [ScaleKind; 5] = [
         ScaleKind::Deployment,
         ScaleKind::StatefulSet,
         ScaleKind::ReplicaSet,
@@ -33,7 +37,7 @@ impl ScaleKind {
         ScaleKind::CronJob,
     ];
 
-    pub fn api_kind(self) -> &'static str {
+    pub(crate) fn api_kind(self) -> &'static str {
         match self {
             ScaleKind::Deployment => "Deployment",
             ScaleKind::StatefulSet => "StatefulSet",
@@ -44,7 +48,7 @@ impl ScaleKind {
     }
 
     /// Lower-case kind, as in "deployment/x" and the lock name.
-    pub fn lower(self) -> &'static str {
+    pub(crate) fn lower(self) -> &'static str {
         match self {
             ScaleKind::Deployment => "deployment",
             ScaleKind::StatefulSet => "statefulset",
@@ -61,6 +65,7 @@ impl ScaleKind {
             .find(|k| k.api_kind() == kind || k.lower() == kind)
     }
 
+    /// The API resource, for dynamic API calls.
     pub fn resource(self) -> ApiResource {
         match self {
             ScaleKind::Deployment => ApiResource::erase::<Deployment>(&()),
@@ -72,7 +77,7 @@ impl ScaleKind {
     }
 
     /// "deployments.apps", for permission errors.
-    pub fn resource_name(self) -> String {
+    pub(crate) fn resource_name(self) -> String {
         let r = self.resource();
         if r.group.is_empty() {
             r.plural
@@ -85,19 +90,24 @@ impl ScaleKind {
 /// The workload a scale-down acts on and locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleTarget {
+    /// Its kind.
     pub kind: ScaleKind,
+    /// Its name.
     pub name: String,
+    /// Its namespace.
     pub namespace: String,
+    /// Its uid when decided on: a recreated workload is another object.
     pub uid: String,
 }
 
 impl ScaleTarget {
+    /// The key of its lock.
     pub fn key(&self) -> WorkloadKey {
         WorkloadKey::new(self.kind.lower(), &self.name)
     }
 
     /// "deployment/x": the session ConfigMap's `workload` value.
-    pub fn workload_field(&self) -> String {
+    pub(crate) fn workload_field(&self) -> String {
         format!("{}/{}", self.kind.lower(), self.name)
     }
 
@@ -106,6 +116,7 @@ impl ScaleTarget {
         format!("{} {}/{}", self.kind.api_kind(), self.namespace, self.name)
     }
 
+    /// An API handle for its kind in its namespace.
     pub fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
         Api::namespaced_with(client.clone(), &self.namespace, &self.kind.resource())
     }
@@ -114,24 +125,24 @@ impl ScaleTarget {
 /// A workload as read for a decision: the object (annotations, uid, resourceVersion) and its
 /// count read at that same resourceVersion.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub(super) struct Observed {
     pub object: DynamicObject,
     pub replicas: i32,
     pub resource_version: String,
 }
 
 impl Observed {
-    pub fn uid(&self) -> String {
+    pub(super) fn uid(&self) -> String {
         self.object.uid().unwrap_or_default()
     }
 
-    pub fn annotation(&self, key: &str) -> Option<&str> {
+    pub(super) fn annotation(&self, key: &str) -> Option<&str> {
         self.object.annotations().get(key).map(String::as_str)
     }
 }
 
 /// Decide which workload a scale-down of `resolved` acts on.
-pub async fn decide(
+pub(crate) async fn decide(
     client: &kube::Client,
     resolved: &ResolvedTarget,
 ) -> Result<ScaleTarget, Error> {
@@ -235,7 +246,7 @@ async fn pod_error(client: &kube::Client, ns: &str, pod: &str, raw: &Value) -> E
 }
 
 /// The workload, or None if it is gone.
-pub async fn get(
+pub(super) async fn get(
     client: &kube::Client,
     target: &ScaleTarget,
 ) -> Result<Option<DynamicObject>, Error> {
@@ -246,35 +257,31 @@ pub async fn get(
     }
 }
 
-/// Set the count (a CronJob: suspend for 0, resume otherwise). With `pin`, the write only
-/// succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
-pub async fn set_replicas(
+/// One merge patch of the workload itself: the count (`Some`; a CronJob: suspended for 0,
+/// resumed otherwise) and `annotations` (a `null` value removes the key) written together, so
+/// the count and the record of who changed it can never be seen apart. With `pin`, the write
+/// only succeeds if the workload is still at that resourceVersion (409 Conflict otherwise).
+/// The object as written: its resourceVersion pins the next write without a read.
+pub(super) async fn write(
     client: &kube::Client,
     target: &ScaleTarget,
-    replicas: i32,
+    replicas: Option<i32>,
+    annotations: Value,
     pin: Option<&str>,
-) -> Result<Option<String>, kube::Error> {
-    let mut patch = if target.kind == ScaleKind::CronJob {
-        json!({"spec": {"suspend": replicas == 0}})
-    } else {
-        json!({"spec": {"replicas": replicas}})
-    };
+) -> Result<DynamicObject, kube::Error> {
+    let mut patch = json!({"metadata": {"annotations": annotations}});
+    match (replicas, target.kind) {
+        (Some(n), ScaleKind::CronJob) => patch["spec"] = json!({"suspend": n == 0}),
+        (Some(n), _) => patch["spec"] = json!({"replicas": n}),
+        (None, _) => {}
+    }
     if let Some(rv) = pin {
-        patch["metadata"] = json!({"resourceVersion": rv});
+        patch["metadata"]["resourceVersion"] = json!(rv);
     }
-    let api = target.api(client);
-    let pp = PatchParams::default();
-    // The resourceVersion after the write (a /scale shares its object's), so a next pinned
-    // write need not read first.
-    if target.kind == ScaleKind::CronJob {
-        let written = api.patch(&target.name, &pp, &Patch::Merge(&patch)).await?;
-        Ok(written.resource_version())
-    } else {
-        let written = api
-            .patch_scale(&target.name, &pp, &Patch::Merge(&patch))
-            .await?;
-        Ok(written.metadata.resource_version)
-    }
+    target
+        .api(client)
+        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// A write to the workload made only while this session provably holds it: `write` gets the
@@ -285,7 +292,7 @@ pub async fn set_replicas(
 ///
 /// `known`: the workload as this session last read or wrote it; the first attempt starts
 /// from it (no read), and only a failed pin reads again.
-pub async fn fenced<F, Fut, T>(
+pub(super) async fn fenced<F, Fut, T>(
     client: &kube::Client,
     target: &ScaleTarget,
     allowed: &[Option<&str>],
@@ -329,7 +336,7 @@ where
 
 /// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned; the
 /// object as written.
-pub async fn patch_annotations(
+pub(super) async fn patch_annotations(
     api: &Api<DynamicObject>,
     name: &str,
     annotations: Value,
@@ -346,7 +353,7 @@ pub async fn patch_annotations(
 /// A workload read as a whole object: its count is `spec.replicas` at that same
 /// resourceVersion (what its /scale reports: defaulted to 1 when absent), a CronJob's 1 or 0
 /// by `spec.suspend`.
-pub fn observed(kind: ScaleKind, object: DynamicObject) -> Observed {
+pub(super) fn observed(kind: ScaleKind, object: DynamicObject) -> Observed {
     let replicas = match kind {
         ScaleKind::CronJob => i32::from(object.data["spec"]["suspend"].as_bool() != Some(true)),
         _ => object.data["spec"]["replicas"]

@@ -20,7 +20,7 @@ use super::wait::{pod_state, wait_gone, wait_ready, PodState};
 use super::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
 use crate::claims::{check_exclusive, claims, COPIED_ORDINAL};
 use crate::copy::{build_copy_pod, timestamp, CopyOptions};
-use crate::error::{is_conflict, is_not_found, Error};
+use crate::error::{is_conflict, is_forbidden, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::naming;
 use crate::resolve::{resolve, ResolvedTarget};
@@ -41,12 +41,16 @@ pub const RETRY_PERIOD: Duration = Duration::from_secs(4);
 /// What `end` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndReport {
+    /// The session id asked for.
     pub session: String,
+    /// Its namespace.
     pub namespace: String,
     /// False when there was nothing left to end (already ended: not an error).
     pub found: bool,
     /// Deleted objects, as "pod/NAME" and "configmap/NAME".
     pub deleted: Vec<String>,
+    /// KEDA ScaledObjects put back, by name.
+    pub unpaused: Vec<String>,
 }
 
 /// `now + ttl`, or None when that is not a representable time.
@@ -174,6 +178,10 @@ pub async fn create(
         owner: &req.owner,
         host: &req.host,
         workload: checked.as_ref().map(|c| c.target.workload_field()),
+        scaled_objects: checked
+            .as_ref()
+            .map(scale_down::Checked::scaled_object_names)
+            .unwrap_or_default(),
         options: &options,
         now: clock::now(),
         ttl: req.ttl,
@@ -203,7 +211,10 @@ pub async fn create(
     )
     .await
     {
-        Ok(()) => Ok(new.session()),
+        Ok(()) => Ok(Session {
+            record_uid: cm.uid(),
+            ..new.session()
+        }),
         Err(err) => {
             if let Err(cleanup) = end(client, &req.namespace, &id, on_progress).await {
                 on_progress(Progress::Warning(format!(
@@ -458,8 +469,8 @@ async fn keeping_alive(
 
 /// End a session: restore a scaled-down workload, delete the copy pod, the session's lock and
 /// its ConfigMap. Idempotent: a session already gone is `found: false`, not an error. If the
-/// restore fails, the session ConfigMap (which owns the lock record) is kept and the error
-/// returned, so the original replica count is never lost.
+/// restore fails, the session ConfigMap (which owns the lock) is kept and the error returned,
+/// so the original replica count is never lost.
 pub async fn end(
     client: &kube::Client,
     namespace: &str,
@@ -467,108 +478,214 @@ pub async fn end(
     on_progress: &ProgressFn,
 ) -> Result<EndReport, Error> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let cm_name = labels::session_config_map_name(session_id);
-    let record = match cms.get(&cm_name).await {
-        Ok(cm) => Some(cm),
+    let record = match cms.get(&labels::session_config_map_name(session_id)).await {
+        Ok(cm) => Some(session_from_config_map(&cm)),
         Err(e) if is_not_found(&e) => None,
         Err(e) => return Err(Error::from_kube(e, "get", "configmaps")),
     };
+    match record {
+        Some(Ok(session)) => end_session(client, &session, on_progress).await,
+        // Unreadable, or already gone while its lock or copy lingers (a crash between steps
+        // below): end whatever the labels find. Restore is idempotent and cheap when there is
+        // nothing to do.
+        unknown => {
+            let found = unknown.is_some();
+            end_unrecorded(client, namespace, session_id, found, on_progress).await
+        }
+    }
+}
+
+/// [`end`] of a session as just read (`list`, `find_by_pod`): no read of its ConfigMap again.
+/// The workload it recorded is restored and its lock released by name, its copies deleted by
+/// their label in one request, then its ConfigMap.
+pub async fn end_session(
+    client: &kube::Client,
+    session: &Session,
+    on_progress: &ProgressFn,
+) -> Result<EndReport, Error> {
+    let (namespace, id) = (session.namespace.as_str(), session.id.as_str());
+    let mut report = EndReport {
+        session: id.to_string(),
+        namespace: namespace.to_string(),
+        found: true,
+        ..Default::default()
+    };
+    if session.scale_down {
+        let (workload, scaled_objects) = (session.workload.as_deref(), &session.scaled_objects);
+        let restored = scale_down::restore_recorded(
+            client,
+            namespace,
+            id,
+            workload,
+            scaled_objects,
+            on_progress,
+        );
+        report.unpaused = restored.await?;
+    }
+    let recorded = Some((session.copy_pod.as_str(), session.record_uid.as_deref()));
+    delete_copies(client, namespace, id, recorded, &mut report, on_progress).await?;
+    delete_record(
+        client,
+        namespace,
+        id,
+        session.record_uid.clone(),
+        &mut report,
+        on_progress,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// [`end`] without a readable record: the session's locks (found by label) restore, and
+/// copies and locks are found by label.
+async fn end_unrecorded(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    found: bool,
+    on_progress: &ProgressFn,
+) -> Result<EndReport, Error> {
+    let unpaused = scale_down::restore(client, namespace, session_id, on_progress).await?;
     let mut report = EndReport {
         session: session_id.to_string(),
         namespace: namespace.to_string(),
-        found: record.is_some(),
+        found,
         deleted: Vec::new(),
+        unpaused,
     };
-
-    // A record we cannot read, or one already gone while its lock lingers (the garbage
-    // collector has not caught up), might still have scaled something down: restore is
-    // idempotent and cheap when there is nothing to do.
-    let scaled_down = record.as_ref().is_none_or(|cm| {
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get(labels::DATA_SCALE_DOWN))
-            .is_none_or(|v| v != "false")
-    });
-    if scaled_down {
-        scale_down::restore(client, namespace, session_id, on_progress).await?;
-    }
-
-    let mut copy_pods: Vec<String> = list_all(
-        &pods,
-        &labels::session_role_selector(session_id, Role::Copy),
-        "pods",
+    delete_copies(
+        client,
+        namespace,
+        session_id,
+        None,
+        &mut report,
+        on_progress,
     )
-    .await?
-    .iter()
-    .map(|p| p.name_any())
-    .collect();
-    // The recorded copy pod, should its labels have been edited away: only if it exists (a
-    // DELETE of a pod that was never created can still be refused by RBAC) and is owned by
-    // this session's ConfigMap.
-    if let Some((Ok(session), cm_uid)) = record
-        .as_ref()
-        .map(|cm| (session_from_config_map(cm), cm.uid()))
-    {
-        if !copy_pods.contains(&session.copy_pod) {
-            match pods.get(&session.copy_pod).await {
-                Ok(p)
-                    if p.owner_references()
-                        .iter()
-                        .any(|o| Some(&o.uid) == cm_uid.as_ref()) =>
-                {
-                    copy_pods.push(session.copy_pod)
-                }
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::from_kube(e, "get", "pods")),
-            }
-        }
-    }
-    for pod in copy_pods {
-        match pods.delete(&pod, &DeleteParams::default()).await {
-            Ok(_) => {
-                report.found = true;
-                report.deleted.push(format!("pod/{pod}"));
-                on_progress(Progress::Deleted {
-                    object: format!("pod/{pod}"),
-                });
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "pods")),
-        }
-    }
-
-    delete_own_locks(&cms, session_id, &mut report, on_progress).await?;
-
-    if let Some(cm) = &record {
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: cm.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match cms.delete(&cm_name, &dp).await {
-            Ok(_) => {
-                report.deleted.push(format!("configmap/{cm_name}"));
-                on_progress(Progress::Deleted {
-                    object: format!("configmap/{cm_name}"),
-                });
-            }
-            // Gone, or replaced by another object of that name: not ours to delete.
-            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps")),
-        }
+    .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    delete_own_locks(client, &cms, session_id, &mut report, on_progress).await?;
+    if found {
+        let uid = cms
+            .get_opt(&labels::session_config_map_name(session_id))
+            .await
+            .map_err(|e| Error::from_kube(e, "get", "configmaps"))?
+            .and_then(|cm| cm.uid());
+        delete_record(client, namespace, session_id, uid, &mut report, on_progress).await?;
     }
     Ok(report)
 }
 
-/// Lock ConfigMaps still held by this session (restore normally released them already; the
-/// garbage collector would too, but not on our schedule). Only locks whose recorded holder is
-/// this session are deleted, with uid and resourceVersion preconditions, so a lock taken over
-/// by another session is never touched.
+/// The session's copy pods, by their labels, in one DELETE of the collection (the garbage
+/// collector would delete them with the session ConfigMap too, but not on our schedule). A
+/// Role without `deletecollection` on pods (one from before it was needed) gets a LIST and a
+/// DELETE per pod instead. The `recorded` copy pod (name, and the uid of the session
+/// ConfigMap that must own it), should its labels have been edited away, is deleted by name.
+async fn delete_copies(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    recorded: Option<(&str, Option<&str>)>,
+    report: &mut EndReport,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = labels::session_role_selector(session_id, Role::Copy);
+    let lp = kube::api::ListParams::default().labels(&selector);
+    let deleted: Vec<String> = match pods.delete_collection(&DeleteParams::default(), &lp).await {
+        // The pods as deleted (a Status instead when the server says no more).
+        Ok(answer) => answer
+            .left()
+            .map(|list| list.items.iter().map(|p| p.name_any()).collect())
+            .unwrap_or_default(),
+        Err(e) if is_forbidden(&e) => {
+            let mut deleted = Vec::new();
+            for pod in list_all(&pods, &selector, "pods").await? {
+                let name = pod.name_any();
+                match pods.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => deleted.push(name),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(Error::from_kube(e, "delete", "pods")),
+                }
+            }
+            deleted
+        }
+        Err(e) => return Err(Error::from_kube(e, "deletecollection", "pods")),
+    };
+    let mut deleted = deleted;
+    if let Some((pod, Some(owner_uid))) = recorded.filter(|(p, _)| !deleted.iter().any(|d| d == p))
+    {
+        if delete_if_owned(&pods, pod, owner_uid).await? {
+            deleted.push(pod.to_string());
+        }
+    }
+    for pod in deleted {
+        report.found = true;
+        report.deleted.push(format!("pod/{pod}"));
+        on_progress(Progress::Deleted {
+            object: format!("pod/{pod}"),
+        });
+    }
+    Ok(())
+}
+
+/// Delete pod `name` if it exists and is owned by the ConfigMap `owner_uid` (a pod of that
+/// name made by someone else is not ours; a DELETE of one never created could still be refused
+/// by RBAC). Whether it was deleted.
+async fn delete_if_owned(pods: &Api<Pod>, name: &str, owner_uid: &str) -> Result<bool, Error> {
+    let owned = match pods.get(name).await {
+        Ok(p) => p.owner_references().iter().any(|o| o.uid == owner_uid),
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+    };
+    if !owned {
+        return Ok(false);
+    }
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::from_kube(e, "delete", "pods")),
+    }
+}
+
+/// The session ConfigMap, exactly the object read (`uid`): one recreated under the same name
+/// is not ours to delete.
+async fn delete_record(
+    client: &kube::Client,
+    namespace: &str,
+    session_id: &str,
+    uid: Option<String>,
+    report: &mut EndReport,
+    on_progress: &ProgressFn,
+) -> Result<(), Error> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm_name = labels::session_config_map_name(session_id);
+    let dp = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match cms.delete(&cm_name, &dp).await {
+        Ok(_) => {
+            report.deleted.push(format!("configmap/{cm_name}"));
+            on_progress(Progress::Deleted {
+                object: format!("configmap/{cm_name}"),
+            });
+            Ok(())
+        }
+        // Gone, or replaced by another object of that name: not ours to delete.
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Err(e) => Err(Error::from_kube(e, "delete", "configmaps")),
+    }
+}
+
+/// Lock ConfigMaps still held by this session (restore normally released them already).
+/// Only locks whose recorded holder is this session are released (`lock::release`: finalizer
+/// off, then a preconditioned DELETE), so a lock taken over by another session is never
+/// touched.
 async fn delete_own_locks(
+    client: &kube::Client,
     cms: &Api<ConfigMap>,
     session_id: &str,
     report: &mut EndReport,
@@ -589,22 +706,20 @@ async fn delete_own_locks(
             continue;
         }
         let name = lock.name_any();
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: lock.uid(),
-                resource_version: lock.resource_version(),
-            }),
-            ..DeleteParams::background()
-        };
-        match cms.delete(&name, &dp).await {
-            Ok(_) => {
+        let namespace = lock.namespace().unwrap_or_default();
+        match mirrord_copy_lock::release_known(client, lock, session_id).await {
+            Ok(mirrord_copy_lock::Released::Deleted) => {
                 report.deleted.push(format!("configmap/{name}"));
                 on_progress(Progress::Deleted {
                     object: format!("configmap/{name}"),
                 });
             }
-            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps")),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Contended(format!(
+                    "releasing lock {namespace}/{name}: {e}"
+                )))
+            }
         }
     }
     Ok(())

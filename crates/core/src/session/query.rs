@@ -1,13 +1,15 @@
 //! Reading sessions: one LIST per resource kind, whatever the number of sessions, decoded item
 //! by item into the few fields we read (`crate::list`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
 use kube::Api;
+use mirrord_copy_lock::LockRecord;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::record::session_from_config_map;
 use super::Session;
@@ -100,6 +102,17 @@ pub(crate) async fn sessions_only(
 /// namespace then target. Exactly one LIST of session ConfigMaps and one of copy Pods.
 pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Session>, Error> {
     let mut sessions = sessions_only(client, namespace).await?;
+    fill_phases(client, namespace, &mut sessions).await?;
+    sort_sessions(&mut sessions);
+    Ok(sessions)
+}
+
+/// The copy pods' phases, from one LIST of copy pods.
+async fn fill_phases(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    sessions: &mut [Session],
+) -> Result<(), Error> {
     let pods: Api<Pod> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -120,24 +133,87 @@ pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<
     )
     .await
     .map_err(|e| Error::from_kube(e, "list", "pods"))?;
-    for s in &mut sessions {
+    for s in sessions.iter_mut() {
         s.copy_phase = phases
             .get(&(s.namespace.clone(), s.copy_pod.clone()))
             .cloned();
     }
-    sort_sessions(&mut sessions);
-    Ok(sessions)
+    Ok(())
 }
 
-/// Like [`list`] without the copy pods' phases (`copy_phase` is `None`): what the reference
-/// table shows. One LIST of session ConfigMaps.
-pub async fn list_brief(
+/// A workload held by the scale-down lock of a session that no longer exists (its ConfigMap
+/// deleted by hand, or its end failed before restoring): nobody will restore it but `gc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stranded {
+    /// Namespace of the workload and its lock.
+    pub namespace: String,
+    /// "deployment/x".
+    pub workload: String,
+    /// The session the lock names.
+    pub session: String,
+}
+
+/// What `status` shows: the sessions (sorted as [`list`]) and the stranded workloads.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// The live sessions; `copy_phase` filled only when asked for.
+    pub sessions: Vec<Session>,
+    /// Workloads held by the lock of a session that no longer exists.
+    pub stranded: Vec<Stranded>,
+}
+
+/// The sessions of `namespace` (or all namespaces) and, from the same LIST (our ConfigMaps by
+/// the managed-by label: sessions and locks), the workloads whose lock names a session that is
+/// not there. With `phases`, one more LIST, of copy pods.
+pub async fn overview(
     client: &kube::Client,
     namespace: Option<&str>,
-) -> Result<Vec<Session>, Error> {
-    let mut sessions = sessions_only(client, namespace).await?;
+    phases: bool,
+) -> Result<Overview, Error> {
+    let mut sessions = Vec::new();
+    let mut locks: Vec<(String, LockRecord)> = Vec::new();
+    let selector = format!("{}={}", labels::MANAGED_BY_LABEL, labels::MANAGED_BY_VALUE);
+    list::for_each(
+        &config_maps(client, namespace),
+        client,
+        Some(&selector),
+        |cm: ConfigMapLite| match cm.metadata.labels.get(labels::ROLE_LABEL) {
+            Some(r) if r == Role::Session.as_str() => sessions.extend(parse_session(&cm)),
+            // A malformed lock is gc's to report.
+            Some(r) if r == Role::Lock.as_str() => {
+                if let Ok(record) = LockRecord::parse(&cm.data) {
+                    locks.push((cm.metadata.namespace, record));
+                }
+            }
+            _ => {}
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    let live: HashSet<(&str, &str)> = sessions
+        .iter()
+        .map(|s| (s.namespace.as_str(), s.id.as_str()))
+        .collect();
+    let mut stranded: Vec<Stranded> = locks
+        .iter()
+        .filter(|(ns, r)| !live.contains(&(ns.as_str(), r.holder_session.as_str())))
+        .map(|(ns, r)| Stranded {
+            namespace: ns.clone(),
+            workload: format!(
+                "{}/{}",
+                r.workload_kind.to_ascii_lowercase(),
+                r.workload_name
+            ),
+            session: r.holder_session.clone(),
+        })
+        .collect();
+    stranded.sort_by(|a, b| (&a.namespace, &a.workload).cmp(&(&b.namespace, &b.workload)));
+    if phases {
+        fill_phases(client, namespace, &mut sessions).await?;
+    }
     sort_sessions(&mut sessions);
-    Ok(sessions)
+    Ok(Overview { sessions, stranded })
 }
 
 pub(crate) fn sort_sessions(sessions: &mut [Session]) {

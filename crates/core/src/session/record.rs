@@ -25,18 +25,20 @@ pub(crate) struct NewSession<'a> {
     pub host: &'a str,
     /// Scale-down: the workload (`kind/name`), so `restore` finds it even if the lock is lost.
     pub workload: Option<String>,
+    /// Scale-down: the KEDA ScaledObjects targeting the workload, before any is paused.
+    pub scaled_objects: Vec<String>,
     pub options: &'a CopyOptions,
     pub now: DateTime<Utc>,
     pub ttl: Option<Duration>,
 }
 
 impl NewSession<'_> {
-    pub fn expires(&self) -> Option<DateTime<Utc>> {
+    pub(super) fn expires(&self) -> Option<DateTime<Utc>> {
         self.ttl
             .and_then(|ttl| super::lifecycle::expiry(self.now, ttl))
     }
 
-    pub fn config_map(&self) -> ConfigMap {
+    pub(super) fn config_map(&self) -> ConfigMap {
         let mut data = BTreeMap::from([
             (labels::DATA_VERSION, labels::SESSION_VERSION.to_string()),
             (labels::DATA_TARGET, self.target.clone()),
@@ -53,6 +55,9 @@ impl NewSession<'_> {
         if let Some(workload) = &self.workload {
             data.insert(labels::DATA_WORKLOAD, workload.clone());
         }
+        if !self.scaled_objects.is_empty() {
+            data.insert(labels::DATA_SCALED_OBJECTS, self.scaled_objects.join(","));
+        }
         if let Some(expires) = self.expires() {
             data.insert(labels::DATA_EXPIRES, timestamp(expires));
         }
@@ -68,7 +73,7 @@ impl NewSession<'_> {
         }
     }
 
-    pub fn session(&self) -> Session {
+    pub(super) fn session(&self) -> Session {
         Session {
             id: self.id.to_string(),
             namespace: self.namespace.to_string(),
@@ -83,12 +88,15 @@ impl NewSession<'_> {
             interference: None,
             options: self.options.normalized(),
             copy_phase: None,
+            workload: self.workload.clone(),
+            scaled_objects: self.scaled_objects.clone(),
+            record_uid: None,
         }
     }
 }
 
 /// Read a session back from its ConfigMap.
-pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
+pub(crate) fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
     let name = cm.name_any();
     let namespace = cm.namespace().unwrap_or_default();
     let corrupt =
@@ -151,6 +159,14 @@ pub fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> {
             .cloned(),
         options: options.normalized(),
         copy_phase: None,
+        workload: data
+            .get(labels::DATA_WORKLOAD)
+            .filter(|v| !v.is_empty())
+            .cloned(),
+        scaled_objects: crate::scale_down::split_names(
+            data.get(labels::DATA_SCALED_OBJECTS).map(String::as_str),
+        ),
+        record_uid: cm.uid(),
     })
 }
 
@@ -177,7 +193,8 @@ mod tests {
                 scale_down: true,
                 owner: "alice@example.com",
                 host: "alice@laptop",
-                workload: None,
+                workload: Some("deployment/x".into()),
+                scaled_objects: vec!["x-keda".into()],
                 options: opts,
                 now,
                 ttl,
@@ -203,6 +220,8 @@ mod tests {
         assert_eq!(data["scaleDown"], "true");
         assert_eq!(data["owner"], "alice@example.com");
         assert_eq!(data["host"], "alice@laptop");
+        assert_eq!(data["workload"], "deployment/x");
+        assert_eq!(data["scaledObjects"], "x-keda");
         assert_eq!(data["created"], "2026-11-22T10:00:00Z");
         assert_eq!(data["heartbeat"], "2026-11-22T10:00:00Z");
         assert_eq!(data["expires"], "2026-11-22T18:00:00Z");

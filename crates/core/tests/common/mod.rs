@@ -1,6 +1,12 @@
-//! Shared fixtures for core's integration tests against the fake API server.
+//! Shared fixtures for core's integration tests against the fake API server (or a real
+//! cluster, for the tests that do not need the fake): [`scale_down`] for the scale-down tests.
 
 #![allow(dead_code)]
+// A test crate exports nothing: `pub` in its helper modules only shares them between test
+// files, so unreachable_pub does not apply.
+#![allow(unreachable_pub)]
+
+pub mod scale_down;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,10 +14,11 @@ use std::time::Duration;
 use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Api;
-use mirrord_copy_core::{CopyOptions, CreateRequest, Progress, ProgressFn};
+use mirrord_copy_core::{CreateRequest, Progress, ProgressFn};
 use serde_json::json;
+
+use scale_down::{client_from_kubeconfig, scale_down_request, Events};
 
 /// One object of every target kind, each with probes to strip.
 pub const WORKLOADS: &str = r#"
@@ -110,9 +117,6 @@ spec:
   workloadRef: {apiVersion: apps/v1, kind: Deployment, name: py-serv-deployment}
 "#;
 
-/// A fake cluster seeded with [`WORKLOADS`]; None when the tests are pointed at a real cluster
-/// (MIRRORD_COPY_TEST_KUBECONFIG): these tests play kubelet and use the fake's RBAC and faults,
-/// so they only mean something against the fake. The e2e tests cover real clusters.
 /// A fake cluster with [`WORKLOADS`]. Core's integration tests play kubelet and use the fake's
 /// RBAC and faults, so they are fake-only: built with `cfg(real_cluster)` they are ignored.
 pub async fn env_with_workloads() -> TestEnv {
@@ -125,27 +129,21 @@ pub async fn env_with_workloads() -> TestEnv {
     env
 }
 
+/// A `create` of `target` without scale-down or waiting, owned by `tester`.
 pub fn request(env: &TestEnv, target: &str) -> CreateRequest {
     CreateRequest {
-        namespace: env.namespace.clone(),
-        target: target.parse().unwrap(),
-        options: CopyOptions::default(),
         scale_down: false,
-        ttl: Some(Duration::from_secs(3600)),
-        owner: "tester".into(),
         host: "tester@host".into(),
         wait: false,
         timeout: Duration::from_secs(10),
-        reuse: false,
-        suspend_flux: false,
+        ..scale_down_request(env, target, "tester")
     }
 }
 
 /// A progress callback that records every event.
 pub fn recorder() -> (Arc<Mutex<Vec<Progress>>>, Box<ProgressFn>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    (seen, Box::new(move |p| sink.lock().unwrap().push(p)))
+    let events = Events::default();
+    (events.0.clone(), Box::new(events.sink()))
 }
 
 pub fn quiet() -> Box<ProgressFn> {
@@ -160,11 +158,7 @@ pub async fn client_with_token(env: &TestEnv, token: &str) -> kube::Client {
         .expect("fake cluster")
         .write_kubeconfig(&path, &env.namespace, token)
         .unwrap();
-    let kc = Kubeconfig::read_from(&path).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
+    client_from_kubeconfig(&path).await
 }
 
 /// Play kubelet for the copy pods of `env`: once a pod labelled as a copy appears, give it

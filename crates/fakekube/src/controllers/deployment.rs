@@ -20,11 +20,11 @@ use super::{controller_ref, rt, Controllers, Reconciler};
 use crate::selectors::LabelSelector;
 use crate::store::{ResKey, Store};
 
-pub const DEPLOYMENTS: ResKey = ("apps", "deployments");
-pub const ROLLOUTS: ResKey = ("argoproj.io", "rollouts");
+pub(super) const DEPLOYMENTS: ResKey = ("apps", "deployments");
+pub(super) const ROLLOUTS: ResKey = ("argoproj.io", "rollouts");
 
-pub struct DeploymentController;
-pub struct RolloutController;
+pub(super) struct DeploymentController;
+pub(super) struct RolloutController;
 
 impl Reconciler for DeploymentController {
     const NAME: &'static str = "deployment";
@@ -134,14 +134,14 @@ fn workload_ref(store: &Store, ro: &Value) -> Option<Result<Arc<Value>, ()>> {
     )
 }
 
-pub struct Synced {
+pub(super) struct Synced {
     pub hash: String,
     pub selector: Value,
     pub new_rs: Arc<Value>,
     pub all: Vec<Arc<Value>>,
 }
 
-pub struct Totals {
+pub(super) struct Totals {
     pub replicas: i64,
     pub updated: i64,
     pub ready: i64,
@@ -149,7 +149,7 @@ pub struct Totals {
 }
 
 impl Synced {
-    pub fn totals(&self) -> Totals {
+    pub(super) fn totals(&self) -> Totals {
         let sum = |f: &str| -> i64 {
             self.all
                 .iter()
@@ -306,7 +306,7 @@ fn deployment_status(d: &Value, s: &Synced, replicas: i64) -> Value {
 }
 
 /// A condition; timestamps kept from the current one when nothing changed (no write churn).
-pub fn condition(obj: &Value, ty: &str, ok: bool, reason: &str, message: &str) -> Value {
+pub(super) fn condition(obj: &Value, ty: &str, ok: bool, reason: &str, message: &str) -> Value {
     let st = if ok { "True" } else { "False" };
     let old = obj["status"]["conditions"]
         .as_array()

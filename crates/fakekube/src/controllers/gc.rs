@@ -22,7 +22,7 @@ use crate::store::{DeleteOptions, EventType, Propagation, ResKey, Store, StoreEv
 /// Owners seen entering foreground/orphan deletion (from events), so a pass need not parse
 /// every object to find them; `None` (at first, and after lost events): scan everything once.
 #[derive(Default)]
-pub struct GarbageCollector {
+pub(super) struct GarbageCollector {
     doomed: Option<HashSet<(ResKey, String, String)>>,
 }
 

@@ -29,11 +29,11 @@ use super::{rt, Controllers, Reconciler, PODS};
 use crate::selectors::LabelSelector;
 use crate::store::{ResKey, Store};
 
-pub const JOBS: ResKey = ("batch", "jobs");
-pub const CRONJOBS: ResKey = ("batch", "cronjobs");
+pub(super) const JOBS: ResKey = ("batch", "jobs");
+pub(super) const CRONJOBS: ResKey = ("batch", "cronjobs");
 
-pub struct JobController;
-pub struct CronJobController;
+pub(super) struct JobController;
+pub(super) struct CronJobController;
 
 impl Reconciler for JobController {
     const NAME: &'static str = "job";

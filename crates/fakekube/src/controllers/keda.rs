@@ -23,10 +23,10 @@ use super::util::{self, deleting, namespace, uid};
 use super::{rt, Controllers, Reconciler};
 use crate::store::{ResKey, Store};
 
-pub const SCALEDOBJECTS: ResKey = ("keda.sh", "scaledobjects");
+pub(super) const SCALEDOBJECTS: ResKey = ("keda.sh", "scaledobjects");
 
 #[derive(Default)]
-pub struct Keda {
+pub(super) struct Keda {
     /// ScaledObject uid -> (the resourceVersion last reconciled, when the scale loop last ran).
     seen: HashMap<String, (String, Instant)>,
 }

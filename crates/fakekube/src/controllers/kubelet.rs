@@ -50,11 +50,11 @@ use super::{rt, Controllers, Failure, KubeletConfig, Reconciler, PODS, PVCS};
 use crate::store::{ResKey, Store};
 use crate::volumes::{access_modes, ROX, RWOP, RWX};
 
-pub const NODE: &str = "fake-node";
+pub(super) const NODE: &str = "fake-node";
 const HOST_IP: &str = "10.0.0.10";
 
 #[derive(Default)]
-pub struct Kubelet {
+pub(super) struct Kubelet {
     /// uid -> what we know of the pod.
     pods: HashMap<String, Tracked>,
     next_ip: u32,
@@ -139,7 +139,7 @@ impl Reconciler for Kubelet {
 }
 
 /// The failure mode of a pod: the test's configuration first, then the image convention.
-pub fn failure_of(cfg: &KubeletConfig, pod: &Value) -> Option<Failure> {
+pub(super) fn failure_of(cfg: &KubeletConfig, pod: &Value) -> Option<Failure> {
     let n = name(pod);
     if let Some((_, f)) = cfg
         .failures
@@ -842,7 +842,7 @@ fn event(
 }
 
 /// A core/v1 Event about the pod, as the kubelet's event recorder writes it.
-pub fn emit(
+pub(super) fn emit(
     store: &Store,
     pod: &Value,
     reason: &str,

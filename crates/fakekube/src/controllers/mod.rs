@@ -60,7 +60,9 @@ pub const RESYNC: Duration = Duration::from_millis(150);
 /// How a pod fails, chosen from a test (or by image convention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
+    /// The image cannot be pulled: ErrImagePull, then ImagePullBackOff.
     ImagePullBackOff,
+    /// The container keeps exiting: CrashLoopBackOff with a growing restart count.
     CrashLoop,
     /// Started, readiness never passes.
     NotReady,
@@ -71,7 +73,9 @@ pub enum Failure {
 /// The kubelet's behaviour.
 #[derive(Debug, Clone)]
 pub struct KubeletConfig {
+    /// From scheduled to Running and Ready (default 200 ms).
     pub ready_delay: Duration,
+    /// How long a pod with restartPolicy Never/OnFailure runs before it Succeeds; None: it keeps running.
     pub job_run_time: Option<Duration>,
     /// Pod-name prefix -> failure mode (longest prefix wins).
     pub failures: HashMap<String, Failure>,
@@ -90,16 +94,27 @@ impl Default for KubeletConfig {
 /// Per-controller switches and kubelet behaviour, shared with the running tasks.
 #[derive(Debug)]
 pub struct Controllers {
+    /// The garbage collector (ownerReferences).
     pub gc: AtomicBool,
+    /// The Deployment controller.
     pub deployment: AtomicBool,
+    /// The Argo Rollouts controller.
     pub rollout: AtomicBool,
+    /// The ReplicaSet controller.
     pub replicaset: AtomicBool,
+    /// The StatefulSet controller.
     pub statefulset: AtomicBool,
+    /// The Job controller.
     pub job: AtomicBool,
+    /// The CronJob controller.
     pub cronjob: AtomicBool,
+    /// The kubelet (and scheduler binding) of the one node.
     pub kubelet: AtomicBool,
+    /// The KEDA stand-in: ScaledObjects hold their targets at minReplicaCount or paused-replicas.
     pub keda: AtomicBool,
+    /// The claim binder and pvc-protection stand-ins.
     pub persistentvolume: AtomicBool,
+    /// How the kubelet behaves; tests change it while the cluster runs.
     pub kubelet_config: Mutex<KubeletConfig>,
 }
 
@@ -142,6 +157,7 @@ impl Controllers {
         true
     }
 
+    /// Is the controller `name` (as [`Controllers::set`] takes it) running?
     pub fn is_on(&self, name: &str) -> bool {
         self.flag(name).is_some_and(|f| f.load(Ordering::SeqCst))
     }

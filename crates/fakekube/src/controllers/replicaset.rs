@@ -19,9 +19,9 @@ use super::{controller_ref, rt, Controllers, Reconciler, PODS};
 use crate::selectors::LabelSelector;
 use crate::store::{DeleteOptions, ResKey, Store};
 
-pub struct ReplicaSetController;
+pub(super) struct ReplicaSetController;
 
-pub const REPLICASETS: ResKey = ("apps", "replicasets");
+pub(super) const REPLICASETS: ResKey = ("apps", "replicasets");
 
 impl Reconciler for ReplicaSetController {
     const NAME: &'static str = "replicaset";
@@ -68,7 +68,7 @@ fn sync(store: &Store, rs: &Arc<Value>) {
 /// The pods in the owner's namespace matching `selector` that the owner controls, after
 /// adopting matching orphans accepted by `may_adopt` (ControllerRefManager.ClaimPods). A
 /// deleting owner adopts nothing; pods being deleted are not adopted.
-pub fn claim_pods(
+pub(super) fn claim_pods(
     store: &Store,
     owner: &Value,
     selector: &LabelSelector,
@@ -102,7 +102,7 @@ pub fn claim_pods(
 }
 
 /// Create or delete pods so that `active` becomes `want` (pods named `<owner>-<random>`).
-pub fn scale_pods(
+pub(super) fn scale_pods(
     store: &Store,
     owner: &Value,
     active: &[Arc<Value>],
@@ -168,7 +168,7 @@ fn deletion_rank(
     )
 }
 
-pub fn delete_pod(store: &Store, pod: &Value) {
+pub(super) fn delete_pod(store: &Store, pod: &Value) {
     let opts = DeleteOptions {
         uid: Some(uid(pod).to_string()),
         ..Default::default()

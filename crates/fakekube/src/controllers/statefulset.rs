@@ -32,9 +32,9 @@ use super::{controller_ref, rt, Controllers, Reconciler, PODS, PVCS};
 use crate::selectors::LabelSelector;
 use crate::store::{ResKey, Store};
 
-pub const STATEFULSETS: ResKey = ("apps", "statefulsets");
+pub(super) const STATEFULSETS: ResKey = ("apps", "statefulsets");
 
-pub struct StatefulSetController;
+pub(super) struct StatefulSetController;
 
 impl Reconciler for StatefulSetController {
     const NAME: &'static str = "statefulset";

@@ -6,28 +6,28 @@ use serde_json::{json, Value};
 
 use crate::store::Store;
 
-pub fn name(obj: &Value) -> &str {
+pub(super) fn name(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or("")
 }
 
-pub fn namespace(obj: &Value) -> &str {
+pub(super) fn namespace(obj: &Value) -> &str {
     obj["metadata"]["namespace"].as_str().unwrap_or("")
 }
 
-pub fn uid(obj: &Value) -> &str {
+pub(super) fn uid(obj: &Value) -> &str {
     obj["metadata"]["uid"].as_str().unwrap_or("")
 }
 
-pub fn deleting(obj: &Value) -> bool {
+pub(super) fn deleting(obj: &Value) -> bool {
     !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
-pub fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The ownerReference with `controller: true`, if any.
-pub fn controller_of(obj: &Value) -> Option<&Value> {
+pub(super) fn controller_of(obj: &Value) -> Option<&Value> {
     obj["metadata"]["ownerReferences"]
         .as_array()?
         .iter()
@@ -37,7 +37,7 @@ pub fn controller_of(obj: &Value) -> Option<&Value> {
 /// controller.ComputeHash: fnv32a of the template (upstream hashes its Go dump; here its
 /// JSON), rendered by rand.SafeEncodeString of the decimal number (up to 10 characters of
 /// `bcdfghjklmnpqrstvwxz2456789`).
-pub fn template_hash(template: &Value) -> String {
+pub(super) fn template_hash(template: &Value) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = serde_json::to_vec(template).unwrap_or_default();
     let mut h: u32 = 0x811c9dc5;
@@ -53,7 +53,7 @@ pub fn template_hash(template: &Value) -> String {
 
 /// A pod built from a template (controller.GetPodFromTemplate): labels, annotations, spec,
 /// and a controller ownerReference.
-pub fn pod_from_template(template: &Value, owner: &Value, name: &str) -> Value {
+pub(super) fn pod_from_template(template: &Value, owner: &Value, name: &str) -> Value {
     let mut meta = json!({
         "name": name,
         "ownerReferences": [super::controller_ref(owner)],
@@ -66,16 +66,16 @@ pub fn pod_from_template(template: &Value, owner: &Value, name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
 }
 
-pub fn pod_phase(pod: &Value) -> &str {
+pub(super) fn pod_phase(pod: &Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or("Pending")
 }
 
 /// Not terminated and not being deleted (controller.IsPodActive).
-pub fn pod_active(pod: &Value) -> bool {
+pub(super) fn pod_active(pod: &Value) -> bool {
     !deleting(pod) && !matches!(pod_phase(pod), "Succeeded" | "Failed")
 }
 
-pub fn pod_ready(pod: &Value) -> bool {
+pub(super) fn pod_ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().is_some_and(|cs| {
         cs.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
@@ -83,12 +83,17 @@ pub fn pod_ready(pod: &Value) -> bool {
 }
 
 /// Write `status` into `obj` through the status subresource, if it changed.
-pub fn write_status(store: &Store, plural: crate::store::ResKey, obj: &Arc<Value>, status: Value) {
+pub(super) fn write_status(
+    store: &Store,
+    plural: crate::store::ResKey,
+    obj: &Arc<Value>,
+    status: Value,
+) {
     let _ = write_status_returning(store, plural, obj, status);
 }
 
 /// [`write_status`], returning the object written (None when unchanged or refused).
-pub fn write_status_returning(
+pub(super) fn write_status_returning(
     store: &Store,
     plural: crate::store::ResKey,
     obj: &Arc<Value>,
@@ -113,7 +118,7 @@ pub fn write_status_returning(
 }
 
 /// Objects of one type in every namespace.
-pub fn list_all(store: &Store, key: crate::store::ResKey) -> Vec<Arc<Value>> {
+pub(super) fn list_all(store: &Store, key: crate::store::ResKey) -> Vec<Arc<Value>> {
     let rt = super::rt(store, key);
     store.list(&rt, None, &|_| true).0
 }

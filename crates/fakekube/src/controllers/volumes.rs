@@ -27,7 +27,7 @@ use super::{rt, Controllers, Reconciler, PODS, PVCS};
 use crate::defaults::PVC_PROTECTION;
 use crate::store::{EventType, ResKey, Store, StoreEvent};
 
-pub struct PersistentVolumeController;
+pub(super) struct PersistentVolumeController;
 
 impl Reconciler for PersistentVolumeController {
     const NAME: &'static str = "persistentvolume";
@@ -114,7 +114,7 @@ fn release(store: &Store, pvc: &Arc<Value>) {
 }
 
 /// The claim names a pod's `persistentVolumeClaim` volumes refer to.
-pub fn claim_names(pod: &Value) -> impl Iterator<Item = &str> {
+pub(super) fn claim_names(pod: &Value) -> impl Iterator<Item = &str> {
     pod["spec"]["volumes"]
         .as_array()
         .into_iter()

@@ -2,6 +2,9 @@
 //! interpretation in between. Talks to a `plain_http` FakeCluster.
 
 #![allow(dead_code)]
+// A test crate exports nothing: `pub` in its helper modules only shares them between test
+// files, so unreachable_pub does not apply.
+#![allow(unreachable_pub)]
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-pub fn completion(shell: Shell) -> i32 {
+pub(crate) fn completion(shell: Shell) -> i32 {
     let mut command = Cli::command();
     // kubectl runs us as `kubectl-mirrord_copy`; completing that name is what shells can hook.
     clap_complete::generate(

@@ -14,7 +14,7 @@ use crate::state::{Entry, LocalState};
 
 /// Merge the command line with an optional mirrord configuration (the command line wins).
 /// The owner is this machine's `user@host` until [`identify`] asks the cluster.
-pub fn build_request(
+pub(crate) fn build_request(
     global: &GlobalArgs,
     cluster: &Cluster,
     target: Option<&str>,
@@ -64,7 +64,7 @@ pub fn build_request(
 /// machine's `user@host` beside it; where the cluster cannot say, the local `user@host` stays.
 /// The answer is cached per credentials in the state file (a round trip saved per create).
 /// Not for `--dry-run=client`, which sends no write at all.
-pub async fn identify(mut request: CreateRequest, cluster: &Cluster) -> CreateRequest {
+pub(crate) async fn identify(mut request: CreateRequest, cluster: &Cluster) -> CreateRequest {
     if let Some(user) = known_identity(cluster).await {
         request.owner = user;
     }
@@ -72,7 +72,7 @@ pub async fn identify(mut request: CreateRequest, cluster: &Cluster) -> CreateRe
 }
 
 /// Who these credentials are: from the state file's cache, else asked (and remembered).
-pub async fn known_identity(cluster: &Cluster) -> Option<String> {
+pub(crate) async fn known_identity(cluster: &Cluster) -> Option<String> {
     let state = LocalState::default_location();
     let now = chrono::Utc::now();
     if let Some(user) = state
@@ -90,7 +90,7 @@ pub async fn known_identity(cluster: &Cluster) -> Option<String> {
 }
 
 /// Remember the session locally and write the mirrord config if asked.
-pub fn after_create(cluster: &Cluster, copy: &CopyArgs, s: &Session) -> Result<(), Error> {
+pub(crate) fn after_create(cluster: &Cluster, copy: &CopyArgs, s: &Session) -> Result<(), Error> {
     with_state(|state| {
         state.add(Entry {
             id: s.id.clone(),
@@ -107,7 +107,7 @@ pub fn after_create(cluster: &Cluster, copy: &CopyArgs, s: &Session) -> Result<(
     Ok(())
 }
 
-pub async fn create(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
+pub(crate) async fn create(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let request = build_request(
         global,

@@ -44,7 +44,7 @@ async fn only_yours(cluster: &Cluster, sessions: Vec<Session>) -> Vec<Session> {
     yours
 }
 
-pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
+pub(crate) async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
     if args.pods.is_empty() && args.target.is_none() && !args.all {
         return Err(Error::Usage(
             "say which sessions to end: copy pod names, --target TARGET, or --all".into(),
@@ -82,7 +82,8 @@ pub async fn delete(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error
     let mut ended = Vec::new();
     let mut first_error = None;
     for s in chosen {
-        match session::end(&cluster.client, &s.namespace, &s.id, &reporter.sink()).await {
+        // As just listed: no read of its record again.
+        match session::end_session(&cluster.client, &s, &reporter.sink()).await {
             Ok(_) => {
                 with_state(|state| state.remove(&s.namespace, &s.id));
                 ended.push(s);

@@ -8,7 +8,7 @@ use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml};
 use crate::progress::Reporter;
 
-pub async fn gc(global: &GlobalArgs, args: &GcArgs) -> Result<i32, Error> {
+pub(crate) async fn gc(global: &GlobalArgs, args: &GcArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let scope = (!args.all_namespaces).then_some(cluster.namespace.as_str());
     let reporter = Reporter::new(global.verbose);

@@ -1,19 +1,19 @@
 //! One module per subcommand; each returns the process exit code or a core error.
 
-pub mod completion;
-pub mod create;
-pub mod delete;
-pub mod gc;
-pub mod run;
-pub mod status;
-pub mod version;
+pub(crate) mod completion;
+pub(crate) mod create;
+pub(crate) mod delete;
+pub(crate) mod gc;
+pub(crate) mod run;
+pub(crate) mod status;
+pub(crate) mod version;
 
 use mirrord_copy_core::Error;
 
 use crate::state::{Entry, LocalState};
 
 /// `user@host` of this machine, recorded on sessions beside the Kubernetes user.
-pub fn local_user() -> String {
+pub(crate) fn local_user() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .or_else(|_| std::env::var("USERNAME"))
@@ -63,7 +63,7 @@ fn login_name() -> Option<String> {
 }
 
 /// The local state file; problems with it are warnings, never failures of the command.
-pub fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
+pub(crate) fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
     let Some(state) = LocalState::default_location() else {
         return;
     };
@@ -76,13 +76,13 @@ pub fn with_state(action: impl FnOnce(&LocalState) -> std::io::Result<()>) {
 }
 
 /// Whether this machine's state file records `session`.
-pub fn recorded_here(entries: &[Entry], session: &mirrord_copy_core::Session) -> bool {
+pub(crate) fn recorded_here(entries: &[Entry], session: &mirrord_copy_core::Session) -> bool {
     entries
         .iter()
         .any(|e| e.id == session.id && e.namespace == session.namespace)
 }
 
-pub fn state_entries() -> Vec<Entry> {
+pub(crate) fn state_entries() -> Vec<Entry> {
     let mut entries = Vec::new();
     with_state(|s| {
         entries = s.entries()?;
@@ -91,7 +91,7 @@ pub fn state_entries() -> Vec<Entry> {
     entries
 }
 
-pub fn print(text: &str) -> Result<(), Error> {
+pub(crate) fn print(text: &str) -> Result<(), Error> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a message.

@@ -15,7 +15,7 @@ use crate::http_stack::jitter;
 use crate::kube_client::connect;
 use crate::progress::Reporter;
 
-pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
+pub(crate) async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     // No ttl: an attached session is kept alive by its heartbeat instead.
     let request = build_request(global, &cluster, args.target.as_deref(), &args.copy, None)?;

@@ -9,15 +9,20 @@ use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml, ListDoc, SessionDoc};
 use crate::status_table;
 
-pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
+pub(crate) async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, Error> {
     let cluster = connect(global).await?;
     let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
     // The reference table shows no phase: its sessions come from one LIST of ConfigMaps, and
     // the copy pods are listed only for the forms that show their phase.
-    let sessions = match args.output {
-        None => session::list_brief(&cluster.client, namespace).await?,
-        Some(_) => session::list(&cluster.client, namespace).await?,
-    };
+    let overview = session::overview(&cluster.client, namespace, args.output.is_some()).await?;
+    // On stderr, so the table and -o json|yaml stay as they are for scripts.
+    for s in &overview.stranded {
+        eprintln!(
+            "warning: {} in namespace {} is held by the scale-down lock of session {}, which no longer exists; `kubectl mirrord-copy gc -n {}` restores it and releases the lock",
+            s.workload, s.namespace, s.session, s.namespace
+        );
+    }
+    let sessions = overview.sessions;
     let mine = state_entries();
     let is_yours = |s: &mirrord_copy_core::Session| recorded_here(&mine, s);
     let docs = || {

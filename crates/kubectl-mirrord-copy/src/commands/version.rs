@@ -8,7 +8,7 @@ use crate::commands::print;
 use crate::kube_client::connect;
 use crate::output::{to_json, to_yaml};
 
-pub async fn version(global: &GlobalArgs, args: &VersionArgs) -> Result<i32, Error> {
+pub(crate) async fn version(global: &GlobalArgs, args: &VersionArgs) -> Result<i32, Error> {
     let client_version = format!("v{}", env!("CARGO_PKG_VERSION"));
     // None: not asked for (--client).
     let server = if args.client {

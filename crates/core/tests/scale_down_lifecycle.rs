@@ -1,6 +1,12 @@
 //! Scale-down through the core API, step by step: the full cycle for every kind, a crash
 //! (everything dropped) after each step of create followed by gc, two crashes in a row, the
 //! lock lost with its session, someone scaling meanwhile, the workload recreated, autoscalers.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it at run time; build.rs
+//! then sets `cfg(real_cluster)`, which marks the tests needing the fake as ignored).
+
+mod common;
 
 use std::time::Duration;
 
@@ -10,7 +16,7 @@ use mirrord_copy_core::labels::{ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANN
 use mirrord_copy_core::scale_down::{self, ScaleDownPlan, ScaleKind, KEDA_PAUSED_BY_ANNOTATION};
 use mirrord_copy_core::Progress;
 
-use crate::scale_down_support::*;
+use common::scale_down::*;
 
 #[tokio::test]
 async fn full_cycle_for_every_kind() {
@@ -67,8 +73,15 @@ async fn full_cycle_for_every_kind() {
             .await
             .unwrap_or_else(|e| panic!("{target}: {e}"));
         assert_eq!(plan.original_replicas, n, "{target}");
-        // Nothing is scaled before apply (the copy is not Ready yet).
+        // Nothing is written on the workload before apply (the copy is not Ready yet).
         assert_eq!(replicas(&env, kind, name).await, i64::from(n), "{target}");
+        assert_eq!(
+            annotation(&env, kind, name, SCALED_DOWN_BY_ANNOTATION).await,
+            None
+        );
+        apply(&env, &plan, &events).await;
+        assert_eq!(replicas(&env, kind, name).await, 0, "{target} at zero");
+        // The zero came with the way back.
         assert_eq!(
             annotation(&env, kind, name, ORIGINAL_REPLICAS_ANNOTATION)
                 .await
@@ -81,10 +94,7 @@ async fn full_cycle_for_every_kind() {
                 .as_deref(),
             Some(id.as_str())
         );
-        apply(&env, &plan, &events).await;
-        assert_eq!(replicas(&env, kind, name).await, 0, "{target} at zero");
         let record = parse_lock(&locks(&env).await[0]);
-        assert!(record.scaled_down);
         assert_eq!(record.original_replicas, n);
 
         restore(&env, &id, &events).await;
@@ -113,12 +123,11 @@ async fn full_cycle_for_every_kind() {
 }
 
 /// The steps of `create --scale-down`; a crash after step N leaves exactly what steps 1..=N wrote.
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 4] = [
     "session ConfigMap created",
-    "lock acquired, workload annotated",
+    "lock acquired (nothing written on the workload)",
     "copy Ready (nothing more written)",
-    "lock marked scaledDown (write-ahead)",
-    "workload scaled to zero",
+    "workload scaled to zero with its record",
 ];
 
 async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
@@ -133,14 +142,6 @@ async fn run_steps(env: &TestEnv, id: &str, name: &str, upto: usize) {
         .await
         .unwrap();
     if upto < 4 {
-        return;
-    }
-    if upto == 4 {
-        mirrord_copy_lock::update_record(&env.client, &env.namespace, &plan.lock_name, id, |r| {
-            r.scaled_down = true
-        })
-        .await
-        .unwrap();
         return;
     }
     apply(env, &plan, &events).await;
@@ -224,18 +225,26 @@ async fn two_crashes_in_a_row_keep_the_original_count() {
 }
 
 #[tokio::test]
-async fn annotation_restores_when_the_lock_is_gone() {
+async fn configmaps_deleted_by_hand_still_restore() {
     let env = TestEnv::new().await;
     crashed_deployment(&env, "a", 2, "gone", 5).await;
-    // The lock and the session are gone (e.g. the ConfigMaps were deleted by hand).
+    // `kubectl delete configmap -l app.kubernetes.io/managed-by=kubectl-mirrord-copy`: the
+    // lock's finalizer keeps it (marked deleted) with the way back.
     for cm in locks(&env).await {
         delete_config_map(&env, &cm.metadata.name.unwrap()).await;
     }
     delete_sessions(&env).await;
+    let marked = locks(&env).await;
+    assert_eq!(marked.len(), 1);
+    assert!(marked[0].metadata.deletion_timestamp.is_some());
     let report = gc_namespace(&env).await;
     assert_eq!(deployment_replicas(&env, "a").await, 2, "{report:?}");
     assert_eq!(scaled_down_by(&env, "a").await, None);
-    assert_eq!(report.restored.len(), 1, "{report:?}");
+    assert!(
+        mentions(&report.restored, "lock of dead session gone"),
+        "{report:?}"
+    );
+    assert!(locks(&env).await.is_empty(), "released, then gone");
 }
 
 /// The Deployment `name` (`replicas`), scaled down by a new live session `id`.
@@ -363,8 +372,8 @@ spec:
 /// a SIGKILL at that point would.
 const END_WRITES: [(&str, &str, u64); 4] = [
     ("PUT", "/configmaps/mirrord-copy-lock-", 1),    // fence
-    ("PATCH", "/scale", 1),                          // back to the recorded count
-    ("PATCH", "/deployments/", 2),                   // annotations removed (1st was /scale)
+    ("PATCH", "/deployments/", 1),                   // back to the count, our record off
+    ("PUT", "/configmaps/mirrord-copy-lock-", 2),    // release: finalizer off
     ("DELETE", "/configmaps/mirrord-copy-lock-", 1), // release
 ];
 
@@ -478,17 +487,24 @@ async fn renew_extends_the_lease_until_the_lock_is_taken_over() {
 }
 
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn gc_restores_through_an_orphan_lock_when_the_session_is_gone() {
     let env = TestEnv::new().await;
-    // On a real cluster the garbage collector would delete the lock with its session (its
-    // ownerReference): an orphan lock is left only where no garbage collector runs, so switch
-    // the fake's off to prove gc restores through such a lock.
-    let fake = env.fake().expect("fake API server");
-    assert!(fake.controllers().set("gc", false));
     crashed_deployment(&env, "o", 6, "orphaned", 5).await;
-    // The session ConfigMap is gone but its lock was not collected (no garbage collector ran).
+    // The session ConfigMap is gone; the garbage collector deletes its lock (its
+    // ownerReference), which its finalizer keeps.
     delete_sessions(&env).await;
+    env.wait_until(
+        "the lock marked deleted",
+        Duration::from_secs(10),
+        || async {
+            locks(&env)
+                .await
+                .iter()
+                .any(|l| l.metadata.deletion_timestamp.is_some())
+                .then_some(())
+        },
+    )
+    .await;
     let report = gc_namespace(&env).await;
     assert_eq!(deployment_replicas(&env, "o").await, 6, "{report:?}");
     assert!(
@@ -574,7 +590,7 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
 #[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn gc_cronjob_clusterrole_suffices() {
     let env = TestEnv::new().await;
-    let manifest = include_str!("../../plugin-manifest/gc-cronjob.yaml");
+    let manifest = include_str!("../../../plugin-manifest/gc-cronjob.yaml");
     let cluster_role = manifest
         .split("\n---\n")
         .find(|doc| doc.contains("kind: ClusterRole\n"))

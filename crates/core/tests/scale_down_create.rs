@@ -1,6 +1,12 @@
 //! `session::create` with scale-down, as `create --scale-down` runs it: the mutex under 20
 //! concurrent creates through the Deployment and its ReplicaSet, the order (scaled to zero
 //! only once the copy is Ready), `end` restoring, `list` marking the scale-down session.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it at run time; build.rs
+//! then sets `cfg(real_cluster)`, which marks the tests needing the fake as ignored).
+
+mod common;
 
 use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::Pod;
@@ -8,7 +14,7 @@ use kube::api::{Api, ListParams};
 use mirrord_copy_core::labels::{self, Role};
 use mirrord_copy_core::{session, Progress};
 
-use crate::scale_down_support::*;
+use common::scale_down::*;
 
 /// Copy pods in the test namespace that are not being deleted.
 async fn copy_pods(env: &TestEnv) -> Vec<String> {
@@ -118,8 +124,8 @@ async fn the_shipped_roles_suffice_for_scale_down() {
     let env = TestEnv::new().await;
     let rbac = format!(
         "{}\n---\n{}",
-        include_str!("../../plugin-manifest/role.yaml"),
-        include_str!("../../plugin-manifest/clusterrole.yaml")
+        include_str!("../../../plugin-manifest/role.yaml"),
+        include_str!("../../../plugin-manifest/clusterrole.yaml")
     );
     // Binding a token needs the fake.
     let user = client_with_roles(&env, "mirrord-copy-user", &rbac).await;

@@ -1,5 +1,8 @@
 //! Helpers for the scale-down tests: workloads, hand-made sessions (so a test can stop after
 //! any step of create, as SIGKILL would), counts and annotations.
+//!
+//! Shared with the plugin's e2e tests: tests/e2e/main.rs includes this file as its
+//! `scale_down_support` module (for `scale_down_cli`), so it names nothing outside itself.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +24,29 @@ use serde_json::{json, Value};
 
 /// A Deployment of `replicas` pause containers (`app: name`).
 pub fn deployment(name: &str, replicas: i32) -> String {
-    crate::plugin_support::plain_deployment(name, replicas, "registry.k8s.io/pause:3.10")
+    plain_deployment(name, replicas, "registry.k8s.io/pause:3.10")
+}
+
+/// A Deployment of `replicas` with one plain container running `image`.
+pub fn plain_deployment(name: &str, replicas: i32, image: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: app
+          image: {image}
+"#
+    )
 }
 
 pub fn statefulset(name: &str, replicas: i32) -> String {
@@ -97,7 +122,7 @@ pub fn scaled_object(name: &str) -> String {
 
 /// Collects progress events.
 #[derive(Clone, Default)]
-pub struct Events(Arc<Mutex<Vec<Progress>>>);
+pub struct Events(pub Arc<Mutex<Vec<Progress>>>);
 
 impl Events {
     pub fn sink(&self) -> impl Fn(Progress) + Send + Sync + 'static {
@@ -338,7 +363,12 @@ pub async fn client_with_roles(env: &TestEnv, account: &str, rbac: &str) -> kube
     let kubeconfig = env
         .kubeconfig_with_roles(account, rbac)
         .expect("fake API server");
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    client_from_kubeconfig(&kubeconfig).await
+}
+
+/// A client from the kubeconfig at `path`.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();

@@ -1,12 +1,17 @@
-//! crates/lock against the API server: create-or-conflict, takeover of an expired lease by
+//! The lock against the API server: create-or-conflict, takeover of an expired lease by
 //! compare-and-swap carrying the count forward, uid checks, renew and release preconditions.
+//!
+//! Against the fake API server by default; against a real cluster when
+//! `MIRRORD_COPY_TEST_KUBECONFIG` names its kubeconfig (`TestEnv` reads it), as the plugin's
+//! e2e tests do. Every test here runs on both.
 
 use chrono::{Duration, Utc};
 use fakekube::harness::TestEnv;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use kube::ResourceExt;
 use mirrord_copy_lock::{self as lock, LockError, LockGuard, LockRecord, Released, WorkloadKey};
-
-use crate::scale_down_support::*;
 
 /// A lock record of Deployment w for `session`: `uid`, `replicas`, a `lease` from now.
 fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecord {
@@ -21,7 +26,7 @@ fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecor
         workload_name: "w".into(),
         original_replicas: replicas,
         copy_pod: format!("{session}-copy"),
-        scaled_down: false,
+        scaled_objects: Vec::new(),
     }
 }
 
@@ -30,10 +35,33 @@ fn live_record(session: &str, uid: &str, replicas: i32) -> LockRecord {
     record(session, uid, replicas, Duration::hours(1))
 }
 
-/// An owner reference to a new live session `session_id`.
+/// ConfigMaps in the test namespace.
+fn config_maps(env: &TestEnv) -> Api<ConfigMap> {
+    Api::namespaced(env.client.clone(), &env.namespace)
+}
+
+/// Let a lease written with zero length be strictly in the past.
+async fn let_leases_expire() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+/// An owner reference to a new ConfigMap standing for the live session `session_id` (as the
+/// session ConfigMap owns its locks; this crate knows nothing of sessions).
 async fn owner(env: &TestEnv, session_id: &str) -> OwnerReference {
-    let h = session(env, session_id, "deployment/w", false).await;
-    h.owner_reference()
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(format!("mirrord-copy-session-{session_id}"));
+    let created = config_maps(env)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create the owner ConfigMap");
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: created.name_any(),
+        uid: created.uid().unwrap(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// `lock::acquire` of Deployment w's lock with `record`, owned by `owner`.
@@ -74,9 +102,11 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
     let dead = acquire_new(&env, "a", "uid-1", 5, Duration::zero())
         .await
         .unwrap();
-    lock::update_record(c, ns, &dead.name, "a", |r| r.scaled_down = true)
-        .await
-        .unwrap();
+    lock::update_record(c, ns, &dead.name, "a", |r| {
+        r.scaled_objects = vec!["w-keda".into()]
+    })
+    .await
+    .unwrap();
     let_leases_expire().await;
     // The new caller sees the workload at 0 (because of the dead session): it must not win.
     let b_owner = owner(&env, "b").await;
@@ -84,9 +114,10 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
         .await
         .unwrap();
     assert_eq!(guard.record.original_replicas, 5);
-    assert!(
-        guard.record.scaled_down,
-        "the workload may still be at zero"
+    assert_eq!(
+        guard.record.scaled_objects,
+        ["w-keda"],
+        "the dead holder may have paused it"
     );
     assert_eq!(guard.took_over_from.as_ref().unwrap().holder_session, "a");
     let cm = config_maps(&env).get(&guard.name).await.unwrap();
@@ -169,6 +200,41 @@ async fn same_session_reacquires_untouched_and_releases() {
     assert_eq!(again.record.original_replicas, 1);
     let read = lock::read(c, ns, &g.name).await.unwrap().unwrap();
     assert_eq!(read.0.original_replicas, 1);
+    assert_eq!(
+        lock::release(c, ns, &g.name, "a").await.unwrap(),
+        Released::Deleted
+    );
+    assert!(lock::read(c, ns, &g.name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_lock_stays_until_its_holder_releases_it() {
+    let env = TestEnv::new().await;
+    let (c, ns) = (&env.client, &env.namespace);
+    let a_owner = owner(&env, "a").await;
+    let g = acquire(&env, live_record("a", "u", 3), a_owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        g.config_map.metadata.finalizers.as_deref(),
+        Some(&[lock::FINALIZER.to_string()][..])
+    );
+    // `kubectl delete configmap` (or the garbage collector, with its session): only marked.
+    config_maps(&env)
+        .delete(&g.name, &Default::default())
+        .await
+        .unwrap();
+    let (record, meta) = lock::read(c, ns, &g.name).await.unwrap().unwrap();
+    assert!(meta.deletion_timestamp.is_some());
+    assert_eq!(
+        record.original_replicas, 3,
+        "the way back is still readable"
+    );
+    // Another session cannot release it; its holder can, and then it is gone.
+    assert!(matches!(
+        lock::release(c, ns, &g.name, "b").await.unwrap(),
+        Released::HeldByOther(_)
+    ));
     assert_eq!(
         lock::release(c, ns, &g.name, "a").await.unwrap(),
         Released::Deleted
