@@ -167,7 +167,7 @@ impl Error {
     /// 403 -> Forbidden with the server's message; 401 -> Unreachable (authentication failed);
     /// 404 of a resource type the server does not serve -> Unsupported; connection failures ->
     /// Unreachable; timeouts -> Timeout. Everything else, including a 404 of a named object,
-    /// stays `Kube` so callers can still test it with [`is_not_found`] and friends.
+    /// stays `Kube` so callers can still test it with `is_not_found` and friends.
     pub fn from_kube(err: kube::Error, verb: &str, resource: &str) -> Error {
         if let kube::Error::Api(status) = &err {
             return match status.code {

@@ -2,12 +2,12 @@
 //! the `mirrord-copy-sandbox` demo binary. See `DESIGN.md` at the workspace root.
 //!
 //! - [`store`]: the generic object store (metadata bookkeeping, history for watches)
-//! - [`server`]: [`FakeCluster`], the HTTP/1.1 listener and its lifecycle
-//! - [`http`]: routing and the verbs; [`watch`], [`patch`], [`apply`], [`scale`]: their details
-//! - [`selectors`], [`validation`], [`volumes`], [`defaults`]: what the real server checks and fills in
+//! - `server`: [`FakeCluster`], the HTTP/1.1 listener and its lifecycle
+//! - `http`: routing and the verbs; `watch`, `patch`, `apply`, [`scale`]: their details
+//! - [`selectors`], `validation`, `volumes`, `defaults`: what the real server checks and fills in
 //! - [`protobuf`]: protobuf request bodies of the built-in kinds, decoded to JSON
-//! - [`discovery`], [`table`]: what kubectl and kube's discovery read
-//! - [`rbac`], [`faults`]: authorization and fault injection, the request log
+//! - `discovery`, `table`: what kubectl and kube's discovery read
+//! - `rbac`, [`faults`]: authorization and fault injection, the request log
 //! - [`harness`]: `TestEnv` for the end-to-end tests
 
 pub(crate) mod api_error;

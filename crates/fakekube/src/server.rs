@@ -29,7 +29,7 @@ pub struct ServerOptions {
     /// only kube-rs clients work then.
     pub plain_http: bool,
     /// Refuse TLS connections that present no client certificate signed by the fake's CA
-    /// (see [`crate::tls`]); by default one is asked for and optional, as kube-apiserver does.
+    /// (see `tls.rs`); by default one is asked for and optional, as kube-apiserver does.
     pub require_client_cert: bool,
 }
 

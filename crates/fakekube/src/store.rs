@@ -534,7 +534,7 @@ impl Store {
 
     /// Every object of a type (in one namespace, or all when `ns` is None) that `keep` accepts,
     /// in (namespace, name) order, with the store's resourceVersion at the time of the snapshot.
-    /// Each candidate is parsed for `keep`: prefer [`Store::list_selected`] for large lists.
+    /// Each candidate is parsed for `keep`: prefer `Store::list_selected` for large lists.
     pub fn list(
         &self,
         rt: &ResourceType,

@@ -33,7 +33,7 @@ struct StateFile {
     version: u32,
     sessions: Vec<Entry>,
     /// Who each set of credentials authenticates as (a SelfSubjectReview's answer), by
-    /// [`identity_key`]: saves that round trip on every `create`. Absent in older files.
+    /// `identity_key`: saves that round trip on every `create`. Absent in older files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     identities: BTreeMap<String, KnownIdentity>,
 }

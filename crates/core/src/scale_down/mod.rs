@@ -1,9 +1,9 @@
 //! Scale-down: the workload is scaled to zero for the copy's lifetime, under the cluster-side
 //! mutex of `mirrord_copy_lock`, and restored afterwards. The order (DESIGN.md, issue 4):
 //!
-//! create: [`check_for_create`] (decide the workload from the object `resolve` read, guardrail,
+//! create: `check_for_create` (decide the workload from the object `resolve` read, guardrail,
 //! HPAs and KEDA ScaledObjects; read-only) -> session ConfigMap (recording the `workload` and
-//! its `scaledObjects`) -> [`prepare_checked`] (lock with the original count, the
+//! its `scaledObjects`) -> `prepare_checked` (lock with the original count, the
 //! ScaledObjects and a finalizer; the workload is written only to claim it from a dead
 //! holder) -> copy pod -> Ready -> [`apply`] (pause KEDA; then one pinned write: zero, together
 //! with the way back `original-replicas` and `scaled-down-by`). A ReadWriteOnce claim

@@ -8,7 +8,7 @@
 //!
 //! ## Switches ([`Controllers`])
 //! `gc`, `deployment`, `rollout`, `replicaset`, `statefulset`, `job`, `cronjob`, `kubelet`,
-//! `keda`, `persistentvolume` (the claim binder and pvc-protection stand-ins, [`volumes`]):
+//! `keda`, `persistentvolume` (the claim binder and pvc-protection stand-ins, `volumes`):
 //! `AtomicBool`s, all on by default (`controllers.replicaset.store(false, SeqCst)`,
 //! or [`Controllers::set`]/[`Controllers::none`]).
 //!
