@@ -27,7 +27,7 @@ use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::list::{self, ConfigMapLite, Meta, PodLite};
 use crate::scale_down;
-use crate::session::{self, Progress, ProgressFn};
+use crate::session::{self, for_each_ours, Progress, ProgressFn};
 use mirrord_copy_lock::{self as lock, clock};
 
 /// What gc did, for `-o json|yaml` and the CronJob's log.
@@ -65,13 +65,6 @@ pub async fn gc(
     Ok(report)
 }
 
-fn config_maps(client: &kube::Client, namespace: Option<&str>) -> Api<ConfigMap> {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Our session and lock ConfigMaps, from one LIST by the managed-by label.
 struct Ours {
     sessions: Vec<ConfigMapLite>,
@@ -83,19 +76,12 @@ async fn our_config_maps(client: &kube::Client, namespace: Option<&str>) -> Resu
         sessions: Vec::new(),
         locks: Vec::new(),
     };
-    let selector = format!("{}={}", labels::MANAGED_BY_LABEL, labels::MANAGED_BY_VALUE);
-    list::for_each(
-        &config_maps(client, namespace),
-        client,
-        Some(&selector),
-        |cm: ConfigMapLite| match cm.metadata.labels.get(labels::ROLE_LABEL) {
-            Some(r) if r == Role::Session.as_str() => ours.sessions.push(cm),
-            Some(r) if r == Role::Lock.as_str() => ours.locks.push(cm),
-            _ => {}
-        },
-    )
-    .await
-    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    for_each_ours(client, namespace, |role, cm| match role {
+        Role::Session => ours.sessions.push(cm),
+        Role::Lock => ours.locks.push(cm),
+        Role::Copy => {}
+    })
+    .await?;
     Ok(ours)
 }
 

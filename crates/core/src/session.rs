@@ -19,6 +19,7 @@ pub use lifecycle::{
     create, end, end_session, heartbeat, preview, EndReport, HEARTBEAT_INTERVAL, RENEW_DEADLINE,
     RETRY_PERIOD, RUN_LEASE,
 };
+pub(crate) use query::for_each_ours;
 pub use query::{find_by_pod, find_by_target, get, list, overview, Overview, Stranded};
 pub(crate) use record::session_from_config_map;
 

@@ -154,6 +154,28 @@ pub struct Stranded {
     pub session: String,
 }
 
+/// Every ConfigMap of ours in `namespace` (or all namespaces), sessions and locks, from one
+/// LIST by the managed-by label, handed to `each` with its role as it is decoded.
+pub(crate) async fn for_each_ours(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    mut each: impl FnMut(Role, ConfigMapLite),
+) -> Result<(), Error> {
+    let selector = format!("{}={}", labels::MANAGED_BY_LABEL, labels::MANAGED_BY_VALUE);
+    list::for_each(
+        &config_maps(client, namespace),
+        client,
+        Some(&selector),
+        |cm: ConfigMapLite| match cm.metadata.labels.get(labels::ROLE_LABEL) {
+            Some(r) if r == Role::Session.as_str() => each(Role::Session, cm),
+            Some(r) if r == Role::Lock.as_str() => each(Role::Lock, cm),
+            _ => {}
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "configmaps"))
+}
+
 /// What `status` shows: the sessions (sorted as [`list`]) and the stranded workloads.
 #[derive(Debug, Clone, Default)]
 pub struct Overview {
@@ -173,24 +195,17 @@ pub async fn overview(
 ) -> Result<Overview, Error> {
     let mut sessions = Vec::new();
     let mut locks: Vec<(String, LockRecord)> = Vec::new();
-    let selector = format!("{}={}", labels::MANAGED_BY_LABEL, labels::MANAGED_BY_VALUE);
-    list::for_each(
-        &config_maps(client, namespace),
-        client,
-        Some(&selector),
-        |cm: ConfigMapLite| match cm.metadata.labels.get(labels::ROLE_LABEL) {
-            Some(r) if r == Role::Session.as_str() => sessions.extend(parse_session(&cm)),
-            // A malformed lock is gc's to report.
-            Some(r) if r == Role::Lock.as_str() => {
-                if let Ok(record) = LockRecord::parse(&cm.data) {
-                    locks.push((cm.metadata.namespace, record));
-                }
+    for_each_ours(client, namespace, |role, cm| match role {
+        Role::Session => sessions.extend(parse_session(&cm)),
+        // A malformed lock is gc's to report.
+        Role::Lock => {
+            if let Ok(record) = LockRecord::parse(&cm.data) {
+                locks.push((cm.metadata.namespace, record));
             }
-            _ => {}
-        },
-    )
-    .await
-    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+        }
+        Role::Copy => {}
+    })
+    .await?;
     let live: HashSet<(&str, &str)> = sessions
         .iter()
         .map(|s| (s.namespace.as_str(), s.id.as_str()))
