@@ -20,7 +20,7 @@ pub use ops::{
     update_known, update_record, LockGuard, Released, FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE,
     LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
 };
-pub use record::{parse_replicas, rfc3339, LockRecord, MAX_REPLICAS};
+pub use record::{parse_replicas, rfc3339, split_names, LockRecord, MAX_REPLICAS};
 
 /// Lock data keys, for callers that display or select on them.
 pub mod keys {

@@ -127,19 +127,22 @@ impl LockRecord {
             original_replicas: parse_replicas(ORIGINAL_REPLICAS, get(ORIGINAL_REPLICAS)?)
                 .map_err(LockError::Malformed)?,
             copy_pod: get(COPY_POD)?.to_string(),
-            scaled_objects: data
-                .get(SCALED_OBJECTS)
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            scaled_objects: split_names(data.get(SCALED_OBJECTS).map(String::as_str)),
         };
         Ok(record)
     }
+}
+
+/// A comma-separated list of names, as the lock and the session record ScaledObjects; absent
+/// or empty is none.
+pub fn split_names(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A replica count as recorded by us (lock data or workload annotation): a plain decimal in

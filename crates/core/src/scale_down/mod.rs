@@ -65,7 +65,6 @@ use mirrord_copy_lock::{self as lock, clock, LockError, LockRecord, MAX_REPLICAS
 
 pub use autoscalers::KEDA_PAUSED_BY_ANNOTATION;
 pub use interference::interference;
-pub(crate) use restore::split_names;
 use restore::target_of as target_of_record;
 pub use restore::{restore, restore_recorded};
 pub(crate) use workload::decide;

@@ -145,7 +145,7 @@ pub async fn restore(
         .get(DATA_WORKLOAD)
         .and_then(|w| parse_workload(namespace, w));
     if let Some(target) = target {
-        let scaled_objects = split_names(data.get(DATA_SCALED_OBJECTS).map(String::as_str));
+        let scaled_objects = lock::split_names(data.get(DATA_SCALED_OBJECTS).map(String::as_str));
         let restored = restore_workload(
             client,
             &target,
@@ -168,17 +168,6 @@ fn parse_workload(namespace: &str, workload: &str) -> Option<ScaleTarget> {
         namespace: namespace.to_string(),
         uid: String::new(),
     })
-}
-
-/// A comma-separated list of names, as the session and the lock record ScaledObjects.
-pub(crate) fn split_names(value: Option<&str>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 pub(super) fn target_of(namespace: &str, record: &LockRecord) -> Result<ScaleTarget, Error> {

@@ -479,18 +479,18 @@ pub async fn end(
 ) -> Result<EndReport, Error> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let record = match cms.get(&labels::session_config_map_name(session_id)).await {
-        Ok(cm) => Some(session_from_config_map(&cm)),
+        Ok(cm) => Some((cm.uid(), session_from_config_map(&cm))),
         Err(e) if is_not_found(&e) => None,
         Err(e) => return Err(Error::from_kube(e, "get", "configmaps")),
     };
     match record {
-        Some(Ok(session)) => end_session(client, &session, on_progress).await,
-        // Unreadable, or already gone while its lock or copy lingers (a crash between steps
-        // below): end whatever the labels find. Restore is idempotent and cheap when there is
-        // nothing to do.
+        Some((_, Ok(session))) => end_session(client, &session, on_progress).await,
+        // Unreadable (`Some(uid)`: deleted by that uid), or already gone while its lock or copy
+        // lingers (a crash between steps below): end whatever the labels find. Restore is
+        // idempotent and cheap when there is nothing to do.
         unknown => {
-            let found = unknown.is_some();
-            end_unrecorded(client, namespace, session_id, found, on_progress).await
+            let uid = unknown.map(|(uid, _)| uid);
+            end_unrecorded(client, namespace, session_id, uid, on_progress).await
         }
     }
 }
@@ -537,14 +537,16 @@ pub async fn end_session(
 }
 
 /// [`end`] without a readable record: the session's locks (found by label) restore, and
-/// copies and locks are found by label.
+/// copies and locks are found by label. `record`: the unreadable ConfigMap's uid, if there is
+/// one (then deleted with it as precondition).
 async fn end_unrecorded(
     client: &kube::Client,
     namespace: &str,
     session_id: &str,
-    found: bool,
+    record: Option<Option<String>>,
     on_progress: &ProgressFn,
 ) -> Result<EndReport, Error> {
+    let found = record.is_some();
     let unpaused = scale_down::restore(client, namespace, session_id, on_progress).await?;
     let mut report = EndReport {
         session: session_id.to_string(),
@@ -564,12 +566,7 @@ async fn end_unrecorded(
     .await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     delete_own_locks(client, &cms, session_id, &mut report, on_progress).await?;
-    if found {
-        let uid = cms
-            .get_opt(&labels::session_config_map_name(session_id))
-            .await
-            .map_err(|e| Error::from_kube(e, "get", "configmaps"))?
-            .and_then(|cm| cm.uid());
+    if let Some(uid) = record {
         delete_record(client, namespace, session_id, uid, &mut report, on_progress).await?;
     }
     Ok(report)

@@ -9,7 +9,6 @@ use kube::api::ListParams;
 use kube::Api;
 use mirrord_copy_lock::LockRecord;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::record::session_from_config_map;
 use super::Session;
@@ -143,8 +142,7 @@ async fn fill_phases(
 
 /// A workload held by the scale-down lock of a session that no longer exists (its ConfigMap
 /// deleted by hand, or its end failed before restoring): nobody will restore it but `gc`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stranded {
     /// Namespace of the workload and its lock.
     pub namespace: String,

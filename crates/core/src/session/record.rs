@@ -163,7 +163,7 @@ pub(crate) fn session_from_config_map(cm: &ConfigMap) -> Result<Session, Error> 
             .get(labels::DATA_WORKLOAD)
             .filter(|v| !v.is_empty())
             .cloned(),
-        scaled_objects: crate::scale_down::split_names(
+        scaled_objects: mirrord_copy_lock::split_names(
             data.get(labels::DATA_SCALED_OBJECTS).map(String::as_str),
         ),
         record_uid: cm.uid(),
