@@ -15,7 +15,9 @@
 # plugin uses no Apple framework, so Apple's SDK is not needed) and are ad-hoc signed with
 # rcodesign (Apple Silicon refuses unsigned arm64 code; amd64 is signed the same way); on a Mac
 # without rcodesign, Apple's own `codesign -s -` signs instead. Archives land in dist/ (or
-# $DIST); krew.yaml lists every archive found there.
+# $DIST); krew.yaml lists every archive found there, and plugins/mirrord-copy.yaml (the custom
+# Krew index this repository is: `kubectl krew index add mirrord-copy <this repo's git URL>`)
+# is the same file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=v$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -120,6 +122,8 @@ else
   done
 fi
 
-python3 plugin-manifest/render_krew.py --version "$version" --archives "$dist" --out krew.yaml
+# One rendering, two files: krew.yaml (krew install --manifest) and the custom index's
+# plugins/mirrord-copy.yaml (krew index add + krew install mirrord-copy/mirrord-copy).
+python3 plugin-manifest/render_krew.py --version "$version" --archives "$dist" --out krew.yaml --index .
 echo "rendered krew.yaml"
-python3 plugin-manifest/verify_archives.py --manifest krew.yaml --archives "$dist"
+python3 plugin-manifest/verify_archives.py --manifest krew.yaml --archives "$dist" --index .

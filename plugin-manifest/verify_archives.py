@@ -14,12 +14,23 @@ amd64: LC_BUILD_VERSION or LC_VERSION_MIN_MACOSX); and it carries a code signatu
 whose CodeDirectory hashes match the binary's pages), since Apple Silicon refuses to run
 unsigned arm64 code. Nothing here runs the binary.
 
-usage: verify_archives.py --manifest krew.yaml --archives dist
+With --index DIR, the custom plugin index at DIR is checked as Krew reads it after
+`kubectl krew index add NAME <git-url>` clones it: DIR/plugins/ holds one regular file per plugin
+named <metadata.name>.yaml (Krew scans only regular *.yaml files directly in plugins/ and looks a
+plugin up as plugins/<name>.yaml, so a .yml file, a symlink or a subdirectory is never found),
+each a valid Plugin manifest (Krew's own validation: apiVersion, kind, a name that is safe and
+equals the file's, a one-line shortDescription, a semantic version, per platform an os/arch
+selector, uri, a 64-hex sha256, bin and files), and the index file is byte for byte the
+manifest given (krew.yaml), so both install the same archives; with --archives too, the index's
+platforms are checked against the archives like the manifest's.
+
+usage: verify_archives.py --manifest krew.yaml [--archives dist] [--index .]
 Exits 1 listing every problem found.
 """
 import argparse
 import hashlib
 import pathlib
+import re
 import struct
 import sys
 import tarfile
@@ -204,44 +215,277 @@ def check(platform: dict, archives: pathlib.Path) -> list:
     return problems
 
 
+class YamlError(ValueError):
+    pass
+
+
+def load_yaml(text: str):
+    """The block-style YAML that Krew manifests are written in, with no YAML library: mappings,
+    sequences (also at their key's indentation), literal block scalars (|) and plain or quoted
+    scalars, which stay strings. Anything else is a YamlError naming the line."""
+    lines = text.splitlines()
+    pos = 0
+
+    def fail(why, n=None):
+        n = pos if n is None else n
+        raise YamlError(f"line {n + 1}: {why}")
+
+    def indent(line):
+        return len(line) - len(line.lstrip(" "))
+
+    def skip():
+        nonlocal pos
+        while pos < len(lines) and (not lines[pos].strip() or lines[pos].lstrip().startswith("#")):
+            pos += 1
+
+    def scalar(value):
+        if value[:1] in "'\"":
+            if len(value) < 2 or value[-1] != value[0]:
+                fail(f"unterminated quoted scalar {value}")
+            return value[1:-1]
+        value = value.split(" #", 1)[0].strip()
+        if value[:1] in "[{&*!%@`>":
+            fail(f"unsupported YAML ({value[:1]}) in {value}")
+        return value
+
+    def literal(ind, header):
+        nonlocal pos
+        body = []
+        while pos < len(lines) and (not lines[pos].strip() or indent(lines[pos]) > ind):
+            body.append(lines[pos])
+            pos += 1
+        while body and not body[-1].strip():
+            body.pop()
+        if not body:
+            return ""
+        cut = min(indent(line) for line in body if line.strip())
+        text = "\n".join(line[cut:] for line in body)
+        return text if header == "|-" else text + "\n"
+
+    def value_of(ind, value, in_mapping):
+        if value in ("|", "|-"):
+            return literal(ind, value)
+        if value:
+            return scalar(value)
+        skip()
+        if pos < len(lines):
+            line = lines[pos]
+            if indent(line) > ind:
+                return node(indent(line))
+            if in_mapping and indent(line) == ind and line[ind:].startswith("- "):
+                return sequence(ind)
+        return None
+
+    def node(ind):
+        if lines[pos][ind:].startswith("- "):
+            return sequence(ind)
+        return mapping(ind)
+
+    def mapping(ind):
+        nonlocal pos
+        out = {}
+        while True:
+            skip()
+            if pos >= len(lines) or indent(lines[pos]) < ind or lines[pos][ind:].startswith("- "):
+                return out
+            line = lines[pos]
+            if "\t" in line[:indent(line) + 1]:
+                fail("tab in indentation")
+            if indent(line) > ind:
+                fail("unexpected indentation")
+            key, sep, rest = line[ind:].partition(":")
+            if not sep or (rest and not rest.startswith(" ")) or not key.strip():
+                fail(f"want key: value, got {line.strip()}")
+            key = scalar(key.strip())
+            if key in out:
+                fail(f"duplicate key {key}")
+            pos += 1
+            out[key] = value_of(ind, rest.strip(), True)
+
+    def sequence(ind):
+        nonlocal pos
+        out = []
+        while True:
+            skip()
+            if pos >= len(lines) or indent(lines[pos]) != ind or not lines[pos][ind:].startswith("- "):
+                return out
+            item = lines[pos][ind + 2:]
+            if re.match(r"[^\s'\"#-][^:]*:( |$)", item):
+                # `- key: value`: a mapping whose first line starts after the dash.
+                lines[pos] = " " * (ind + 2) + item
+                out.append(mapping(ind + 2))
+            else:
+                pos += 1
+                out.append(value_of(ind, item.strip(), False))
+
+    skip()
+    if pos >= len(lines):
+        fail("empty document", 0)
+    if indent(lines[pos]) != 0:
+        fail("the document must start at column 0")
+    doc = node(0)
+    skip()
+    if pos < len(lines):
+        fail(f"unexpected {lines[pos].strip()}")
+    return doc
+
+
 def parse_manifest(text: str) -> list:
-    """The platforms of krew.yaml as render_krew.py writes it (no YAML library needed)."""
-    platforms, current, files = [], None, None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if raw.startswith("  - selector:"):
-            current = {"selector": {"matchLabels": {}}, "files": []}
-            platforms.append(current)
-        elif current is None:
+    """The platforms of a Plugin manifest (none when it has none)."""
+    doc = load_yaml(text)
+    spec = doc.get("spec") if isinstance(doc, dict) else None
+    platforms = spec.get("platforms") if isinstance(spec, dict) else None
+    return platforms if isinstance(platforms, list) else []
+
+
+API_VERSION = "krew.googlecontainertools.github.com/v1alpha2"
+SAFE_NAME = re.compile(r"^[\w-]+$")
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                    *(f"LPT{i}" for i in range(1, 10))}
+SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+SHA256 = re.compile(r"^[a-f0-9]{64}$")
+
+
+def plugin_problems(doc, name: str) -> list:
+    """Why Krew would refuse `doc` as the manifest of plugin `name` (its ValidatePlugin rules)."""
+    if not isinstance(doc, dict):
+        return ["is not a YAML mapping"]
+    problems = []
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(f"apiVersion is {doc.get('apiVersion')!r}, want {API_VERSION}")
+    if doc.get("kind") != "Plugin":
+        problems.append(f"kind is {doc.get('kind')!r}, want Plugin")
+    if not SAFE_NAME.match(name) or name.upper() in WINDOWS_RESERVED:
+        problems.append(f"plugin name {name!r} is not allowed (want {SAFE_NAME.pattern})")
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    if metadata.get("name") != name:
+        problems.append(f"metadata.name is {metadata.get('name')!r}, want {name!r}: Krew installs "
+                        "INDEX/NAME from plugins/NAME.yaml, so a file is named metadata.name + .yaml")
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    short = spec.get("shortDescription")
+    if not isinstance(short, str) or not short.strip():
+        problems.append("spec.shortDescription is missing")
+    elif "\n" in short or "\r" in short:
+        problems.append("spec.shortDescription has a line break")
+    if not SEMVER.match(str(spec.get("version") or "")):
+        problems.append(f"spec.version {spec.get('version')!r} is not a semantic version like v1.2.3")
+    platforms = spec.get("platforms")
+    if not isinstance(platforms, list) or not platforms:
+        return problems + ["spec.platforms is empty"]
+    for i, p in enumerate(platforms):
+        where = f"spec.platforms[{i}]"
+        if not isinstance(p, dict):
+            problems.append(f"{where} is not a mapping")
             continue
-        elif line.startswith(("os:", "arch:")):
-            k, v = line.split(":", 1)
-            current["selector"]["matchLabels"][k] = v.strip()
-        elif line.startswith(("uri:", "sha256:", "bin:")):
-            k, v = line.split(":", 1)
-            current[k] = v.strip()
-        elif line.startswith("- from:"):
-            files = {"from": line.split(":", 1)[1].strip()}
-            current["files"].append(files)
-    return platforms
+        for field in ("uri", "sha256", "bin"):
+            if not isinstance(p.get(field), str) or not p[field]:
+                problems.append(f"{where}.{field} is missing")
+        if isinstance(p.get("sha256"), str) and p["sha256"] and not SHA256.match(p["sha256"]):
+            problems.append(f"{where}.sha256 is not 64 lowercase hex digits")
+        files = p.get("files")
+        if files is not None and (not isinstance(files, list) or not files or not all(
+                isinstance(f, dict) and f.get("from") and f.get("to") for f in files)):
+            problems.append(f"{where}.files must be a non-empty list of from/to")
+        selector = p.get("selector")
+        labels = selector.get("matchLabels") if isinstance(selector, dict) else None
+        if not isinstance(labels, dict) or not labels:
+            problems.append(f"{where}.selector.matchLabels is missing")
+        elif set(labels) - {"os", "arch"}:
+            problems.append(f"{where}.selector has keys other than os and arch")
+    return problems
+
+
+def index_problems(index: pathlib.Path, manifest: pathlib.Path, text: str) -> list:
+    """Why `kubectl krew index add` of a git repository laid out as `index` would not offer the
+    plugin of `manifest` (whose content is `text`) as INDEX_NAME/<name>."""
+    plugins = index / "plugins"
+    if not plugins.is_dir():
+        return [f"index: {plugins} is missing (Krew reads plugins/<name>.yaml at the root of the "
+                "index repository): render it with render_krew.py --index"]
+    try:
+        name = load_yaml(text)["metadata"]["name"]
+    except (YamlError, KeyError, TypeError):
+        return [f"index: {manifest} names no plugin (metadata.name)"]
+    problems, manifests = [], []
+    for entry in sorted(plugins.iterdir()):
+        rel = f"plugins/{entry.name}"
+        if entry.is_symlink():
+            problems.append(f"index: {rel} is a symlink; Krew's index scan takes regular files "
+                            "only: commit a copy")
+        elif entry.is_dir():
+            problems.append(f"index: {rel}/ is a directory; Krew reads manifests directly in plugins/")
+        elif entry.suffix == ".yml":
+            problems.append(f"index: {rel} ends in .yml; Krew reads only .yaml files")
+        elif entry.suffix == ".yaml":
+            manifests.append(entry)
+    want = plugins / f"{name}.yaml"
+    if want not in manifests:
+        problems.append(f"index: plugins/{name}.yaml is missing (Krew installs plugin {name} "
+                        f"from that file)")
+    for extra in manifests:
+        if extra != want:
+            problems.append(f"index: plugins/{extra.name} is another manifest; this index holds "
+                            f"exactly one, plugins/{name}.yaml")
+    for path in manifests:
+        rel = f"plugins/{path.name}"
+        body = path.read_text()
+        try:
+            doc = load_yaml(body)
+        except YamlError as e:
+            problems.append(f"index: {rel} is not YAML Krew can read: {e}")
+            continue
+        problems += [f"index: {rel}: {p}" for p in plugin_problems(doc, path.stem)]
+        if path == want and body != text:
+            differing = next((n for n, (a, b) in enumerate(
+                zip(body.splitlines(), text.splitlines()), 1) if a != b),
+                min(len(body.splitlines()), len(text.splitlines())) + 1)
+            problems.append(f"index: {rel} differs from {manifest.name} (first at line "
+                            f"{differing}): render both with render_krew.py --out --index")
+    return problems
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", type=pathlib.Path, required=True)
-    p.add_argument("--archives", type=pathlib.Path, required=True)
+    p.add_argument("--archives", type=pathlib.Path)
+    p.add_argument("--index", type=pathlib.Path,
+                   help="a custom index repository's root, holding plugins/<name>.yaml")
     a = p.parse_args()
-    platforms = parse_manifest(a.manifest.read_text())
-    problems = [] if platforms else ["no platforms in the manifest"]
-    for platform in platforms:
-        problems += check(platform, a.archives)
+    if not a.archives and not a.index:
+        p.error("want --archives, --index or both")
+    text = a.manifest.read_text()
+    try:
+        doc = load_yaml(text)
+    except YamlError as e:
+        sys.exit(f"{a.manifest.name} is not YAML Krew can read: {e}")
+    name = str(((doc.get("metadata") or {}) if isinstance(doc, dict) else {}).get("name"))
+    problems = [f"{a.manifest.name}: {p}" for p in plugin_problems(doc, name)]
+    platforms = parse_manifest(text)
+    if a.archives:
+        if not platforms:
+            problems.append("no platforms in the manifest")
+        for platform in platforms:
+            problems += check(platform, a.archives)
+    if a.index:
+        problems += index_problems(a.index, a.manifest, text)
+        indexed = a.index / "plugins" / f"{name}.yaml"
+        if a.archives and indexed.is_file() and indexed.read_text() != text:
+            # Already reported as different; its own platforms must still match the archives.
+            try:
+                for platform in parse_manifest(indexed.read_text()):
+                    problems += [f"index: {p}" for p in check(platform, a.archives)]
+            except (YamlError, KeyError, TypeError, AttributeError):
+                pass  # index_problems named it
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         sys.exit(1)
-    for platform in platforms:
-        labels = platform["selector"]["matchLabels"]
-        print(f"ok {labels['os']}/{labels['arch']}: {platform['uri'].rsplit('/', 1)[-1]}")
+    if a.archives:
+        for platform in platforms:
+            labels = platform["selector"]["matchLabels"]
+            print(f"ok {labels['os']}/{labels['arch']}: {platform['uri'].rsplit('/', 1)[-1]}")
+    if a.index:
+        print(f"ok index: plugins/{name}.yaml is {a.manifest.name}, as Krew reads it")
 
 
 if __name__ == "__main__":

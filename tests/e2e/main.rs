@@ -23,18 +23,26 @@ pub fn plugin_bin() -> &'static str {
 }
 
 mod plugin_access;
+mod plugin_breadcrumbs;
 mod plugin_cli;
+mod plugin_connection;
 mod plugin_create;
 mod plugin_errors;
 mod plugin_gitops;
+mod plugin_input;
 mod plugin_interop;
 mod plugin_kubeconfig;
+mod plugin_ownership;
+mod plugin_repair;
+mod plugin_replace_one;
 mod plugin_requests;
 mod plugin_run;
 mod plugin_session_safety;
+mod plugin_sigkill;
 mod plugin_statefulset;
 mod plugin_status;
 mod plugin_support;
+mod plugin_target;
 mod plugin_tls;
 mod plugin_tty;
 mod scale_down_cli;

@@ -10,17 +10,13 @@ use crate::plugin_support::*;
 /// `plugin-manifest/role.yaml` bound by a RoleBinding, and nothing else (no ClusterRole):
 /// create --scale-down (the guardrail reads the Namespace), status, delete.
 #[tokio::test]
-#[cfg_attr(
-    real_cluster,
-    ignore = "binds a ServiceAccount token: needs the fake API server"
-)]
 async fn the_shipped_role_alone_runs_a_scale_down_session_recorded_as_its_user() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("api", 2)).await;
     let sa = "mirrord-copy-user";
     let kc = env
         .kubeconfig_with_roles(sa, include_str!("../../plugin-manifest/role.yaml"))
-        .expect("the fake API server");
+        .await;
     let as_sa = |c: &mut tokio::process::Command| {
         c.env("KUBECONFIG", &kc);
     };

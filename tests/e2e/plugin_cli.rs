@@ -64,7 +64,7 @@ async fn version_client_and_server() {
         .unwrap()
         .starts_with("v1."));
     let yaml: Value =
-        serde_yaml::from_str(mc(&env, &["version", "-o", "yaml"]).await.ok()).unwrap();
+        serde_yaml_ng::from_str(mc(&env, &["version", "-o", "yaml"]).await.ok()).unwrap();
     assert_eq!(yaml, doc);
     // --version (clap) agrees.
     let flag = mc(&env, &["--version"]).await;
@@ -287,13 +287,15 @@ async fn corrupt_state_file_is_set_aside_with_a_warning() {
     let sessions = state_sessions(&env);
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["copyPod"], pod.as_str());
-    // An unknown version too; status still works and the session is not marked yours.
+    // An unknown version too; status still works. The session is no longer recorded here,
+    // yet still yours: made by the Kubernetes user these credentials are (one rule for
+    // "yours", as delete --all applies it).
     std::fs::write(&path, r#"{"version": 99, "sessions": []}"#).unwrap();
     let st = mc(&env, &["status", "-o", "wide"]).await;
     st.stderr_has(&["unknown version 99"]);
     let rows = table_rows(st.ok());
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0][9], "", "Yours");
+    assert_eq!(rows[0][10], "yes", "Yours, by its owner");
 }
 
 /// A real kubectl: `kubectl plugin list` finds the binary on PATH and `kubectl mirrord-copy`

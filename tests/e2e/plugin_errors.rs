@@ -158,15 +158,11 @@ async fn unsupported_requests_exit_4() {
 }
 
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn no_rights_exit_5_naming_verb_and_resource() {
     let env = TestEnv::new().await;
-    let fake = env.fake().expect("the fake API server");
     env.apply_yaml(&deployment("api", 0)).await;
-    let token = fake.rbac().user_token("nobody");
-    let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("nobody.kubeconfig");
-    fake.write_kubeconfig(&kc, &env.namespace, &token).unwrap();
+    // A ServiceAccount bound to nothing.
+    let kc = env.kubeconfig_with_roles("nobody", "").await;
     let with = |c: &mut tokio::process::Command| {
         c.env("KUBECONFIG", &kc);
     };
@@ -188,7 +184,6 @@ async fn no_rights_exit_5_naming_verb_and_resource() {
 /// Rights to read the target but not to write a session: exit 5 at the first write, naming
 /// it, and nothing left behind.
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn read_only_rights_exit_5_at_the_first_write() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("locked", 1)).await;
@@ -196,9 +191,7 @@ async fn read_only_rights_exit_5_at_the_first_write() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: reader, namespace: {}}}\nrules:\n- apiGroups: [\"\", apps]\n  resources: [pods, deployments, replicasets, configmaps]\n  verbs: [get, list]\n",
         env.namespace
     );
-    let kc = env
-        .kubeconfig_with_roles("reader", &reader)
-        .expect("the fake API server");
+    let kc = env.kubeconfig_with_roles("reader", &reader).await;
     mc_with(&env, &["create", "deployment/locked", "--no-wait"], |c| {
         c.env("KUBECONFIG", &kc);
     })
@@ -211,13 +204,13 @@ async fn read_only_rights_exit_5_at_the_first_write() {
 /// A copy that can never become Ready: exit 6, the kubelet's waiting reason in the message,
 /// and nothing of the run left behind.
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn image_pull_backoff_exits_6_and_leaves_nothing() {
     let env = TestEnv::new().await;
-    env.fake().expect("the fake API server");
+    // An image the registry does not hold: ErrImagePull, then ImagePullBackOff.
     env.apply_yaml(&failing_deployment(
         "pull",
-        "example.com/app:imagepullbackoff",
+        "ghcr.io/example/missing:1",
+        &[],
     ))
     .await;
     mc(&env, &["create", "deployment/pull", "--timeout", "60s"])
@@ -234,25 +227,39 @@ async fn image_pull_backoff_exits_6_and_leaves_nothing() {
 }
 
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn crash_loop_exits_6_undoes_scale_down_and_leaves_nothing() {
     let env = TestEnv::new().await;
-    env.fake().expect("the fake API server");
-    env.apply_yaml(&failing_deployment("crash", "example.com/crashloop:1"))
-        .await;
-    mc(
+    // A container that exits 1: restarted with back-off, CrashLoopBackOff.
+    env.apply_yaml(&failing_deployment(
+        "crash",
+        "busybox",
+        &["sh", "-c", "exit 1"],
+    ))
+    .await;
+    let run = mc(
         &env,
         &[
             "create",
             "deployment/crash",
             "--scale-down",
+            // The application itself, so that its crash is the copy's (the placeholder would
+            // not crash).
+            "--keep-command",
             "--timeout",
             "60s",
         ],
     )
-    .await
-    .code(6)
-    .stderr_has(&["failed to start", "CrashLoopBackOff"]);
+    .await;
+    run.code(6)
+        .stderr_has(&["failed to start", "container app"]);
+    // Seen as it ended, as it was restarted, or in back-off: whichever the watch saw first.
+    assert!(
+        ["exit code 1", "CrashLoopBackOff"]
+            .iter()
+            .any(|r| run.stderr.contains(r)),
+        "{}",
+        run.stderr
+    );
     assert_nothing_left(&env).await;
     let d = env
         .get_json("apps", "v1", "Deployment", "deployments", "crash")

@@ -24,7 +24,7 @@ async fn dry_run_prints_the_pod_and_creates_nothing() {
         ],
     )
     .await;
-    let pod: Value = serde_yaml::from_str(yaml.ok()).expect("a YAML document");
+    let pod: Value = serde_yaml_ng::from_str(yaml.ok()).expect("a YAML document");
     assert_eq!(pod["apiVersion"], "v1");
     assert_eq!(pod["kind"], "Pod");
     assert!(pod["metadata"]["name"]
@@ -33,7 +33,10 @@ async fn dry_run_prints_the_pod_and_creates_nothing() {
         .starts_with("api-copy-"));
     assert_eq!(pod["metadata"]["labels"]["app"], "api");
     assert_eq!(names(&pod["spec"]["containers"]), ["app", "side"]);
-    assert_eq!(names(&pod["spec"]["initContainers"]), ["setup", "proxy"]);
+    assert_eq!(
+        names(&pod["spec"]["initContainers"]),
+        ["mirrord-copy-placeholder", "setup", "proxy"]
+    );
     for list in ["containers", "initContainers"] {
         for c in pod["spec"][list].as_array().unwrap() {
             for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -42,7 +45,7 @@ async fn dry_run_prints_the_pod_and_creates_nothing() {
         }
     }
     // The default output is YAML too; -o json and -o name.
-    let default: Value = serde_yaml::from_str(
+    let default: Value = serde_yaml_ng::from_str(
         mc(&env, &["create", "deployment/api", "--dry-run=client"])
             .await
             .ok(),
@@ -131,9 +134,13 @@ async fn from_config(env: &TestEnv, file: &str, text: &str, app: &str, excluded_
     assert_eq!(names(&copy.pod["spec"]["containers"]), ["app"], "{file}");
     let init = names(&copy.pod["spec"]["initContainers"]);
     if excluded_init {
-        assert_eq!(init, ["proxy"], "{file}");
+        assert_eq!(init, ["mirrord-copy-placeholder", "proxy"], "{file}");
     } else {
-        assert_eq!(init, ["setup", "proxy"], "{file}");
+        assert_eq!(
+            init,
+            ["mirrord-copy-placeholder", "setup", "proxy"],
+            "{file}"
+        );
     }
     assert_eq!(
         copy.session.data.unwrap()["scaleDown"],
@@ -147,7 +154,7 @@ async fn from_config(env: &TestEnv, file: &str, text: &str, app: &str, excluded_
     );
     let out: Value = serde_json::from_str(&std::fs::read_to_string(&emitted).unwrap())
         .expect("the emitted config is JSON");
-    assert_eq!(out["target"]["path"], format!("pod/{pod}"));
+    assert_eq!(out["target"]["path"], format!("pod/{pod}/container/app"));
     assert_eq!(out["target"]["namespace"], env.namespace.as_str());
 }
 
@@ -247,7 +254,7 @@ async fn command_line_wins_over_the_config_and_bad_files_exit_2() {
             "--",
             "sh",
             "-c",
-            r#"grep -q "\"pod/$MIRRORD_COPY_POD\"" "$EMITTED" && test "$MIRRORD_COPY_TARGET" = deployment/from-file"#,
+            r#"grep -q "\"pod/$MIRRORD_COPY_POD/container/$MIRRORD_COPY_CONTAINER\"" "$EMITTED" && test "$MIRRORD_COPY_TARGET" = deployment/from-file"#,
         ],
         |c| {
             c.env("EMITTED", &emitted);

@@ -104,7 +104,7 @@ async fn gc_reports_as_json_and_yaml() {
     }
     let out = run(&env, None, &["gc", "-o", "yaml"]).await;
     assert!(out.status.success());
-    let report: Value = serde_yaml::from_slice(&out.stdout).expect("gc -o yaml is YAML");
+    let report: Value = serde_yaml_ng::from_slice(&out.stdout).expect("gc -o yaml is YAML");
     assert!(report["endedSessions"].is_array());
     let out = run(&env, None, &["gc"]).await;
     assert_eq!(text(&out.stdout), "nothing to collect\n");

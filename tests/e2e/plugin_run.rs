@@ -41,8 +41,9 @@ exit 7"#;
     assert_eq!(rows[0][0], "deployment/api/container/app");
     assert_eq!(rows[0][2], pod);
     assert_eq!(rows[0][7], "Running");
-    assert_eq!(rows[0][8], "while attached");
-    assert_eq!(rows[0][9], "yes");
+    assert_eq!(rows[0][8], "placeholder in app");
+    assert_eq!(rows[0][9], "while attached");
+    assert_eq!(rows[0][10], "yes");
     // Afterwards: ended.
     wait_pod_gone(&env, pod).await;
     assert_nothing_left(&env).await;

@@ -47,7 +47,7 @@ spec:
 }
 
 /// Applies the StatefulSet and waits until all its pods run (so ordinal 0 holds its claim).
-async fn running_db(env: &TestEnv, name: &str, replicas: i32, access: &str) {
+pub(crate) async fn running_db(env: &TestEnv, name: &str, replicas: i32, access: &str) {
     env.apply_yaml(&db(name, replicas, access, "postgres:16"))
         .await;
     env.wait_until(
@@ -61,7 +61,7 @@ async fn running_db(env: &TestEnv, name: &str, replicas: i32, access: &str) {
     .await;
 }
 
-fn volume<'a>(pod: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn volume<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["spec"]["volumes"]
         .as_array()
         .and_then(|vs| vs.iter().find(|v| v["name"] == name))
@@ -152,13 +152,11 @@ async fn scale_down_hands_ordinal_zeros_claim_to_the_copy_and_gives_it_back() {
 }
 
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server's image conventions")]
 async fn a_failed_copy_gives_the_claim_back_and_restores_the_statefulset() {
     let env = TestEnv::new().await;
-    env.fake().expect("the fake API server");
-    // The fake kubelet fails this image with ImagePullBackOff: bad-0 never becomes Ready but
-    // holds its claim, and the copy fails the same way once it has the claim.
-    let bad = db("bad", 1, "ReadWriteOnce", "example.com/pg:imagepullbackoff");
+    // An image the registry does not hold fails to pull (ImagePullBackOff): bad-0 never
+    // becomes Ready but holds its claim, and the copy fails the same way once it has the claim.
+    let bad = db("bad", 1, "ReadWriteOnce", "ghcr.io/example/missing:1");
     env.apply_yaml(&bad).await;
     mc(
         &env,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::plugin_support::*;
 
-const WIDE_HEADERS: [&str; 11] = [
+const WIDE_HEADERS: [&str; 13] = [
     "Original Target",
     "Namespace",
     "Copy Pod Name",
@@ -19,8 +19,10 @@ const WIDE_HEADERS: [&str; 11] = [
     "Host",
     "Age",
     "Phase",
+    "Runs",
     "Expires",
     "Yours",
+    "Replicas",
     "Notes",
 ];
 
@@ -37,7 +39,8 @@ async fn no_sessions() {
         doc,
         json!({"apiVersion": "mirrord-copy.io/v1", "kind": "CopySessionList", "items": []})
     );
-    let doc: Value = serde_yaml::from_str(mc(&env, &["status", "-o", "yaml"]).await.ok()).unwrap();
+    let doc: Value =
+        serde_yaml_ng::from_str(mc(&env, &["status", "-o", "yaml"]).await.ok()).unwrap();
     assert_eq!(doc["items"], json!([]));
     if env.fake().is_some() {
         // The fake holds only this test's namespaces.
@@ -270,9 +273,10 @@ async fn wide_json_and_yaml_mark_your_sessions() {
         .ok(),
     )
     .unwrap();
-    // Someone else's machine: another state directory.
+    // Someone else's: made on another machine (another state directory), and by another
+    // Kubernetes user (its record names another owner), so by neither rule yours.
     let elsewhere = tempfile::tempdir().unwrap();
-    let theirs: Value = serde_json::from_str(
+    let mut theirs: Value = serde_json::from_str(
         mc_with(
             &env,
             &["create", "deployment/theirs", "--scale-down", "-o", "json"],
@@ -284,6 +288,20 @@ async fn wide_json_and_yaml_mark_your_sessions() {
         .ok(),
     )
     .unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let record = format!(
+        "mirrord-copy-session-{}",
+        theirs["session"].as_str().unwrap()
+    );
+    cms.patch(
+        &record,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"owner": "teammate@example.com"}})),
+    )
+    .await
+    .unwrap();
+    theirs["owner"] = json!("teammate@example.com");
 
     let wide = mc(&env, &["status", "-o", "wide"]).await;
     let wide = wide.ok();
@@ -326,14 +344,18 @@ async fn wide_json_and_yaml_mark_your_sessions() {
         let age = r[6].strip_suffix('s').expect("age in seconds");
         assert!(age.parse::<u32>().unwrap() < 120, "{r:?}");
         assert_eq!(r[7], "Running");
+        assert_eq!(r[8], "placeholder in app");
     }
-    assert!(m[8] == "in 59m" || m[8] == "in 60m", "{m:?}");
-    assert!(t[8] == "in 7h59m" || t[8] == "in 8h", "{t:?}");
-    assert_eq!(m[9], "yes");
-    assert_eq!(t[9], "");
+    assert!(m[9] == "in 59m" || m[9] == "in 60m", "{m:?}");
+    assert!(t[9] == "in 7h59m" || t[9] == "in 8h", "{t:?}");
+    assert_eq!(m[10], "yes");
+    assert_eq!(t[10], "");
+    assert_eq!(m[11], "", "no scale-down, no counts");
+    assert_eq!(t[11], "1 -> 0", "{t:?}");
 
     let json: Value = serde_json::from_str(mc(&env, &["status", "-o", "json"]).await.ok()).unwrap();
-    let yaml: Value = serde_yaml::from_str(mc(&env, &["status", "-o", "yaml"]).await.ok()).unwrap();
+    let yaml: Value =
+        serde_yaml_ng::from_str(mc(&env, &["status", "-o", "yaml"]).await.ok()).unwrap();
     assert_eq!(json, yaml, "json and yaml carry the same document");
     assert_eq!(json["apiVersion"], "mirrord-copy.io/v1");
     assert_eq!(json["kind"], "CopySessionList");

@@ -208,9 +208,19 @@ pub fn bare_pod(name: &str) -> String {
     )
 }
 
-/// A Deployment with one plain container whose image makes the fake kubelet fail that way.
-pub fn failing_deployment(name: &str, image: &str) -> String {
-    plain_deployment(name, 1, image)
+/// A Deployment with one plain container running `image` with `command` (the image's own
+/// when empty), for the failure tests: an image the registry does not hold fails to pull, a
+/// command that exits non-zero crash-loops, on the fake as on a real cluster.
+pub fn failing_deployment(name: &str, image: &str, command: &[&str]) -> String {
+    let d = plain_deployment(name, 1, image);
+    if command.is_empty() {
+        return d;
+    }
+    let command = serde_json::to_string(command).unwrap();
+    d.replace(
+        &format!("image: {image}\n"),
+        &format!("image: {image}\n          command: {command}\n"),
+    )
 }
 
 pub fn names(list: &Value) -> Vec<String> {
@@ -320,16 +330,23 @@ pub async fn session_config_maps(env: &TestEnv, namespace: &str) -> Vec<String> 
         .collect()
 }
 
-/// Nothing of ours in the test namespace: no session or lock ConfigMap, no copy pod.
+/// Nothing of ours in the test namespace: no session or lock ConfigMap, and no copy pod once
+/// the deleted ones finished terminating (a kubelet stops their containers first; the
+/// placeholder ends at once, another container may take its grace period, 30 s by default).
 pub async fn assert_nothing_left(env: &TestEnv) {
     let cms = session_config_maps(env, &env.namespace).await;
     assert!(cms.is_empty(), "ConfigMaps left behind: {cms:?}");
-    let pods = env.list_pods("mirrord-copy.io/role=copy").await;
-    let pods: Vec<_> = pods
-        .iter()
-        .map(|p| p["metadata"]["name"].to_string())
-        .collect();
-    assert!(pods.is_empty(), "copy pods left behind: {pods:?}");
+    env.wait_pods_gone("mirrord-copy.io/role=copy", Duration::from_secs(45))
+        .await;
+}
+
+/// The logs of the copy's default container (a real cluster's kubelet serves them).
+pub async fn kubectl_logs(env: &TestEnv, pod: &str) -> String {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    pods.logs(pod, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("logs of {pod}: {e}"))
 }
 
 /// Waits until the copy pod is gone (the garbage collector removes it with its session).
@@ -465,13 +482,13 @@ pub fn unreachable_kubeconfig(env: &TestEnv, dir: &Path) -> PathBuf {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig).unwrap()).unwrap();
+    let mut kc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&env.kubeconfig).unwrap()).unwrap();
     for c in kc["clusters"].as_sequence_mut().expect("clusters") {
-        c["cluster"]["server"] = serde_yaml::Value::String(format!("https://127.0.0.1:{port}"));
+        c["cluster"]["server"] = serde_yaml_ng::Value::String(format!("https://127.0.0.1:{port}"));
     }
     let path = dir.join("unreachable.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&path, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
     path
 }
 
@@ -494,4 +511,97 @@ pub async fn wait_file(env: &TestEnv, path: &Path) -> String {
         },
     )
     .await
+}
+
+/// Argo CD's Application CRD, as much of it as the tests use (Argo CD's own: namespaced,
+/// short names app and apps, no subresources; its schema here keeps every field).
+pub const APPLICATION_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: applications.argoproj.io
+spec:
+  group: argoproj.io
+  scope: Namespaced
+  names:
+    kind: Application
+    listKind: ApplicationList
+    plural: applications
+    singular: application
+    shortNames: [app, apps]
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          required: [metadata, spec]
+          properties:
+            spec:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+            status:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"#;
+
+/// An Argo CD Application `name` in `namespace` with automated sync, prune and `selfHeal`.
+pub fn application(namespace: &str, name: &str, self_heal: bool) -> String {
+    format!(
+        r#"apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/example/shop.git
+    targetRevision: HEAD
+    path: deploy
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: {namespace}
+  syncPolicy:
+    automated:
+      prune: true
+      selfHeal: {self_heal}
+"#
+    )
+}
+
+/// A Deployment `name` of `replicas` that Argo CD application `app_id` applies (annotation
+/// tracking: `<app_id>:apps/Deployment:<namespace>/<name>`).
+pub fn tracked_deployment(env: &TestEnv, name: &str, replicas: i32, app_id: &str) -> String {
+    plain_deployment(name, replicas, "registry.k8s.io/pause:3.10").replacen(
+        &format!("metadata:\n  name: {name}\n"),
+        &format!(
+            "metadata:\n  name: {name}\n  annotations:\n    argocd.argoproj.io/tracking-id: {app_id}:apps/Deployment:{}/{name}\n",
+            env.namespace
+        ),
+        1,
+    )
+}
+
+/// The Deployment's annotations (null when it has none).
+pub async fn deployment_annotations(env: &TestEnv, name: &str) -> Value {
+    env.get_json("apps", "v1", "Deployment", "deployments", name)
+        .await
+        .expect("the deployment")["metadata"]["annotations"]
+        .clone()
+}
+
+/// `kubectl describe KIND NAME` in the test namespace, as a teammate without the plugin reads it.
+pub async fn kubectl_describe(env: &TestEnv, kind: &str, name: &str) -> String {
+    let out = tokio::process::Command::from(env.command("kubectl"))
+        .args(["describe", kind, name])
+        .output()
+        .await
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl describe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -5,22 +5,45 @@
 //! template itself carries only the volumeMounts, so a template copied as it is fails the API
 //! server's validation (`volumeMounts[0].name: Not found: "data"`). The copy gets what pod
 //! `<sts>-0` has: the claims of ordinal 0 (`--claims-as-emptydir`: empty volumes instead).
+//! With `--replace-one` the copy takes the place of the pod that goes away: scaling N to N-1
+//! removes the highest ordinal, so the copy gets the claims of ordinal N-1.
 //!
 //! A ReadWriteOnce volume attaches to one node, a ReadWriteOncePod volume to one pod: while
-//! `<sts>-0` runs, a copy on the same claim cannot start. Such a copy therefore requires
-//! scale-down, and the StatefulSet is scaled to zero *before* the copy is created.
+//! the ordinal's pod runs, a copy on the same claim cannot start. Such a copy therefore
+//! requires scale-down (or replace-one), and the StatefulSet is scaled *before* the copy is
+//! created.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, Volume,
 };
 
 use crate::error::Error;
+use crate::labels::{ORIGINAL_REPLICAS_ANNOTATION, SCALED_DOWN_BY_ANNOTATION};
 use crate::resolve::ResolvedTarget;
+use crate::scale_down::ScaleTo;
 use crate::target::TargetKind;
 
-/// The ordinal whose claims a copy of the StatefulSet itself mounts.
+/// The ordinal whose claims a copy of the StatefulSet itself mounts, unless it replaces one.
 pub(crate) const COPIED_ORDINAL: u32 = 0;
+
+/// The ordinal whose claims the copy mounts and whose pod it waits for: with `--replace-one`
+/// the highest, N-1 (the pod scaling to N-1 removes), N being the way back's count when a
+/// dead session left its record on the StatefulSet; otherwise [`COPIED_ORDINAL`].
+pub(crate) fn copied_ordinal(resolved: &ResolvedTarget, scale_to: Option<ScaleTo>) -> u32 {
+    if scale_to != Some(ScaleTo::OneLess) {
+        return COPIED_ORDINAL;
+    }
+    let raw = &resolved.raw;
+    let annotations = &raw["metadata"]["annotations"];
+    let recorded = annotations[SCALED_DOWN_BY_ANNOTATION]
+        .as_str()
+        .and(annotations[ORIGINAL_REPLICAS_ANNOTATION].as_str())
+        .and_then(|v| v.parse::<i64>().ok());
+    let replicas = recorded
+        .or_else(|| raw["spec"]["replicas"].as_i64())
+        .unwrap_or(1);
+    u32::try_from(replicas - 1).unwrap_or(COPIED_ORDINAL)
+}
 
 /// One claim template as the copy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,34 +56,20 @@ pub(crate) struct Claim {
     pub exclusive: bool,
 }
 
-/// The claims of `resolved` when it is a StatefulSet (empty for every other kind: a pod target
-/// already names its claims in its own volumes).
-pub(crate) fn claims(resolved: &ResolvedTarget) -> Vec<Claim> {
+/// The claims of `resolved` when it is a StatefulSet, those of pod `<sts>-<ordinal>` (empty
+/// for every other kind: a pod target already names its claims in its own volumes).
+pub(crate) fn claims(resolved: &ResolvedTarget, ordinal: u32) -> Vec<Claim> {
     if resolved.target.kind != TargetKind::StatefulSet {
         return Vec::new();
     }
-    let Ok(sts) = serde_json::from_value::<StatefulSet>(resolved.raw.clone()) else {
-        return Vec::new();
-    };
-    let sts_name = sts.metadata.name.unwrap_or_default();
-    sts.spec
-        .and_then(|s| s.volume_claim_templates)
-        .into_iter()
-        .flatten()
-        .filter_map(|template| {
-            let name = template.metadata.name?;
-            let modes = template
-                .spec
-                .and_then(|s| s.access_modes)
-                .unwrap_or_default();
-            Some(Claim {
-                claim_name: format!("{name}-{sts_name}-{COPIED_ORDINAL}"),
-                template: name,
-                exclusive: modes.is_empty()
-                    || modes
-                        .iter()
-                        .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod"),
-            })
+    let sts_name = &resolved.object.name;
+    resolved
+        .claim_templates
+        .iter()
+        .map(|t| Claim {
+            claim_name: format!("{}-{sts_name}-{ordinal}", t.name),
+            template: t.name.clone(),
+            exclusive: t.exclusive,
         })
         .collect()
 }
@@ -159,13 +168,14 @@ mod tests {
                 uid: "u".into(),
                 namespace: "ns".into(),
             },
+            claim_templates: crate::resolve::claim_templates(&raw),
             raw,
         }
     }
 
     #[test]
     fn claims_of_ordinal_zero_with_their_access() {
-        let c = claims(&sts(&["ReadWriteOnce"], false));
+        let c = claims(&sts(&["ReadWriteOnce"], false), 0);
         assert_eq!(
             c,
             vec![
@@ -181,21 +191,40 @@ mod tests {
                 },
             ]
         );
-        assert!(claims(&sts(&["ReadWriteOncePod"], false))[0].exclusive);
-        assert!(!claims(&sts(&["ReadOnlyMany"], false))[0].exclusive);
+        assert!(claims(&sts(&["ReadWriteOncePod"], false), 0)[0].exclusive);
+        assert!(!claims(&sts(&["ReadOnlyMany"], false), 0)[0].exclusive);
+    }
+
+    #[test]
+    fn replace_one_takes_the_highest_ordinals_claims() {
+        let mut r = sts(&["ReadWriteOnce"], false);
+        assert_eq!(copied_ordinal(&r, None), 0);
+        assert_eq!(copied_ordinal(&r, Some(ScaleTo::Zero)), 0);
+        // No spec.replicas: the API server's default of 1 (refused before, never -1).
+        assert_eq!(copied_ordinal(&r, Some(ScaleTo::OneLess)), 0);
+        r.raw["spec"]["replicas"] = json!(3);
+        assert_eq!(copied_ordinal(&r, Some(ScaleTo::OneLess)), 2);
+        assert_eq!(claims(&r, 2)[0].claim_name, "data-db-2");
+        // A dead session's record: the way back's count decides, not the count it left.
+        r.raw["spec"]["replicas"] = json!(2);
+        r.raw["metadata"]["annotations"] = json!({
+            "mirrord-copy.io/scaled-down-by": "dead",
+            "mirrord-copy.io/original-replicas": "3",
+        });
+        assert_eq!(copied_ordinal(&r, Some(ScaleTo::OneLess)), 2);
     }
 
     #[test]
     fn only_statefulsets_have_claims() {
         let mut r = sts(&["ReadWriteOnce"], false);
         r.target = "deployment/db".parse().unwrap();
-        assert!(claims(&r).is_empty());
+        assert!(claims(&r, 0).is_empty());
     }
 
     #[test]
     fn claims_become_volumes_replacing_same_named_ones() {
         let r = sts(&["ReadWriteOnce"], true);
-        let c = claims(&r);
+        let c = claims(&r, 0);
         let mut spec = r.template.spec.clone().unwrap();
         spec.containers[0].volume_mounts = Some(vec![VolumeMount {
             name: "data".into(),
@@ -222,7 +251,7 @@ mod tests {
     #[test]
     fn an_exclusive_claim_needs_scale_down_or_emptydir() {
         let r = sts(&["ReadWriteOnce"], false);
-        let c = claims(&r);
+        let c = claims(&r, 0);
         let err = check_exclusive(&r, &c, false, false).unwrap_err();
         assert_eq!(err.exit_code(), 4);
         let text = err.to_string();
@@ -242,6 +271,6 @@ mod tests {
         check_exclusive(&r, &c, true, false).unwrap();
         check_exclusive(&r, &c, false, true).unwrap();
         let shared = sts(&["ReadWriteMany"], false);
-        check_exclusive(&shared, &claims(&shared), false, false).unwrap();
+        check_exclusive(&shared, &claims(&shared, 0), false, false).unwrap();
     }
 }

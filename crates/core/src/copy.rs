@@ -4,12 +4,13 @@
 //! - `--exclude-container` / `--exclude-init-container` remove containers by name;
 //! - from a pod target, what the scheduler, kubelet and admission filled in is dropped;
 //! - labels that tie a pod to a controller are dropped, so no controller adopts the copy;
-//! - a StatefulSet's claim templates become volumes of ordinal 0's claims (crate::claims);
+//! - a StatefulSet's claim templates become volumes of ordinal 0's claims (with `--replace-one`, of
+//!   the highest ordinal; crate::claims);
 //! - the copy is owned (controller ownerReference) by its session ConfigMap.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::claims::{claims, mount_claims};
 use crate::error::Error;
 use crate::labels::{self, Role};
+use crate::model::SessionHandle;
+use crate::placeholder::{self, DEFAULT_CONTAINER_ANNOTATION, DEFAULT_PLACEHOLDER_IMAGE};
 use crate::resolve::ResolvedTarget;
-use crate::session::SessionHandle;
 use crate::target::TargetKind;
 
 /// User options that shape the copy. Stored as JSON in the session and on the pod.
@@ -31,8 +33,22 @@ pub struct CopyOptions {
     pub exclude_init_containers: Vec<String>,
     /// A StatefulSet's claim templates become emptyDir volumes instead of ordinal 0's claims
     /// (crate::claims). Left out of the JSON when false, so older records read the same.
+    #[serde(
+        rename = "claimsAsEmptyDir",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub claims_as_emptydir: bool,
+    /// The target container runs the application's own command (without probes), instead of
+    /// the placeholder (crate::placeholder).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub claims_as_empty_dir: bool,
+    pub keep_command: bool,
+    /// The image the placeholder's busybox comes from; None: [`DEFAULT_PLACEHOLDER_IMAGE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder_image: Option<String>,
+    /// The copy is a ready endpoint of the Services that select it (no readiness gate): with
+    /// scale-down, or when asked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub serve_traffic: bool,
 }
 
 impl CopyOptions {
@@ -47,8 +63,18 @@ impl CopyOptions {
         CopyOptions {
             exclude_containers: norm(&self.exclude_containers),
             exclude_init_containers: norm(&self.exclude_init_containers),
-            claims_as_empty_dir: self.claims_as_empty_dir,
+            claims_as_emptydir: self.claims_as_emptydir,
+            keep_command: self.keep_command,
+            placeholder_image: self.placeholder_image.clone(),
+            serve_traffic: self.serve_traffic,
         }
+    }
+
+    /// The image the placeholder's busybox is copied from.
+    pub fn placeholder_image(&self) -> &str {
+        self.placeholder_image
+            .as_deref()
+            .unwrap_or(DEFAULT_PLACEHOLDER_IMAGE)
     }
 
     /// The JSON stored in the session ConfigMap and the pod annotation.
@@ -91,6 +117,8 @@ pub(crate) fn copy_pod_spec(
     if kind == TargetKind::Pod {
         strip_runtime_fields(&mut spec);
     }
+    // A copy lives until its session ends: a Job template's pod deadline would kill it.
+    spec.active_deadline_seconds = None;
     // restartPolicy is kept as the template has it: Always for Deployments, Never/OnFailure
     // for Jobs (so a Job's copy still runs to completion once).
     Ok(spec)
@@ -227,16 +255,13 @@ pub(crate) fn copy_annotations(
         .collect()
 }
 
-/// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// The copy pod, ready to create: [`copy_pod_spec`], [`copy_labels`], [`copy_annotations`]
-/// plus ours, and the controller ownerReference to the session ConfigMap.
+/// plus ours, and the controller ownerReference to the session ConfigMap. A StatefulSet's
+/// copy mounts the claims of pod `<sts>-<ordinal>` (crate::claims::copied_ordinal).
 pub(crate) fn build_copy_pod(
     resolved: &ResolvedTarget,
     opts: &CopyOptions,
+    ordinal: u32,
     session: &SessionHandle,
     pod_name: &str,
     owner: &str,
@@ -250,19 +275,48 @@ pub(crate) fn build_copy_pod(
         }
     }
     let mut spec = copy_pod_spec(&resolved.template, resolved.target.kind, opts)?;
-    mount_claims(&mut spec, &claims(resolved), opts.claims_as_empty_dir);
+    mount_claims(
+        &mut spec,
+        &claims(resolved, ordinal),
+        opts.claims_as_emptydir,
+    );
     let template_meta = resolved.template.metadata.as_ref();
     let mut annotations = copy_annotations(
         template_meta.and_then(|m| m.annotations.as_ref()),
         resolved.target.kind,
     );
+    let target_container = placeholder::target_container(
+        &spec,
+        resolved.target.container.as_deref(),
+        annotations
+            .get(DEFAULT_CONTAINER_ANNOTATION)
+            .map(String::as_str),
+    )?
+    .to_string();
+    if !opts.keep_command {
+        placeholder::install(&mut spec, &target_container, opts.placeholder_image())?;
+    }
+    if !opts.serve_traffic {
+        placeholder::gate_readiness(&mut spec);
+    }
+    let runs = if opts.keep_command {
+        labels::RUNS_APPLICATION
+    } else {
+        labels::RUNS_PLACEHOLDER
+    };
     annotations.extend([
+        // kubectl exec/logs and mirrord's `pod/NAME` target this container by default.
+        (DEFAULT_CONTAINER_ANNOTATION.to_string(), target_container),
+        (labels::RUNS_ANNOTATION.to_string(), runs.to_string()),
         (
             labels::ORIGINAL_TARGET_ANNOTATION.to_string(),
             resolved.target.to_string(),
         ),
         (labels::CREATED_BY_ANNOTATION.to_string(), owner.to_string()),
-        (labels::CREATED_AT_ANNOTATION.to_string(), timestamp(now)),
+        (
+            labels::CREATED_AT_ANNOTATION.to_string(),
+            mirrord_copy_lock::rfc3339(now),
+        ),
         (labels::OPTIONS_ANNOTATION.to_string(), opts.to_json()),
     ]);
     Ok(Pod {

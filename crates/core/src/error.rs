@@ -1,9 +1,11 @@
 //! The one error type of the core crate, and its mapping onto the documented exit codes
-//! (DESIGN.md, "Exit codes"). The CLI prints `Display` and exits with `exit_code()`.
+//! ([`crate::exit_code`]). The CLI prints `Display` and exits with `exit_code()`.
 
 use std::fmt;
 
 use mirrord_copy_lock::{error_chain, kube_error_text, status_text};
+
+use crate::exit_code::ExitCode;
 
 /// Every way a core operation can fail. Each variant maps to one documented exit code.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,22 @@ pub enum Error {
         namespace: String,
         /// Similar names that do exist ("did you mean").
         suggestions: Vec<String>,
+    },
+
+    /// The target exists but has no container of that name (exit 3).
+    #[error(
+        "container of {workload} \"{name}\" not found in namespace \"{namespace}\"; {}",
+        valid_containers(valid)
+    )]
+    ContainerNotFound {
+        /// The target, e.g. "deployment/x".
+        workload: String,
+        /// The container name asked for.
+        name: String,
+        /// Where the target is.
+        namespace: String,
+        /// The containers the pod template does have.
+        valid: Vec<String>,
     },
 
     /// The kind cannot be copied or scaled down, or the request would leave no container (exit 4).
@@ -54,7 +72,7 @@ pub enum Error {
     },
 
     /// The copy pod never became Ready (exit 6).
-    #[error("{}", CopyFailedMessage { pod, reasons, events })]
+    #[error("{}", CopyFailedMessage { pod, reasons, events, removed: *removed })]
     CopyFailed {
         /// The copy pod.
         pod: String,
@@ -62,6 +80,9 @@ pub enum Error {
         reasons: Vec<String>,
         /// Its Warning events.
         events: Vec<String>,
+        /// Whether what the failed create wrote was removed again (set by whoever cleaned up;
+        /// false until then, and when the cleanup failed: its warning says what is left).
+        removed: bool,
     },
 
     /// A wait or a request took too long (exit 7).
@@ -129,35 +150,104 @@ pub enum Error {
     /// A value that could not be converted (JSON, YAML): a bug, not a user error (exit 1).
     #[error("{0}")]
     Internal(String),
+
+    /// Stopped by signal N (SIGINT, SIGTERM, SIGHUP) before the command was done: what it had
+    /// made was undone first (exit 128 + N, as a shell reports a process killed by N).
+    #[error("interrupted by {}", signal_name(*.0))]
+    Interrupted(i32),
+}
+
+/// "SIGINT" for 2, as the signals the CLI stops on are named.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 impl Error {
-    /// The documented process exit code for this error (DESIGN.md, "Exit codes").
+    /// A next step for the errors people hit most, printed as `hint:` after the error.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Forbidden { .. } => Some(
+                "the permissions the plugin needs are in plugin-manifest/role.yaml and clusterrole.yaml",
+            ),
+            Error::Unreachable(_) => {
+                Some("check the cluster with `kubectl cluster-info` using the same --kubeconfig/--context")
+            }
+            Error::Conflict { .. } => Some(
+                "`kubectl mirrord-copy status -o wide` shows who holds it; copy without --scale-down to share the workload. If that session's create was killed, `kubectl mirrord-copy gc` ends it once 60 s passed",
+            ),
+            Error::Timeout(_) => Some("raise --timeout, or look at the pod with `kubectl describe pod`"),
+            Error::SessionLost(_) => Some(
+                "the command was stopped because the session could no longer be vouched for; `kubectl mirrord-copy status -o wide` shows who holds the workload now",
+            ),
+            Error::Invalid { .. } => Some(
+                "`kubectl mirrord-copy create TARGET --dry-run=client -o yaml` prints the pod that was sent",
+            ),
+            _ => None,
+        }
+    }
+
+    /// This error, once what the failed operation wrote was cleaned up (`removed`: the cleanup
+    /// succeeded), so that its message says only what is true.
+    pub fn after_cleanup(self, removed: bool) -> Error {
+        match self {
+            Error::CopyFailed {
+                pod,
+                reasons,
+                events,
+                ..
+            } => Error::CopyFailed {
+                pod,
+                reasons,
+                events,
+                removed,
+            },
+            other => other,
+        }
+    }
+
+    /// The documented process exit code for this error ([`ExitCode`], or 128 + N for signal N).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
-            Error::TargetNotFound { .. } | Error::Vanished(_) => 3,
-            Error::Unsupported(_) | Error::Invalid { .. } => 4,
-            Error::Forbidden { .. } => 5,
-            Error::CopyFailed { .. } => 6,
-            Error::Timeout(_) => 7,
-            Error::Unreachable(_) => 8,
-            Error::Conflict { .. } => 9,
-            Error::Guardrail { .. } => 10,
-            Error::SessionLost(_) => 11,
+            Error::Interrupted(signal) => 128 + signal,
+            other => other.exit_kind().code(),
+        }
+    }
+
+    /// Which documented exit code this error is (a signal is [`ExitCode::Unexpected`] here:
+    /// its code is 128 + N, [`Error::exit_code`]).
+    pub fn exit_kind(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) => ExitCode::Usage,
+            Error::TargetNotFound { .. } | Error::ContainerNotFound { .. } | Error::Vanished(_) => {
+                ExitCode::NotFound
+            }
+            Error::Unsupported(_) | Error::Invalid { .. } => ExitCode::Unsupported,
+            Error::Forbidden { .. } => ExitCode::Forbidden,
+            Error::CopyFailed { .. } => ExitCode::CopyFailed,
+            Error::Timeout(_) => ExitCode::Timeout,
+            Error::Unreachable(_) => ExitCode::Unreachable,
+            Error::Conflict { .. } => ExitCode::Conflict,
+            Error::Guardrail { .. } => ExitCode::Guardrail,
+            Error::SessionLost(_) => ExitCode::SessionLost,
             Error::CorruptRecord(_)
             | Error::Contended(_)
             | Error::Io { .. }
-            | Error::Internal(_) => 1,
+            | Error::Internal(_)
+            | Error::Interrupted(_) => ExitCode::Unexpected,
             // Errors nobody classified still deserve the right code when the status says it.
             Error::Kube(err) => match status_code(err) {
-                Some(403) => 5,
-                Some(401) => 8,
-                Some(504) => 7,
-                Some(422) => 4,
-                Some(_) => 1,
-                None if is_transport(err) => 8,
-                None => 1,
+                Some(403) => ExitCode::Forbidden,
+                Some(401) => ExitCode::Unreachable,
+                Some(504) => ExitCode::Timeout,
+                Some(422) => ExitCode::Unsupported,
+                Some(_) => ExitCode::Unexpected,
+                None if is_transport(err) => ExitCode::Unreachable,
+                None => ExitCode::Unexpected,
             },
         }
     }
@@ -201,7 +291,8 @@ impl Error {
         }
         if let kube::Error::Auth(auth) = &err {
             return Error::Unreachable(format!(
-                "authentication failed ({auth}); check your kubeconfig credentials"
+                "authentication failed ({}); check your kubeconfig credentials",
+                error_chain(auth)
             ));
         }
         if is_transport(&err) {
@@ -279,6 +370,13 @@ fn is_transport(err: &kube::Error) -> bool {
     )
 }
 
+fn valid_containers(valid: &[String]) -> String {
+    match valid {
+        [] => "the template has no containers".to_string(),
+        valid => format!("valid containers: {}", valid.join(", ")),
+    }
+}
+
 struct NotFoundMessage<'a> {
     kind: &'a str,
     name: &'a str,
@@ -293,12 +391,6 @@ impl fmt::Display for NotFoundMessage<'_> {
             "{} \"{}\" not found in namespace \"{}\"",
             self.kind, self.name, self.namespace
         )?;
-        if self.kind.starts_with("container") {
-            return match self.suggestions {
-                [] => write!(f, "; the template has no containers"),
-                valid => write!(f, "; valid containers: {}", valid.join(", ")),
-            };
-        }
         match self.suggestions {
             [] => Ok(()),
             [one] => write!(f, "; did you mean {one}?"),
@@ -311,6 +403,7 @@ struct CopyFailedMessage<'a> {
     pod: &'a str,
     reasons: &'a [String],
     events: &'a [String],
+    removed: bool,
 }
 
 impl fmt::Display for CopyFailedMessage<'_> {
@@ -327,7 +420,10 @@ impl fmt::Display for CopyFailedMessage<'_> {
                 write!(f, "\n  {event}")?;
             }
         }
-        write!(f, "\neverything this run created was removed")
+        if self.removed {
+            write!(f, "\neverything this run created was removed")?;
+        }
+        Ok(())
     }
 }
 
@@ -369,6 +465,8 @@ mod tests {
     fn exit_codes_match_design() {
         let cases: Vec<(Error, i32)> = vec![
             (Error::Usage("x".into()), 2),
+            (Error::Interrupted(2), 130),
+            (Error::Interrupted(15), 143),
             (
                 Error::TargetNotFound {
                     kind: "deployment".into(),
@@ -392,6 +490,7 @@ mod tests {
                     pod: "p".into(),
                     reasons: vec![],
                     events: vec![],
+                    removed: true,
                 },
                 6,
             ),
@@ -487,12 +586,19 @@ mod tests {
             e.to_string(),
             "deployment \"py-serv\" not found in namespace \"default\"; did you mean py-serv-deployment?"
         );
-        let e = Error::CopyFailed {
+        let failed = |removed| Error::CopyFailed {
             pod: "p".into(),
             reasons: vec!["app: ImagePullBackOff".into()],
             events: vec!["Warning Failed: pull failed".into()],
+            removed,
         };
-        let text = e.to_string();
+        let text = failed(true).to_string();
         assert!(text.contains("ImagePullBackOff") && text.contains("pull failed"));
+        assert!(
+            text.ends_with("everything this run created was removed"),
+            "{text}"
+        );
+        // Not cleaned up (yet, or the cleanup failed): the message does not claim it was.
+        assert!(!failed(false).to_string().contains("removed"));
     }
 }

@@ -4,20 +4,25 @@
 //! from a racing gc just means someone else did it.
 //!
 //! 1. Session ConfigMaps whose `expires` passed, or (`run` sessions) whose heartbeat is older
-//!    than the lease, are ended through `session::end_session` (restore, copy pods, lock,
-//!    ConfigMap).
+//!    than the lease, or (provisional sessions, whose create never confirmed them) whose
+//!    heartbeat is older than the provisional lease, are ended through `session::end_session`
+//!    (restore, copy pods, lock, ConfigMap).
 //! 2. Locks whose holder session no longer exists: fenced, workload restored (with the KEDA
 //!    ScaledObjects the lock recorded), released. A lock outlives its session's deletion
 //!    (by hand, or by the garbage collector with it): its finalizer keeps it, marked deleted,
 //!    until this releases it. The lock is therefore the one trace a dead session leaves, and no
 //!    workload or ScaledObject needs listing.
+//!    Confirmed sessions whose copy pod is gone (deleted by hand, being deleted, evicted, lost
+//!    with its node: a bare pod is not recreated) are ended the same way: they copy
+//!    nothing any more, and may hold their workload at zero until their TTL otherwise.
 //! 3. Copy pods whose session no longer exists: deleted.
 //!
-//! Requests when nothing is to be done (issue 11): one LIST of our ConfigMaps (sessions and
-//! locks, by the managed-by label) and one LIST of copy pods, each decoded item by item into
-//! the fields read here (`crate::list`). GETs happen only for candidates.
+//! Requests when nothing is to be done: one LIST of our ConfigMaps (sessions and
+//! locks, by the managed-by label) and one LIST of copy pods (before step 1, which needs it),
+//! each decoded item by item into the fields read here (`crate::list`). GETs happen only for
+//! candidates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, Preconditions};
@@ -26,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{is_conflict, is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::list::{self, ConfigMapLite, Meta, PodLite};
+use crate::model::{Progress, ProgressFn};
 use crate::scale_down;
-use crate::session::{self, for_each_ours, Progress, ProgressFn};
+use crate::session::{self, for_each_ours};
 use mirrord_copy_lock::{self as lock, clock};
 
 /// What gc did, for `-o json|yaml` and the CronJob's log.
@@ -57,12 +63,64 @@ pub async fn gc(
 ) -> Result<GcReport, Error> {
     let mut report = GcReport::default();
     let ours = our_config_maps(client, namespace).await?;
+    let copies = copy_pods(client, namespace).await?;
     let (live, ended) =
-        end_expired_sessions(client, &ours.sessions, &mut report, on_progress).await?;
+        end_expired_sessions(client, &ours.sessions, &copies, &mut report, on_progress).await?;
     release_orphan_locks(client, &ours.locks, &live, &ended, &mut report, on_progress).await?;
     drop(ours);
-    delete_orphan_copies(client, namespace, &live, &mut report, on_progress).await?;
+    delete_orphan_copies(client, copies, &live, &ended, &mut report, on_progress).await?;
     Ok(report)
+}
+
+/// A copy pod as listed: what gc decides on.
+struct Copy {
+    meta: Meta,
+    /// As `status` shows it (`Terminating`, `Evicted`, the phase).
+    phase: String,
+}
+
+/// Every copy pod (by our label), from one LIST.
+async fn copy_pods(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Copy>, Error> {
+    let api: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut copies = Vec::new();
+    let selector = labels::role_selector(Role::Copy);
+    list::for_each(&api, client, Some(&selector), |pod: PodLite| {
+        let phase = pod.shown_phase();
+        copies.push(Copy {
+            meta: pod.metadata,
+            phase,
+        });
+    })
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "pods"))?;
+    Ok(copies)
+}
+
+/// Is the copy pod `name` gone right now? (Re-checked before acting on a LIST's answer.)
+async fn copy_gone_now(client: &kube::Client, ns: &str, name: &str) -> Result<bool, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::from_kube(e, "get", "pods"))?;
+    let Some(pod) = pod else {
+        return Ok(true);
+    };
+    let status = pod.status.unwrap_or_default();
+    let lite = PodLite {
+        metadata: Meta {
+            deletion_timestamp: pod.metadata.deletion_timestamp.map(|t| t.0.to_string()),
+            ..Default::default()
+        },
+        status: crate::list::PodStatusLite {
+            phase: status.phase,
+            reason: status.reason,
+        },
+    };
+    Ok(session::copy_phase_gone(Some(&lite.shown_phase())))
 }
 
 /// Our session and lock ConfigMaps, from one LIST by the managed-by label.
@@ -95,16 +153,25 @@ async fn session_exists(client: &kube::Client, ns: &str, id: &str) -> Result<boo
         .map_err(|e| Error::from_kube(e, "get", "configmaps"))
 }
 
-/// Ends the lapsed sessions; returns the live ones and those it ended.
+/// Ends the lapsed sessions, and the confirmed ones whose copy pod is gone; returns the live
+/// ones and those it ended.
 async fn end_expired_sessions(
     client: &kube::Client,
     cms: &[ConfigMapLite],
+    copies: &[Copy],
     report: &mut GcReport,
     on_progress: &ProgressFn,
 ) -> Result<(Live, Live), Error> {
     let now = clock::now();
     let mut live = Live::new();
     let mut ended = Live::new();
+    let phases: HashMap<(&str, &str), &str> = copies
+        .iter()
+        .map(|c| {
+            let key = (c.meta.namespace.as_str(), c.meta.name.as_str());
+            (key, c.phase.as_str())
+        })
+        .collect();
     for cm in cms {
         let ns = cm.metadata.namespace.clone();
         let Some(id) = cm.metadata.labels.get(labels::SESSION_LABEL).cloned() else {
@@ -113,15 +180,38 @@ async fn end_expired_sessions(
         let session = match session::session_from_config_map(&cm.to_config_map()) {
             Ok(s) => s,
             Err(e) => {
-                // Unreadable: we cannot know it expired; leave it and everything it holds.
-                report.skipped.push(e.to_string());
+                // Unreadable: we cannot know it expired; leave it and everything it holds,
+                // and say how to end it.
+                let remedy = session::Unreadable::of(cm, &e)
+                    .map(|u| format!("; {}", u.remedy()))
+                    .unwrap_or_default();
+                report.skipped.push(format!(
+                    "{e}; left alone (gc cannot tell whether it expired){remedy}"
+                ));
                 live.insert((ns, id));
                 continue;
             }
         };
-        if !session.has_lapsed(now) {
+        let listed = phases
+            .get(&(ns.as_str(), session.copy_pod.as_str()))
+            .copied();
+        let copy_gone = session.confirmed.is_some()
+            && session::copy_phase_gone(listed)
+            && copy_gone_now(client, &ns, &session.copy_pod).await?;
+        if !session.has_lapsed(now) && !copy_gone {
             live.insert((ns, id));
             continue;
+        }
+        if copy_gone && !session.has_lapsed(now) {
+            on_progress(Progress::Info(format!(
+                "session {ns}/{id}: its copy pod {} is gone (deleted, evicted or lost with its node; a copy is not recreated); ending it",
+                session.copy_pod
+            )));
+        } else if session.provisional {
+            on_progress(Progress::Info(format!(
+                "session {ns}/{id} was never confirmed: its create stopped before the copy was Ready and its name shown (provisional lease lapsed {}); ending it",
+                lock::rfc3339(session.lapses_at())
+            )));
         }
         match session::end_session(client, &session, on_progress).await {
             Ok(done) => {
@@ -192,40 +282,24 @@ async fn release_orphan_locks(
 
 async fn delete_orphan_copies(
     client: &kube::Client,
-    namespace: Option<&str>,
+    copies: Vec<Copy>,
     live: &Live,
+    ended: &Live,
     report: &mut GcReport,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
-    let api: Api<Pod> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    // Only the copies whose session is not known to be live are kept.
-    let mut candidates: Vec<Meta> = Vec::new();
-    list::for_each(
-        &api,
-        client,
-        Some(&labels::role_selector(Role::Copy)),
-        |pod: PodLite| {
-            let m = pod.metadata;
-            let live_session = m
-                .labels
-                .get(labels::SESSION_LABEL)
-                .is_some_and(|id| live.contains(&(m.namespace.clone(), id.clone())));
-            if m.deletion_timestamp.is_none() && !live_session {
-                candidates.push(m);
-            }
-        },
-    )
-    .await
-    .map_err(|e| Error::from_kube(e, "list", "pods"))?;
-    for pod in candidates {
+    // Only the copies whose session is not known to be live (or just ended: its end deleted
+    // them) are looked at.
+    for Copy { meta: pod, .. } in copies {
         let ns = pod.namespace.clone();
         let Some(id) = pod.labels.get(labels::SESSION_LABEL).cloned() else {
             continue;
         };
-        if live.contains(&(ns.clone(), id.clone())) || session_exists(client, &ns, &id).await? {
+        let key = (ns.clone(), id.clone());
+        if pod.deletion_timestamp.is_some() || live.contains(&key) || ended.contains(&key) {
+            continue;
+        }
+        if session_exists(client, &ns, &id).await? {
             continue;
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -2,7 +2,6 @@
 //! asks it. Sessions record it so `status -o wide` tells teammates who holds a workload.
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::PostParams;
 use kube::Api;
 
 /// The authenticated username, or `None` where the cluster cannot say: SelfSubjectReview is
@@ -11,7 +10,10 @@ use kube::Api;
 pub async fn whoami(client: &kube::Client) -> Option<String> {
     let api: Api<SelfSubjectReview> = Api::all(client.clone());
     match api
-        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .create(
+            &mirrord_copy_lock::post_params(),
+            &SelfSubjectReview::default(),
+        )
         .await
     {
         Ok(review) => review

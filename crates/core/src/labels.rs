@@ -77,6 +77,9 @@ pub const DATA_TARGET: &str = "target";
 pub const DATA_COPY_POD: &str = "copyPod";
 /// Session data key: `"true"` when the session scales its workload down.
 pub const DATA_SCALE_DOWN: &str = "scaleDown";
+/// Session data key: how far it scales (`scale-down` or `replace-one`, [`crate::ScaleTo`]);
+/// absent in records of earlier builds and of sessions that scale nothing: scale-down.
+pub const DATA_SCALE_MODE: &str = "scaleMode";
 /// Session data key: the Kubernetes user who made the session.
 pub const DATA_OWNER: &str = "owner";
 /// `localuser@hostname` of the machine that made the session (beside the Kubernetes user in `owner`).
@@ -88,12 +91,26 @@ pub const DATA_EXPIRES: &str = "expires";
 /// Session data key: the copy options, as JSON.
 pub const DATA_OPTIONS: &str = "options";
 /// Session data key: the workload scaled down (`kind/name`).
-pub(crate) const DATA_WORKLOAD: &str = "workload";
+pub const DATA_WORKLOAD: &str = "workload";
 /// Scale-down: the KEDA ScaledObjects targeting the workload (comma-separated), recorded before
 /// any is paused, so ending the session knows which to put back without listing them.
-pub(crate) const DATA_SCALED_OBJECTS: &str = "scaledObjects";
+pub const DATA_SCALED_OBJECTS: &str = "scaledObjects";
+/// Scale-down with `--suspend-argocd`: the Argo CD Application whose self-heal is off for the
+/// session (`namespace/name`) and its `selfHeal` before (`true`, `false`, `unset`), recorded
+/// before it is paused; the lock records the same.
+pub(crate) use mirrord_copy_lock::keys::{
+    ARGO_APPLICATION as DATA_ARGO_APPLICATION, ARGO_SELF_HEAL_BEFORE as DATA_ARGO_SELF_HEAL_BEFORE,
+};
 /// Session data key: when the process holding the session last renewed it (at first, `created`).
 pub const DATA_HEARTBEAT: &str = "heartbeat";
+/// Session data key: `"true"` while the session is provisional: written so by `create`, removed
+/// by `session::confirm` once the copy is Ready and its name handed over. A provisional session
+/// lapses [`crate::session::PROVISIONAL_LEASE`] after its last heartbeat, whatever its
+/// `expires`: a create that died leaves nothing alive for its whole TTL.
+pub const DATA_PROVISIONAL: &str = "provisional";
+/// Session data key: when the session was confirmed (RFC 3339); absent while provisional, and
+/// in records of earlier builds.
+pub const DATA_CONFIRMED: &str = "confirmed";
 /// Someone else scaled the workload during the session (recorded by `run`'s heartbeat).
 pub(crate) const DATA_INTERFERENCE: &str = "interference";
 
@@ -106,6 +123,13 @@ pub(crate) const CREATED_BY_ANNOTATION: &str = "mirrord-copy.io/created-by";
 pub(crate) const CREATED_AT_ANNOTATION: &str = "mirrord-copy.io/created-at";
 /// Copy pod annotation: the copy options, as JSON.
 pub(crate) const OPTIONS_ANNOTATION: &str = "mirrord-copy.io/options";
+/// Copy pod annotation: what its target container runs, [`RUNS_PLACEHOLDER`] or
+/// [`RUNS_APPLICATION`]; the container is the one `kubectl.kubernetes.io/default-container` names.
+pub const RUNS_ANNOTATION: &str = "mirrord-copy.io/runs";
+/// [`RUNS_ANNOTATION`]: the target container runs the placeholder (crate::placeholder).
+pub const RUNS_PLACEHOLDER: &str = "placeholder";
+/// [`RUNS_ANNOTATION`]: the target container runs the application's own command.
+pub const RUNS_APPLICATION: &str = "application";
 
 // ---- lock ConfigMap data keys (written by crates/lock; listed here so everything is in one place) ----
 pub use mirrord_copy_lock::keys::{
@@ -121,6 +145,9 @@ pub use mirrord_copy_lock::keys::{
 pub const ORIGINAL_REPLICAS_ANNOTATION: &str = "mirrord-copy.io/original-replicas";
 /// Workload annotation while scaled down: the id of the session that did it.
 pub const SCALED_DOWN_BY_ANNOTATION: &str = "mirrord-copy.io/scaled-down-by";
+/// Workload annotation while scaled down: the count the session set (0, or one less than
+/// the original with `--replace-one`); absent in an earlier build's record: 0.
+pub const SCALED_TO_ANNOTATION: &str = "mirrord-copy.io/scaled-to";
 /// Keeps a lock ConfigMap until the workload is restored (written by crates/lock).
 pub use mirrord_copy_lock::FINALIZER as LOCK_FINALIZER;
 

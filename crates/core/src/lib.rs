@@ -4,11 +4,14 @@
 pub(crate) mod claims;
 pub mod copy;
 pub mod error;
+pub mod exit_code;
 pub mod gc;
 pub mod identity;
 pub mod labels;
 pub(crate) mod list;
+pub mod model;
 pub(crate) mod naming;
+pub mod placeholder;
 pub mod resolve;
 pub mod scale_down;
 pub mod session;
@@ -16,6 +19,8 @@ pub mod target;
 
 pub use copy::CopyOptions;
 pub use error::Error;
+pub use exit_code::ExitCode;
 pub use resolve::{resolve, ResolvedTarget, WorkloadRef};
+pub use scale_down::ScaleTo;
 pub use session::{CreateRequest, Progress, ProgressFn, Session, SessionHandle};
 pub use target::{TargetKind, TargetRef};

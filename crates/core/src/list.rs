@@ -1,10 +1,10 @@
-//! LISTs decoded as they arrive (issue 11): the response body is split into its `items` one at
+//! LISTs decoded as they arrive: the response body is split into its `items` one at
 //! a time and each item is decoded into a small struct holding only the fields the caller
 //! reads, so memory does not grow with the size of the list (a 10,000-object response is never
 //! held whole, neither as text nor as k8s-openapi objects). One request per collection,
 //! without `limit`: the API server (1.34+: streaming list encoding, KEP-5116, and lists from
 //! its watch cache) streams the response item by item too, so neither side holds it whole,
-//! and a command costs the same round trips at 10 sessions and at 10,000 (issue 11's budget).
+//! and a command costs the same round trips at 10 sessions and at 10,000.
 //! Pages with `limit` would cost a round trip per 500 objects for nothing. A server that
 //! pages anyway (a `continue` token) is followed.
 //!
@@ -32,6 +32,9 @@ pub(crate) struct Meta {
     pub uid: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Parsed per item, and only what a caller keeps of it stays in memory.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub deletion_timestamp: Option<String>,
 }
@@ -77,6 +80,24 @@ pub(crate) struct PodLite {
 pub(crate) struct PodStatusLite {
     #[serde(default)]
     pub phase: Option<String>,
+    /// Why the pod is in its phase (`Evicted`), as kubectl shows it in STATUS.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl PodLite {
+    /// What `status` shows for a copy pod: `Terminating` once deleted, its `reason` when the
+    /// kubelet gave one (`Evicted`), else its phase (`Pending` until it has one).
+    pub(crate) fn shown_phase(&self) -> String {
+        if self.metadata.deletion_timestamp.is_some() {
+            return "Terminating".to_string();
+        }
+        match (&self.status.reason, &self.status.phase) {
+            (Some(reason), _) if !reason.is_empty() => reason.clone(),
+            (_, Some(phase)) => phase.clone(),
+            _ => "Pending".to_string(),
+        }
+    }
 }
 
 /// The list's own metadata: where the next page starts.

@@ -49,7 +49,6 @@ pub(crate) fn copy_pod_name_with_suffix(target_name: &str, suffix: &str) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::is_label;
 
     #[test]
     fn session_ids_are_ten_lowercase_alphanumerics() {
@@ -90,7 +89,10 @@ mod tests {
             for _ in 0..20 {
                 let pod = copy_pod_name(name);
                 assert!(pod.len() <= MAX_LABEL, "{pod} is {} chars", pod.len());
-                assert!(is_label(&pod, MAX_LABEL), "{pod:?} from {name:?}");
+                assert!(
+                    mirrord_copy_lock::is_dns_label(&pod, MAX_LABEL),
+                    "{pod:?} from {name:?}"
+                );
                 assert!(pod.contains("-copy-"));
             }
         }

@@ -8,7 +8,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,17 +51,41 @@ pub struct ResolvedTarget {
     pub object: WorkloadRef,
     /// That object as JSON, so scale-down can read its owners and replicas.
     pub raw: serde_json::Value,
+    /// A StatefulSet's volume claim templates, decoded once (empty for other kinds).
+    pub claim_templates: Vec<ClaimTemplate>,
 }
 
-/// The Argo Rollouts resource (a CRD: not in k8s-openapi).
-pub(crate) fn rollout_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "Rollout".into(),
-        plural: "rollouts".into(),
-    }
+/// A StatefulSet's volume claim template, as decoded once by `resolve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimTemplate {
+    /// The template's name (the volume name in the pod template).
+    pub name: String,
+    /// ReadWriteOnce or ReadWriteOncePod (or no mode): only one pod (node) at a time.
+    pub exclusive: bool,
+}
+
+/// The volume claim templates of a StatefulSet's JSON (`spec.volumeClaimTemplates`); none for
+/// other objects.
+pub(crate) fn claim_templates(raw: &serde_json::Value) -> Vec<ClaimTemplate> {
+    raw["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let name = t["metadata"]["name"].as_str()?.to_string();
+            let modes: Vec<&str> = t["spec"]["accessModes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str())
+                .collect();
+            let exclusive = modes.is_empty()
+                || modes
+                    .iter()
+                    .any(|m| *m == "ReadWriteOnce" || *m == "ReadWriteOncePod");
+            Some(ClaimTemplate { name, exclusive })
+        })
+        .collect()
 }
 
 /// Look `target` up in `namespace` and extract its pod template.
@@ -124,12 +148,17 @@ pub async fn resolve(
         TargetKind::Rollout => resolve_rollout(client, namespace, target).await?,
     };
     check_container(&template, target, namespace)?;
+    let claim_templates = match target.kind {
+        TargetKind::StatefulSet => claim_templates(&raw),
+        _ => Vec::new(),
+    };
     Ok(ResolvedTarget {
         target: target.clone(),
         namespace: namespace.to_string(),
         template,
         object,
         raw,
+        claim_templates,
     })
 }
 
@@ -177,7 +206,7 @@ where
     match api.get(&target.name).await {
         Ok(obj) => Ok(obj),
         Err(e) if is_not_found(&e) => Err(not_found(client, namespace, target).await),
-        Err(e) => Err(Error::from_kube(e, "get", target.kind.resource())),
+        Err(e) => Err(Error::from_kube(e, "get", &target.kind.resource())),
     }
 }
 
@@ -188,12 +217,15 @@ async fn resolve_rollout(
     namespace: &str,
     target: &TargetRef,
 ) -> Result<Parts, Error> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &rollout_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &TargetKind::Rollout.api_resource(),
+    );
     let rollout = match api.get(&target.name).await {
         Ok(r) => r,
         Err(e) if is_named_not_found(&e) => return Err(not_found(client, namespace, target).await),
-        Err(e) => return Err(Error::from_kube(e, "get", TargetKind::Rollout.resource())),
+        Err(e) => return Err(Error::from_kube(e, "get", &TargetKind::Rollout.resource())),
     };
     let object = WorkloadRef {
         api_version: "argoproj.io/v1alpha1".into(),
@@ -330,8 +362,11 @@ async fn list_names(
         TargetKind::Job => names::<Job>(client, namespace, &lp).await,
         TargetKind::CronJob => names::<CronJob>(client, namespace, &lp).await,
         TargetKind::Rollout => {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), namespace, &rollout_resource());
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                namespace,
+                &TargetKind::Rollout.api_resource(),
+            );
             Ok(api
                 .list(&lp)
                 .await?
@@ -400,11 +435,11 @@ fn check_container(
     if names.iter().any(|n| n == wanted) {
         return Ok(());
     }
-    Err(Error::TargetNotFound {
-        kind: format!("container of {}", target.workload()),
+    Err(Error::ContainerNotFound {
+        workload: target.workload(),
         name: wanted.clone(),
         namespace: namespace.to_string(),
-        suggestions: names,
+        valid: names,
     })
 }
 

@@ -8,13 +8,14 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use fakekube::harness::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use mirrord_copy_core::labels;
 use mirrord_copy_core::scale_down::{self, ScaleKind};
-use mirrord_copy_core::Error;
+use mirrord_copy_core::{Error, ScaleTo};
 use mirrord_copy_lock::{LockRecord, WorkloadKey};
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ use common::scale_down::*;
 
 /// The error `scale_down::check` refuses `target` with.
 async fn refused_check(env: &TestEnv, target: &str) -> Error {
-    scale_down::check(&env.client, &resolved(env, target).await)
+    scale_down::check(&env.client, &resolved(env, target).await, ScaleTo::Zero)
         .await
         .unwrap_err()
 }
@@ -44,13 +45,11 @@ async fn twenty_concurrent_sessions_one_winner() {
             let id = format!("racer{i:02}");
             let resolved = resolved(env, &target).await;
             let sink = Events::default().sink();
-            let result = match scale_down::check(&env.client, &resolved).await {
+            let result = match scale_down::check(&env.client, &resolved, ScaleTo::Zero).await {
                 Err(e) => Err(e),
                 Ok(_) => {
                     let handle = session(env, &id, &target, false).await;
-                    let r =
-                        scale_down::prepare(&env.client, &resolved, &handle, LONG, false, &sink)
-                            .await;
+                    let r = prepare(env, &handle, &target, LONG, &sink).await;
                     if r.is_err() {
                         // What create does on failure: end the session it made.
                         let events = Events::default();
@@ -161,9 +160,13 @@ async fn guardrail_on_workload_and_namespace() {
         matches!(&err, Error::Guardrail { location, .. } if location.starts_with("ReplicaSet")),
         "{err}"
     );
-    scale_down::check(&env.client, &resolved(&env, "deployment/owner").await)
-        .await
-        .unwrap();
+    scale_down::check(
+        &env.client,
+        &resolved(&env, "deployment/owner").await,
+        ScaleTo::Zero,
+    )
+    .await
+    .unwrap();
 
     env.apply_yaml(&deployment("free", 2)).await;
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
@@ -203,8 +206,10 @@ async fn malformed_lock_record_is_refused_and_never_acted_upon() {
         workload_kind: "Deployment".into(),
         workload_name: "x".into(),
         original_replicas: 1,
+        target_replicas: 0,
         copy_pod: "p".into(),
         scaled_objects: Vec::new(),
+        argo_application: None,
     }
     .to_data();
     data.insert("originalReplicas".into(), "-4".into());
@@ -238,27 +243,27 @@ async fn pods_and_jobs_are_refused_with_the_reason() {
     let env = TestEnv::new().await;
     env.apply_yaml(&deployment("web", 1)).await;
     let rs = owned_replicaset(&env, "web").await;
-    let rs_uid = object(&env, ScaleKind::ReplicaSet, &rs).await.unwrap()["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    env.apply_yaml(&format!(
+    // One of the ReplicaSet's own pods (a pod made up with an ownerReference alone would be
+    // released by a real ReplicaSet controller: its labels lack pod-template-hash).
+    let web_pod = env
+        .wait_until(
+            "a pod of the ReplicaSet",
+            Duration::from_secs(60),
+            || async {
+                env.list_pods("app=web").await.into_iter().find_map(|p| {
+                    let owned = p["metadata"]["ownerReferences"][0]["name"] == rs.as_str();
+                    owned.then(|| p["metadata"]["name"].as_str().unwrap().to_string())
+                })
+            },
+        )
+        .await;
+    env.apply_yaml(
         r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: web-pod
-  labels: {{app: web}}
-  ownerReferences:
-    - {{apiVersion: apps/v1, kind: ReplicaSet, name: {rs}, uid: {rs_uid}, controller: true}}
-spec:
-  containers: [{{name: app, image: busybox}}]
----
-apiVersion: v1
 kind: Pod
 metadata:
   name: bare
 spec:
-  containers: [{{name: app, image: busybox}}]
+  containers: [{name: app, image: busybox}]
 ---
 apiVersion: batch/v1
 kind: Job
@@ -268,11 +273,11 @@ spec:
   template:
     spec:
       restartPolicy: Never
-      containers: [{{name: m, image: busybox}}]
-"#
-    ))
+      containers: [{name: m, image: busybox}]
+"#,
+    )
     .await;
-    let err = refused_check(&env, "pod/web-pod").await;
+    let err = refused_check(&env, &format!("pod/{web_pod}")).await;
     assert_eq!(err.exit_code(), 4);
     assert!(err.to_string().contains("deployment/web"), "{err}");
     let err = refused_check(&env, "pod/bare").await;

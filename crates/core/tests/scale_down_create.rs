@@ -119,7 +119,6 @@ async fn a_refused_create_leaves_nothing() {
 /// `create --scale-down` and `end` with a token bound only to the shipped Role and ClusterRole
 /// (plugin-manifest/), on a workload with an HPA and a KEDA ScaledObject.
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
 async fn the_shipped_roles_suffice_for_scale_down() {
     let env = TestEnv::new().await;
     let rbac = format!(
@@ -127,7 +126,6 @@ async fn the_shipped_roles_suffice_for_scale_down() {
         include_str!("../../../plugin-manifest/role.yaml"),
         include_str!("../../../plugin-manifest/clusterrole.yaml")
     );
-    // Binding a token needs the fake.
     let user = client_with_roles(&env, "mirrord-copy-user", &rbac).await;
     env.apply_yaml(&deployment("qw", 2)).await;
     env.apply_yaml(

@@ -224,6 +224,71 @@ async fn two_crashes_in_a_row_keep_the_original_count() {
     assert!(locks(&env).await.is_empty());
 }
 
+/// A dead session's lock taken over by a session of the other mode (replace-one after a
+/// scale-down, and the reverse): the new holder sets its own count, and whether it dies
+/// before its own write (the workload still where the dead one left it) or after, gc puts
+/// the original back.
+#[tokio::test]
+async fn a_takeover_across_modes_restores_the_original() {
+    use mirrord_copy_core::ScaleTo::{OneLess, Zero};
+    let env = TestEnv::new().await;
+    let cases = [
+        (OneLess, Zero, false),
+        (OneLess, Zero, true),
+        (Zero, OneLess, false),
+        (Zero, OneLess, true),
+    ];
+    for (i, (first, second, applied)) in cases.into_iter().enumerate() {
+        let name = format!("cross{i}");
+        let target = format!("deployment/{name}");
+        env.apply_yaml(&deployment(&name, 3)).await;
+        let events = Events::default();
+        let dead = session(&env, &format!("{name}-dead"), &target, true).await;
+        let plan = prepare_to(&env, &dead, &target, first, Duration::ZERO, &events.sink())
+            .await
+            .unwrap();
+        apply(&env, &plan, &events).await;
+        assert_eq!(
+            deployment_replicas(&env, &name).await,
+            first.count(3) as i64
+        );
+        let_leases_expire().await;
+
+        let next = session(&env, &format!("{name}-next"), &target, true).await;
+        let plan = prepare_to(&env, &next, &target, second, Duration::ZERO, &events.sink())
+            .await
+            .unwrap();
+        assert_eq!(
+            (plan.original_replicas, plan.target_replicas),
+            (3, second.count(3)),
+            "{first:?} then {second:?}"
+        );
+        let lock = parse_lock(&locks(&env).await[0]);
+        assert_eq!(lock.target_replicas, second.count(3));
+        assert_eq!(
+            scaled_down_by(&env, &name).await.as_deref(),
+            Some(next.id.as_str())
+        );
+        if applied {
+            apply(&env, &plan, &events).await;
+            assert_eq!(
+                deployment_replicas(&env, &name).await,
+                second.count(3) as i64
+            );
+        }
+        let_leases_expire().await;
+        gc_namespace(&env).await;
+        assert_eq!(
+            deployment_replicas(&env, &name).await,
+            3,
+            "{first:?} then {second:?}, applied: {applied}: {:?}",
+            events.warnings()
+        );
+        assert_eq!(scaled_down_by(&env, &name).await, None);
+        assert!(locks(&env).await.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn configmaps_deleted_by_hand_still_restore() {
     let env = TestEnv::new().await;
@@ -587,7 +652,10 @@ async fn crash_after_each_step_then_a_new_session_takes_over_and_restores() {
 /// The ClusterRole shipped for the gc CronJob is enough for everything gc does, across all
 /// namespaces (`gc -A`).
 #[tokio::test]
-#[cfg_attr(real_cluster, ignore = "needs the fake API server")]
+#[cfg_attr(
+    real_cluster,
+    ignore = "gc -A with every lease lapsed would end the sessions of tests running beside it"
+)]
 async fn gc_cronjob_clusterrole_suffices() {
     let env = TestEnv::new().await;
     let manifest = include_str!("../../../plugin-manifest/gc-cronjob.yaml");
@@ -595,7 +663,6 @@ async fn gc_cronjob_clusterrole_suffices() {
         .split("\n---\n")
         .find(|doc| doc.contains("kind: ClusterRole\n"))
         .expect("the manifest has a ClusterRole");
-    // Binding a token needs the fake.
     let gc_client = client_with_roles(&env, "mirrord-copy-gc", cluster_role).await;
 
     require_keda(&env).await;
@@ -643,4 +710,110 @@ async fn keda_writes_retry_after_a_conflict() {
     fake.faults().clear();
     assert!(annotations().await[KEDA_PAUSED_BY_ANNOTATION].is_null());
     assert_eq!(deployment_replicas(&env, "kc").await, 2);
+}
+
+/// Merge-patch the annotations of the Deployment `name` (a `null` removes one).
+async fn annotate(env: &TestEnv, name: &str, annotations: serde_json::Value) {
+    api(env, ScaleKind::Deployment)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": annotations}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// The workload's record of the way back edited by hand (our `scaled-down-by`
+/// stripped, `original-replicas` changed): gc restores the lock's count, through the expired
+/// session (the lock read, not fenced) and through an orphan lock (fenced), with a warning.
+#[tokio::test]
+async fn gc_restores_the_locks_count_whatever_the_workload_says() {
+    let env = TestEnv::new().await;
+    crashed_deployment(&env, "st", 3, "strip", 5).await;
+    crashed_deployment(&env, "ed", 4, "edit", 5).await;
+    crashed_deployment(&env, "os", 2, "orphanstrip", 5).await;
+    crashed_deployment(&env, "oe", 5, "orphanedit", 5).await;
+    for name in ["st", "os"] {
+        annotate(
+            &env,
+            name,
+            serde_json::json!({SCALED_DOWN_BY_ANNOTATION: null}),
+        )
+        .await;
+    }
+    for name in ["ed", "oe"] {
+        annotate(
+            &env,
+            name,
+            serde_json::json!({ORIGINAL_REPLICAS_ANNOTATION: "50"}),
+        )
+        .await;
+    }
+    for id in ["orphanstrip", "orphanedit"] {
+        delete_config_map(
+            &env,
+            &mirrord_copy_core::labels::session_config_map_name(id),
+        )
+        .await;
+    }
+    let_leases_expire().await;
+    let events = Events::default();
+    let report = gc(&env.client, Some(&env.namespace), &events.sink())
+        .await
+        .unwrap();
+    assert!(report.skipped.is_empty(), "{report:?}");
+    for (name, n) in [("st", 3), ("ed", 4), ("os", 2), ("oe", 5)] {
+        assert_eq!(
+            deployment_replicas(&env, name).await,
+            n,
+            "{name}: {report:?}"
+        );
+        assert_eq!(scaled_down_by(&env, name).await, None, "{name}");
+        assert_eq!(
+            annotation(
+                &env,
+                ScaleKind::Deployment,
+                name,
+                ORIGINAL_REPLICAS_ANNOTATION
+            )
+            .await,
+            None,
+            "{name}"
+        );
+    }
+    let warnings = events.warnings();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("carries no mirrord-copy.io/scaled-down-by"))
+            .count(),
+        2,
+        "{warnings:#?}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("original-replicas=\"50\""))
+            .count(),
+        2,
+        "{warnings:#?}"
+    );
+    assert!(locks(&env).await.is_empty());
+    assert!(sessions(&env).await.is_empty());
+}
+
+/// Our lock, our workload never scaled (the create died before the zero): restore writes
+/// nothing, whatever the lock says.
+#[tokio::test]
+async fn a_workload_never_scaled_is_not_touched_by_the_locks_count() {
+    let env = TestEnv::new().await;
+    crashed_deployment(&env, "n", 3, "never", 3).await;
+    // Someone scaled it meanwhile, to a count that is not zero: theirs.
+    scale_to(&env, ScaleKind::Deployment, "n", 1).await;
+    let_leases_expire().await;
+    let report = gc_namespace(&env).await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(deployment_replicas(&env, "n").await, 1);
+    assert!(locks(&env).await.is_empty());
 }

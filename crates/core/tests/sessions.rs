@@ -138,18 +138,8 @@ async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
     let env = env_with_workloads().await;
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.wait = true;
-    if let Some(fake) = env.fake() {
-        // the fake kubelet fails it the same way, so it cannot win a race to Ready
-        fake.controllers()
-            .kubelet_config
-            .lock()
-            .unwrap()
-            .failures
-            .insert(
-                "py-serv-deployment-copy-".into(),
-                fakekube::controllers::Failure::ImagePullBackOff,
-            );
-    }
+    // The copy's image (`py-serv:1`) is not in the fake's registry: its kubelet fails the pull
+    // the same way, so it cannot win a race to Ready.
     let kubelet = set_copy_status_after_event(
         &env,
         json!({"phase": "Pending", "containerStatuses": [{"name": "app", "image": "py-serv:1",
@@ -176,7 +166,7 @@ async fn failed_copy_reports_reasons_and_events_and_leaves_nothing() {
 async fn never_ready_times_out_and_leaves_nothing() {
     // Without a kubelet the copy never becomes Ready: Timeout, and everything removed.
     let env = env_with_workloads().await;
-    never_ready(&env, "db-copy-");
+    never_ready(&env);
     let mut req = request(&env, "sts/db");
     req.wait = true;
     req.timeout = Duration::from_millis(600);
@@ -197,8 +187,18 @@ async fn reuse_returns_the_live_session() {
     let mut req = request(&env, "cj/nightly");
     req.reuse = true;
     let first = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    assert!(first.provisional, "created provisional");
+    // Not confirmed yet: another create in progress (or a dead one), not reused.
+    let other = session::create(&env.client, &req, &*quiet()).await.unwrap();
+    assert_ne!(first.id, other.id);
+    session::end_session(&env.client, &other, &*quiet())
+        .await
+        .unwrap();
+    let first = first.as_confirmed(mirrord_copy_lock::clock::now());
+    session::confirm(&env.client, &first).await.unwrap();
     let second = session::create(&env.client, &req, &*quiet()).await.unwrap();
     assert_eq!(first.id, second.id);
+    assert!(!second.provisional && second.confirmed.is_some());
     // different options: a new session
     req.options = CopyOptions {
         exclude_containers: vec![],
@@ -345,6 +345,9 @@ async fn scale_down_session_scales_after_ready_and_restores_on_end() {
         .await
         .unwrap();
     assert_eq!(replicas(&env, "py-serv-deployment").await, 2);
+    // `end` deletes the copy gracefully and does not wait for its containers to stop (a
+    // kubelet removes it after): wait for that, as `delete --wait` does, then count.
+    env.wait_pods_gone(MANAGED, Duration::from_secs(60)).await;
     assert_eq!(
         count(&env, MANAGED).await,
         (0, 0),
@@ -359,7 +362,7 @@ async fn failed_scale_down_copy_restores_and_leaves_nothing() {
     let mut req = request(&env, "deploy/py-serv-deployment");
     req.scale_down = true;
     req.timeout = Duration::from_millis(500);
-    never_ready(&env, "py-serv-deployment-copy-");
+    never_ready(&env);
     let err = session::create(&env.client, &req, &*quiet())
         .await
         .unwrap_err();
@@ -558,9 +561,14 @@ async fn a_pod_targets_copy_is_admitted_afresh() {
         token_volumes(&copy).len(),
         "admission treats the copy like the original"
     );
+    // Besides the placeholder's read-only mount, the token's.
     let mounts = copy["spec"]["containers"][0]["volumeMounts"]
         .as_array()
-        .map(|m| m.len())
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["name"] != "mirrord-copy-placeholder")
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(mounts, token_volumes(&copy).len());
     assert!(copy["spec"]["containers"][0]
@@ -568,15 +576,10 @@ async fn a_pod_targets_copy_is_admitted_afresh() {
         .is_none());
 }
 
-/// Make the fake kubelet start pods named `prefix...` but never pass readiness.
-fn never_ready(env: &fakekube::harness::TestEnv, prefix: &str) {
+/// A cluster whose kubelet does not run: no pod is bound or started, none becomes Ready.
+fn never_ready(env: &fakekube::harness::TestEnv) {
     if let Some(fake) = env.fake() {
-        fake.controllers()
-            .kubelet_config
-            .lock()
-            .unwrap()
-            .failures
-            .insert(prefix.to_string(), fakekube::controllers::Failure::NotReady);
+        fake.controllers().set("kubelet", false);
     }
 }
 

@@ -1,5 +1,7 @@
-//! The sandbox's `--demo` workloads (the contract of issue 2): everything in namespace
-//! `default`, and all of it runs under the simulated kubelet.
+//! The sandbox's `--demo` workloads: everything in namespace
+//! `default`, and all of it runs under the simulated kubelet: every image is one the fake's
+//! registry holds (the real-cluster kit's: py-serv, checkout, worker, postgres, busybox), so
+//! the same manifests run on the kit's real cluster.
 
 /// Multi-document YAML: Deployment `py-serv-deployment` (2 replicas, app=py-serv, liveness,
 /// readiness and startup probes, a sidecar init container with restartPolicy Always and its
@@ -27,15 +29,14 @@ spec:
     spec:
       initContainers:
         - name: log-shipper
-          image: fluent/fluent-bit:3.1
+          image: ghcr.io/example/worker:3
           restartPolicy: Always
-          ports: [{containerPort: 2020, name: metrics}]
           readinessProbe:
-            httpGet: {path: /api/v1/health, port: 2020}
+            exec: {command: ["true"]}
             periodSeconds: 10
       containers:
         - name: py-serv
-          image: ghcr.io/metalbear-co/mirrord-pytest:latest
+          image: ghcr.io/example/py-serv:1.0
           ports: [{containerPort: 80, name: http}]
           env:
             - {name: MIRRORD_FAKE_VAR_FIRST, value: mirrord.is.running}
@@ -126,8 +127,9 @@ spec:
       restartPolicy: Never
       containers:
         - name: migrate
-          image: ghcr.io/example/migrate:1.4
-          command: [/bin/migrate, up]
+          image: busybox:1.36
+          # a long migration that stops cleanly on SIGTERM
+          command: [sh, -c, "trap 'exit 0' TERM; echo migrating; sleep 600 & wait $!"]
 ---
 apiVersion: batch/v1
 kind: CronJob
@@ -146,8 +148,8 @@ spec:
           restartPolicy: OnFailure
           containers:
             - name: report
-              image: ghcr.io/example/report:2.0
-              args: [--since, 24h]
+              image: busybox:1.36
+              command: [sh, -c, "echo report since 24h"]
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Rollout
@@ -165,7 +167,7 @@ spec:
     spec:
       containers:
         - name: checkout
-          image: ghcr.io/example/checkout:3.2
+          image: ghcr.io/example/checkout:2.1
           ports: [{containerPort: 8080, name: http}]
           readinessProbe:
             httpGet: {path: /healthz, port: 8080}
@@ -203,7 +205,7 @@ spec:
     spec:
       containers:
         - name: worker
-          image: ghcr.io/example/queue-worker:0.9
+          image: ghcr.io/example/worker:3
           env:
             - {name: QUEUE_URL, value: "amqp://rabbitmq.default.svc:5672"}
           resources:

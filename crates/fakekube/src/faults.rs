@@ -180,6 +180,8 @@ pub struct RequestRecord {
     pub latency: Duration,
     /// The authenticated user; empty when none was.
     pub user: String,
+    /// The client's `User-Agent` header; empty when it sent none.
+    pub user_agent: String,
 }
 
 /// The request log, with counters.

@@ -29,6 +29,8 @@ pub struct TestEnv {
     /// `MIRRORD_COPY_STATE_DIR` for commands.
     pub state_dir: PathBuf,
     fake: Option<FakeCluster>,
+    /// Cluster-scoped objects a test made on a real cluster (plural, name): deleted with it.
+    cluster_scoped: std::sync::Mutex<Vec<(&'static str, String)>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -45,18 +47,43 @@ async fn client_from(path: &Path) -> kube::Client {
     kube::Client::try_from(cfg).expect("kube client")
 }
 
+/// A copy of a kubeconfig whose current context's user authenticates with `token` alone.
+fn with_token(text: &str, token: &str) -> anyhow::Result<String> {
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
+    let current = v["current-context"].as_str().unwrap_or("").to_string();
+    let user = v["contexts"]
+        .as_sequence()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["name"].as_str() == Some(current.as_str()))
+        })
+        .and_then(|c| c["context"]["user"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if let Some(users) = v["users"].as_sequence_mut() {
+        for u in users {
+            if u["name"].as_str() == Some(user.as_str()) {
+                let mut only_token = serde_yaml_ng::Mapping::new();
+                only_token.insert("token".into(), token.into());
+                u["user"] = serde_yaml_ng::Value::Mapping(only_token);
+            }
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&v)?)
+}
+
 /// A copy of a kubeconfig with the current context's namespace set.
 fn with_namespace(src: &Path, ns: &str) -> anyhow::Result<String> {
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(src)?)?;
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(src)?)?;
     let current = v["current-context"].as_str().unwrap_or("").to_string();
     if let Some(ctxs) = v["contexts"].as_sequence_mut() {
         for c in ctxs {
             if c["name"].as_str() == Some(current.as_str()) {
-                c["context"]["namespace"] = serde_yaml::Value::String(ns.to_string());
+                c["context"]["namespace"] = serde_yaml_ng::Value::String(ns.to_string());
             }
         }
     }
-    Ok(serde_yaml::to_string(&v)?)
+    Ok(serde_yaml_ng::to_string(&v)?)
 }
 
 impl TestEnv {
@@ -101,6 +128,7 @@ impl TestEnv {
             client,
             state_dir,
             fake,
+            cluster_scoped: Default::default(),
             _tmp: tmp,
         }
     }
@@ -148,18 +176,162 @@ impl TestEnv {
         }
     }
 
+    /// Make sure the custom resource type `crd_yaml` (a CustomResourceDefinition) defines is
+    /// served. The fake serves the types it knows (Argo Rollouts and CD Applications, KEDA
+    /// ScaledObjects) always: nothing to do. On a real cluster the CRD is applied (server-side,
+    /// idempotent) and awaited until Established. It is left installed, unlike the test's other
+    /// cluster-scoped objects: tests running at once share it, and deleting a CRD deletes every
+    /// object of its type, theirs too.
+    pub async fn install_crd(&self, crd_yaml: &str) {
+        if self.fake.is_some() {
+            return;
+        }
+        self.apply_yaml(crd_yaml).await;
+        let doc = crate::seed::parse_documents(crd_yaml).expect("CRD YAML");
+        let name = doc[0]["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        self.wait_until(
+            &format!("CustomResourceDefinition {name} Established"),
+            Duration::from_secs(60),
+            || async {
+                let crd = self
+                    .get_cluster_json(
+                        "apiextensions.k8s.io",
+                        "v1",
+                        "CustomResourceDefinition",
+                        "customresourcedefinitions",
+                        &name,
+                    )
+                    .await?;
+                let established = crd["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True");
+                established.then_some(())
+            },
+        )
+        .await;
+        // Established does not mean discoverable: the API server's discovery documents are
+        // rebuilt asynchronously after the CRD is accepted, so a client that discovers the kind
+        // right away can still be told it is missing. Wait until discovery serves every version.
+        let group = doc[0]["spec"]["group"]
+            .as_str()
+            .expect("spec.group")
+            .to_string();
+        let kind = doc[0]["spec"]["names"]["kind"]
+            .as_str()
+            .expect("spec.names.kind")
+            .to_string();
+        let versions: Vec<String> = doc[0]["spec"]["versions"]
+            .as_array()
+            .expect("spec.versions")
+            .iter()
+            .filter(|v| v["served"].as_bool().unwrap_or(true))
+            .filter_map(|v| v["name"].as_str().map(str::to_string))
+            .collect();
+        for version in versions {
+            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
+            self.wait_until(
+                &format!("discovery to serve {group}/{version} {kind}"),
+                Duration::from_secs(60),
+                || async { kube::discovery::pinned_kind(&self.client, &gvk).await.ok() },
+            )
+            .await;
+        }
+    }
+
+    /// A cluster-scoped object as JSON, if it exists.
+    pub async fn get_cluster_json(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let ar = kube::discovery::ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, kind),
+            plural,
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let o = api.get_opt(name).await.ok()??;
+        serde_json::to_value(o).ok()
+    }
+
     /// A kubeconfig for the same cluster and namespace that authenticates as ServiceAccount
     /// `sa` of the test namespace, bound to the Roles/ClusterRoles in `rbac_yaml` (e.g. the
-    /// project's `plugin-manifest/role.yaml`). Fake cluster only: None on a real cluster.
-    pub fn kubeconfig_with_roles(&self, sa: &str, rbac_yaml: &str) -> Option<PathBuf> {
-        let fake = self.fake.as_ref()?;
-        let token = fake
-            .token_with_roles(&self.namespace, sa, rbac_yaml)
-            .expect("binding roles");
+    /// project's `plugin-manifest/role.yaml`): a Role by a RoleBinding in the test namespace, a
+    /// ClusterRole by a ClusterRoleBinding (removed with the test). On a real cluster the
+    /// objects are created there and the token comes from the TokenRequest API, as `kubectl
+    /// create token` gets one.
+    pub async fn kubeconfig_with_roles(&self, sa: &str, rbac_yaml: &str) -> PathBuf {
         let path = self._tmp.path().join(format!("kubeconfig-{sa}"));
-        fake.write_kubeconfig(&path, &self.namespace, &token)
-            .unwrap();
-        Some(path)
+        if let Some(fake) = &self.fake {
+            let token = fake
+                .token_with_roles(&self.namespace, sa, rbac_yaml)
+                .expect("binding roles");
+            fake.write_kubeconfig(&path, &self.namespace, &token)
+                .unwrap();
+            return path;
+        }
+        let g = "rbac.authorization.k8s.io";
+        let subject = json!([{"kind": "ServiceAccount", "name": sa, "namespace": self.namespace}]);
+        let mut docs = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": sa}})];
+        for mut doc in crate::seed::parse_documents(rbac_yaml).expect("RBAC YAML") {
+            let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+            match doc["kind"].as_str() {
+                Some("Role") => {
+                    doc["metadata"]["namespace"] = json!(self.namespace);
+                    docs.push(
+                        json!({"apiVersion": format!("{g}/v1"), "kind": "RoleBinding",
+                        "metadata": {"name": format!("{name}-{sa}")}, "subjects": subject,
+                        "roleRef": {"apiGroup": g, "kind": "Role", "name": name}}),
+                    );
+                    docs.insert(1, doc);
+                }
+                Some("ClusterRole") => {
+                    // Named per test, so tests running at once never share (or delete) one.
+                    let unique = format!("{name}-{}", self.namespace);
+                    doc["metadata"]["name"] = json!(unique);
+                    self.cluster_scoped.lock().unwrap().extend([
+                        ("clusterroles", unique.clone()),
+                        ("clusterrolebindings", unique.clone()),
+                    ]);
+                    docs.push(
+                        json!({"apiVersion": format!("{g}/v1"), "kind": "ClusterRoleBinding",
+                        "metadata": {"name": unique}, "subjects": subject,
+                        "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": unique}}),
+                    );
+                    docs.insert(1, doc);
+                }
+                _ => {}
+            }
+        }
+        for doc in docs {
+            self.apply_yaml(&serde_json::to_string(&doc).unwrap()).await;
+        }
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let request = k8s_openapi::api::authentication::v1::TokenRequest {
+            spec: Some(k8s_openapi::api::authentication::v1::TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = accounts
+            .create_token_request(sa, &PostParams::default(), &request)
+            .await
+            .expect("TokenRequest")
+            .status
+            .and_then(|s| s.token)
+            .expect("a token");
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        std::fs::write(&path, with_token(&text, &token).expect("kubeconfig")).unwrap();
+        path
     }
 
     /// A command for `bin` with KUBECONFIG, an isolated MIRRORD_COPY_STATE_DIR and NO_COLOR.
@@ -219,6 +391,85 @@ impl TestEnv {
         self.get_json("", "v1", "Pod", "pods", name).await
     }
 
+    /// Objects of the test namespace matching a label selector, as JSON
+    /// (`("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")`).
+    pub async fn list_json(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        selector: &str,
+    ) -> Vec<Value> {
+        let list = self
+            .dynamic(group, version, kind, plural)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .expect("LIST");
+        list.items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect()
+    }
+
+    /// Waits, watching, until no pod of the test namespace matches `selector`, at most
+    /// `timeout` (then panics naming those left). A deleted pod stays until its kubelet has
+    /// stopped it (its grace period, see the fake's `Store::delete`), on the fake as on a real
+    /// cluster.
+    pub async fn wait_pods_gone(&self, selector: &str, timeout: Duration) {
+        use futures::TryStreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let api = self.dynamic("", "v1", "Pod", "pods");
+        let gone = async {
+            loop {
+                let list = api
+                    .list(&ListParams::default().labels(selector))
+                    .await
+                    .expect("LIST pods");
+                let mut left: std::collections::BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                if left.is_empty() {
+                    return;
+                }
+                let rv = list.metadata.resource_version.clone().unwrap_or_default();
+                let params = WatchParams::default().labels(selector).timeout(290);
+                let Ok(stream) = api.watch(&params, &rv).await else {
+                    continue;
+                };
+                let mut stream = Box::pin(stream);
+                while let Ok(Some(ev)) = stream.try_next().await {
+                    match ev {
+                        WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                            left.extend(o.metadata.name);
+                        }
+                        WatchEvent::Deleted(o) => {
+                            if let Some(n) = &o.metadata.name {
+                                left.remove(n);
+                            }
+                        }
+                        WatchEvent::Bookmark(_) => {}
+                        WatchEvent::Error(_) => break, // e.g. 410 Gone: list again
+                    }
+                    if left.is_empty() {
+                        return;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(timeout, gone).await.is_err() {
+            let left: Vec<String> = self
+                .list_pods(selector)
+                .await
+                .iter()
+                .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+                .collect();
+            panic!("timed out after {timeout:?} waiting for pods {selector} to be gone: {left:?}");
+        }
+    }
+
     /// Pods of the test namespace matching a label selector (`app=web`), as JSON.
     pub async fn list_pods(&self, selector: &str) -> Vec<Value> {
         let api = self.dynamic("", "v1", "Pod", "pods");
@@ -249,6 +500,7 @@ impl Drop for TestEnv {
         }
         let kubeconfig = self.kubeconfig.clone();
         let ns = self.namespace.clone();
+        let cluster_scoped = std::mem::take(&mut *self.cluster_scoped.lock().unwrap());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -256,6 +508,44 @@ impl Drop for TestEnv {
                 .unwrap();
             rt.block_on(async move {
                 let client = client_from(&kubeconfig).await;
+                for (plural, name) in cluster_scoped {
+                    let kind = if plural == "clusterroles" {
+                        "ClusterRole"
+                    } else {
+                        "ClusterRoleBinding"
+                    };
+                    let ar = kube::discovery::ApiResource::from_gvk_with_plural(
+                        &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
+                        plural,
+                    );
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                    let _ = api.delete(&name, &Default::default()).await;
+                }
+                // A test that left a crashed session's lock behind would keep its namespace
+                // Terminating (the lock's restore finalizer waits for gc): let it go.
+                let cms: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    &ns,
+                    &kube::discovery::ApiResource::from_gvk_with_plural(
+                        &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+                        "configmaps",
+                    ),
+                );
+                let ours = ListParams::default()
+                    .labels("app.kubernetes.io/managed-by=kubectl-mirrord-copy");
+                if let Ok(list) = cms.list(&ours).await {
+                    for cm in list
+                        .items
+                        .iter()
+                        .filter(|c| c.metadata.finalizers.is_some())
+                    {
+                        let unfinalized = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+                        let name = cm.metadata.name.clone().unwrap_or_default();
+                        let _ = cms
+                            .patch(&name, &PatchParams::default(), &unfinalized)
+                            .await;
+                    }
+                }
                 let nss: Api<DynamicObject> = Api::all_with(client, &ns_resource());
                 let _ = nss.delete(&ns, &Default::default()).await;
             });

@@ -1,13 +1,11 @@
 //! The HTTP front: request parsing, authentication, routing by path (as kube-apiserver's
 //! RequestInfoFactory does), authorization, fault injection, the request log, and the verbs.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -18,74 +16,13 @@ use crate::faults::{FaultAction, RequestRecord};
 use crate::patch::PatchKind;
 use crate::rbac::{Attributes, Identity};
 use crate::registry::ResourceType;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::server::ServerState;
+use crate::request::{
+    error_response, json_response, parse_query, selectors, truthy, value_response, Body, Query,
+    ResReq,
+};
+use crate::state::ServerState;
 use crate::store::{DeleteOptions, DeleteOutcome, Propagation};
 use crate::{discovery, protobuf, scale, table, watch};
-
-pub(crate) type Body = BoxBody<Bytes, Infallible>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
-
-pub(crate) fn json_response(status: u16, body: Vec<u8>, content_type: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("Content-Type", content_type)
-        .header("Cache-Control", "no-cache, private")
-        .body(full(body))
-        .unwrap()
-}
-
-pub(crate) fn value_response(status: u16, v: &Value) -> Response<Body> {
-    json_response(status, serde_json::to_vec(v).unwrap(), "application/json")
-}
-
-pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
-    value_response(e.code, &e.to_status())
-}
-
-/// Decoded query parameters (last value wins).
-pub(crate) type Query = HashMap<String, String>;
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(crate) fn parse_query(q: &str) -> Query {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn truthy(q: &Query, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v == "1" || v == "true")
-}
 
 /// What a path addresses.
 enum Route {
@@ -99,13 +36,6 @@ enum Route {
     OpenApiV3(String, String),
     Resource(ResReq),
     NotFound,
-}
-
-pub(crate) struct ResReq {
-    pub rt: ResourceType,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub sub: Option<String>,
 }
 
 fn route(state: &ServerState, path: &str) -> Route {
@@ -213,8 +143,30 @@ fn method_not_allowed(method: &str) -> ApiError {
 
 /// Serve one request.
 /// `client`: who the connection's verified client certificate names, if any
-/// ([`crate::tls::certificate_identity`]).
+/// ([`crate::tls::certificate_identity`]). With a clock offset set
+/// (`FakeCluster::set_clock_offset`), the response's `Date` is moved by it (hyper writes the
+/// real time otherwise).
 pub(crate) async fn handle(
+    state: Arc<ServerState>,
+    req: Request<Incoming>,
+    kill: Arc<Notify>,
+    client: Option<Identity>,
+) -> Response<Body> {
+    let offset = state
+        .clock_offset_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut resp = handle_request(state, req, kill, client).await;
+    if offset != 0 {
+        let now = chrono::Utc::now() + chrono::Duration::milliseconds(offset);
+        let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&date) {
+            resp.headers_mut().insert(hyper::header::DATE, value);
+        }
+    }
+    resp
+}
+
+async fn handle_request(
     state: Arc<ServerState>,
     req: Request<Incoming>,
     kill: Arc<Notify>,
@@ -242,6 +194,7 @@ pub(crate) async fn handle(
         status: 0,
         latency: Default::default(),
         user: String::new(),
+        user_agent: header("user-agent"),
     };
     let query = parse_query(&raw_query);
     record.verb = verb_of(&state, &method, &path, &query);
@@ -457,18 +410,6 @@ fn decode_continue(token: &str) -> Result<((String, String), u64), ApiError> {
     ))
 }
 
-pub(crate) fn selectors(
-    r: &ResReq,
-    query: &Query,
-) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let ls = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-    let fs = FieldSelector::parse(
-        query.get("fieldSelector").map(String::as_str).unwrap_or(""),
-        r.rt.plural,
-    )?;
-    Ok((ls, fs))
-}
-
 fn list(
     state: &ServerState,
     r: &ResReq,
@@ -543,7 +484,7 @@ fn parse_object(rt: &ResourceType, body: &[u8], content_type: &str) -> Result<Va
 
 fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     let v: Result<Value, String> = if content_type.contains("yaml") {
-        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+        serde_yaml_ng::from_slice::<Value>(body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     };
@@ -762,7 +703,7 @@ fn apply(
         return Err(e);
     };
     let force = query.get("force").is_some_and(|f| f == "true");
-    let applied: Value = serde_yaml::from_slice(body)
+    let applied: Value = serde_yaml_ng::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if applied["metadata"]["name"]
         .as_str()
@@ -842,7 +783,21 @@ fn delete_options(body: &[u8], query: &Query, dry_run: bool) -> Result<DeleteOpt
         || b["dryRun"]
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let grace = match b.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "error decoding DeleteOptions: gracePeriodSeconds: {v} is not an integer"
+            ))
+        })?),
+        None => match query.get("gracePeriodSeconds") {
+            Some(q) => Some(q.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {q:?}: invalid syntax"))
+            })?),
+            None => None,
+        },
+    };
     Ok(DeleteOptions {
+        grace_period_seconds: grace,
         uid: b["preconditions"]["uid"].as_str().map(String::from),
         resource_version: b["preconditions"]["resourceVersion"]
             .as_str()

@@ -5,6 +5,8 @@
 //! - `server`: [`FakeCluster`], the HTTP/1.1 listener and its lifecycle
 //! - `http`: routing and the verbs; `watch`, `patch`, `apply`, [`scale`]: their details
 //! - [`selectors`], `validation`, `volumes`, `defaults`: what the real server checks and fills in
+//! - [`controllers`]: the simulated control plane and kubelet; [`images`] (the registry its
+//!   kubelet pulls from) and [`process`] (what a container's process does)
 //! - [`protobuf`]: protobuf request bodies of the built-in kinds, decoded to JSON
 //! - `discovery`, `table`: what kubectl and kube's discovery read
 //! - `rbac`, [`faults`]: authorization and fault injection, the request log
@@ -19,15 +21,20 @@ pub(crate) mod discovery;
 pub mod faults;
 pub mod harness;
 pub(crate) mod http;
+pub mod images;
 pub(crate) mod kubeconfig;
+pub(crate) mod names;
 pub(crate) mod patch;
+pub mod process;
 pub mod protobuf;
 pub(crate) mod rbac;
 pub mod registry;
+pub(crate) mod request;
 pub mod scale;
 pub(crate) mod seed;
 pub mod selectors;
 pub(crate) mod server;
+pub(crate) mod state;
 pub mod store;
 pub(crate) mod table;
 pub(crate) mod tls;

@@ -154,15 +154,18 @@ fn served() -> Vec<ResourceType> {
         rt!("batch", "v1", "jobs", "job", "Job", true, short: &[], sub: &["status"], cat: &["all"]),
         rt!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, short: &["cj"], sub: &["status"], cat: &["all"]),
         rt!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: &["hpa"], sub: &["status"], cat: &["all"]),
+        rt!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, short: &[], sub: &[], cat: &[]),
         rt!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: &[], sub: &[], cat: &[]),
         rt!("argoproj.io", "v1alpha1", "rollouts", "rollout", "Rollout", true, short: &["ro"], sub: &["status", "scale"], cat: &[]),
+        // Argo CD's Application (its CRD: namespaced, short names app and apps, no subresources).
+        rt!("argoproj.io", "v1alpha1", "applications", "application", "Application", true, short: &["app", "apps"], sub: &[], cat: &[]),
         rt!("keda.sh", "v1alpha1", "scaledobjects", "scaledobject", "ScaledObject", true, short: &["so"], sub: &["status"], cat: &[]),
         rt!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, short: &[], sub: &[], cat: &[]),
         rt!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, short: &[], sub: &[], cat: &[]),
         rt!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, short: &[], sub: &[], cat: &[]),
         rt!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, short: &[], sub: &[], cat: &[]),
         // Stored only: CRDs are accepted (the transcripts install one) but do not create new types;
-        // the Argo Rollout and KEDA ScaledObject types above are always served.
+        // the Argo Rollout, Argo CD Application and KEDA ScaledObject types above are always served.
         rt!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, short: &["crd", "crds"], sub: &["status"], cat: &["api-extensions"]),
     ]
 }

@@ -11,7 +11,7 @@ use crate::store::Store;
 /// documents are flattened.
 pub(crate) fn parse_documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
         let v = Value::deserialize(doc).context("parsing YAML document")?;
         if v.is_null() {
             continue;

@@ -164,7 +164,7 @@ impl Parser {
             Tok::Ident(k) => k,
             t => return Err(format!("found '{}', expected: identifier", t.lit())),
         };
-        if let Err(e) = crate::validation::label_key_error(&key) {
+        if let Err(e) = crate::names::label_key_error(&key) {
             return Err(format!("key: Invalid value: \"{key}\": {e}"));
         }
         if op.is_some() {
@@ -238,7 +238,7 @@ impl Parser {
             },
         };
         for v in &values {
-            if let Err(e) = crate::validation::label_value_error(v) {
+            if let Err(e) = crate::names::label_value_error(v) {
                 return Err(format!("values[0][{key}]: Invalid value: \"{v}\": {e}"));
             }
         }

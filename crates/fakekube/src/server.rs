@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hyper::service::service_fn;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::controllers::{self, Controllers};
 use crate::faults::{Faults, RequestLog, RequestRecord};
 use crate::rbac::{Identity, Rbac};
+use crate::state::ServerState;
 use crate::store::Store;
 
 /// How to start a [`FakeCluster`].
@@ -31,17 +33,6 @@ pub struct ServerOptions {
     /// Refuse TLS connections that present no client certificate signed by the fake's CA
     /// (see `tls.rs`); by default one is asked for and optional, as kube-apiserver does.
     pub require_client_cert: bool,
-}
-
-/// What request handlers share.
-pub(crate) struct ServerState {
-    pub store: Arc<Store>,
-    pub port: u16,
-    pub tls: bool,
-    pub require_client_cert: bool,
-    pub rbac: Rbac,
-    pub faults: Faults,
-    pub log: RequestLog,
 }
 
 struct Serving {
@@ -176,6 +167,7 @@ impl FakeCluster {
             rbac: Rbac::default(),
             faults: Faults::default(),
             log: RequestLog::default(),
+            clock_offset_ms: AtomicI64::new(0),
         });
         let controllers = opts.controllers.unwrap_or_default();
         let handles = controllers::spawn_all(store, controllers.clone());
@@ -247,6 +239,25 @@ impl FakeCluster {
         &self.inner.state.faults
     }
 
+    /// Move the API server's clock as its clients see it: from now on the `Date` header of
+    /// every response is this machine's time plus `offset` (kube-apiserver's `Date` is its own
+    /// clock, and the plugin judges every lease and expiry on it). `+3m` is "three minutes
+    /// later" for lease decisions, without waiting; the fake's own timestamps
+    /// (`creationTimestamp`, events) keep this machine's time. Zero restores the default.
+    pub fn set_clock_offset(&self, offset: chrono::Duration) {
+        let ms = offset.num_milliseconds();
+        self.inner
+            .state
+            .clock_offset_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
+    /// The offset [`FakeCluster::set_clock_offset`] set (zero by default).
+    pub fn clock_offset(&self) -> chrono::Duration {
+        let ms = self.inner.state.clock_offset_ms.load(Ordering::Relaxed);
+        chrono::Duration::milliseconds(ms)
+    }
+
     /// Every request served so far (bounded), oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.inner.state.log.all()
@@ -257,9 +268,15 @@ impl FakeCluster {
         &self.inner.state.log
     }
 
-    /// Its simulated controllers: switch one off, or change the kubelet's behaviour.
+    /// Its simulated controllers: switch one off, or change the kubelet's timing.
     pub fn controllers(&self) -> &Arc<Controllers> {
         &self.inner.controllers
+    }
+
+    /// The image registry its kubelet pulls from (the real-cluster kit's images): push an
+    /// image a test needs, as one would push it to a registry.
+    pub fn images(&self) -> &crate::images::Registry {
+        &self.inner.controllers.images
     }
 
     /// Create every object of a multi-document YAML (namespace from the document or `default`;

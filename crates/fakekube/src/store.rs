@@ -71,6 +71,9 @@ pub struct DeleteOptions {
     pub propagation: Propagation,
     /// Validate and answer without deleting.
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: for pods, how long the kubelet has to stop it (None: the pod's
+    /// `terminationGracePeriodSeconds`).
+    pub grace_period_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -340,6 +343,43 @@ impl Store {
             inner.history.pop_front();
         }
         let _ = self.events.send(ev);
+    }
+
+    /// Remove `object` (stored at `ns`/`name`) now: gone from the store and its uid index, a
+    /// DELETED event at a new resourceVersion; the object as last seen.
+    fn remove_now(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        object: &Value,
+    ) -> Arc<Value> {
+        let rv = Self::next_rv(inner);
+        let mut last = object.clone();
+        last["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let last = Arc::new(last);
+        inner
+            .objects
+            .entry(key(rt))
+            .or_default()
+            .remove(&(ns.to_string(), name.to_string()));
+        if let Some(uid) = object["metadata"]["uid"].as_str() {
+            inner.uids.remove(uid);
+        }
+        self.emit(
+            inner,
+            StoreEvent {
+                event: EventType::Deleted,
+                resource: key(rt),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                object: last.clone(),
+                resource_version: rv,
+            },
+            None,
+        );
+        last
     }
 
     fn next_rv(inner: &mut Inner) -> u64 {
@@ -794,10 +834,15 @@ impl Store {
         if dry_run {
             return Ok(Arc::new(obj));
         }
+        // shouldDeleteDuringUpdate: no finalizers left and deletionGracePeriodSeconds 0 (a pod
+        // still in its grace period stays until the kubelet's delete).
         let finalizing = !obj["metadata"]["deletionTimestamp"].is_null()
             && obj["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(|f| f.is_empty());
+                .is_none_or(|f| f.is_empty())
+            && obj["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_none_or(|g| g == 0);
         let rv = Self::next_rv(&mut inner);
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         let obj = Arc::new(obj);
@@ -833,6 +878,14 @@ impl Store {
     /// Delete with preconditions and a propagation policy. Objects with finalizers, and
     /// Foreground/Orphan deletes, are kept with deletionTimestamp set (plus the
     /// `foregroundDeletion`/`orphan` finalizer) for the garbage collector to finish.
+    ///
+    /// Pods are deleted gracefully, as kube-apiserver's pod strategy does: a pod bound to a node
+    /// and not terminal gets `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds`
+    /// = grace (`opts.grace_period_seconds`, else `spec.terminationGracePeriodSeconds`) and is
+    /// kept (a MODIFIED event) until the kubelet, having stopped it, deletes it with grace 0; a
+    /// later delete may only shorten the grace. An unbound or terminal pod, or grace 0, is
+    /// removed at once, after the same update (MODIFIED, then DELETED), unless finalizers
+    /// keep it.
     pub fn delete(
         &self,
         rt: &ResourceType,
@@ -850,7 +903,6 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         let cm = meta(&current);
         let cur_uid = cm["uid"].as_str().unwrap_or("");
-        let cur_uid_owned = cur_uid.to_string();
         let cur_rv = cm["resourceVersion"].as_str().unwrap_or("");
         if let Some(uid) = &opts.uid {
             if uid != cur_uid {
@@ -883,34 +935,63 @@ impl Store {
         if opts.dry_run {
             return Ok(DeleteOutcome::Deleted(current));
         }
-        let rv = Self::next_rv(&mut inner);
+        let is_pod = rt.group.is_empty() && rt.plural == "pods";
+        if is_pod {
+            match pod_grace(&current, opts.grace_period_seconds) {
+                Grace::Pending => return Ok(DeleteOutcome::Pending(current)),
+                Grace::Set(dts, grace) => {
+                    // BeforeDelete: the object is updated with deletionTimestamp and
+                    // deletionGracePeriodSeconds (a MODIFIED event) ...
+                    let rv = Self::next_rv(&mut inner);
+                    let mut pending = (*current).clone();
+                    pending["metadata"]["deletionTimestamp"] = json!(dts);
+                    pending["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                    if let Some(f) = policy_finalizer {
+                        if !finalizers.iter().any(|x| x == f) {
+                            finalizers.push(f.to_string());
+                        }
+                    }
+                    if !finalizers.is_empty() {
+                        pending["metadata"]["finalizers"] = json!(finalizers);
+                    }
+                    pending["metadata"]["resourceVersion"] = json!(rv.to_string());
+                    let pending = Arc::new(pending);
+                    inner
+                        .objects
+                        .entry(key(rt))
+                        .or_default()
+                        .insert((ns.to_string(), name.to_string()), Stored::new(&pending));
+                    self.emit(
+                        &mut inner,
+                        StoreEvent {
+                            event: EventType::Modified,
+                            resource: key(rt),
+                            namespace: ns.to_string(),
+                            name: name.to_string(),
+                            object: pending.clone(),
+                            resource_version: rv,
+                        },
+                        None,
+                    );
+                    // ... and kept while the kubelet stops it (grace > 0) or finalizers hold it;
+                    // with grace 0 and no finalizers it is removed now (DELETED).
+                    if grace > 0 || !finalizers.is_empty() {
+                        return Ok(DeleteOutcome::Pending(pending));
+                    }
+                    let last = self.remove_now(&mut inner, rt, ns, name, &pending);
+                    return Ok(DeleteOutcome::Deleted(last));
+                }
+                Grace::Proceed => {}
+            }
+        }
         if finalizers.is_empty() {
-            let mut last = (*current).clone();
-            last["metadata"]["resourceVersion"] = json!(rv.to_string());
-            let last = Arc::new(last);
-            inner
-                .objects
-                .entry(key(rt))
-                .or_default()
-                .remove(&(ns.to_string(), name.to_string()));
-            inner.uids.remove(cur_uid_owned.as_str());
-            self.emit(
-                &mut inner,
-                StoreEvent {
-                    event: EventType::Deleted,
-                    resource: key(rt),
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    object: last.clone(),
-                    resource_version: rv,
-                },
-                None,
-            );
+            let last = self.remove_now(&mut inner, rt, ns, name, &current);
             if rt.group.is_empty() && rt.plural == "namespaces" {
                 self.delete_namespace_contents(&mut inner, name);
             }
             return Ok(DeleteOutcome::Deleted(last));
         }
+        let rv = Self::next_rv(&mut inner);
         let mut pending = (*current).clone();
         let m = &mut pending["metadata"];
         if m["deletionTimestamp"].is_null() {
@@ -1044,6 +1125,64 @@ impl Store {
         let st = inner.objects.get(k)?.get(&(ns.clone(), name.clone()))?;
         Some((*k, st.value()))
     }
+}
+
+/// What a delete does to a pod (podStrategy.CheckGracefulDelete + rest.BeforeDelete).
+enum Grace {
+    /// Set deletionTimestamp and deletionGracePeriodSeconds to these.
+    Set(String, i64),
+    /// Already being deleted with at most this grace: nothing changes.
+    Pending,
+    /// Already being deleted with grace 0: finalizers decide, as for any object.
+    Proceed,
+}
+
+fn pod_grace(pod: &Value, requested: Option<i64>) -> Grace {
+    let m = &pod["metadata"];
+    let now = chrono::Utc::now();
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if !m["deletionTimestamp"].is_null() {
+        let current = m["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+        if current == 0 {
+            return Grace::Proceed;
+        }
+        return match requested {
+            // Only a shorter grace period may be given: the deadline moves back by the
+            // difference, never before now (the real cluster: 21:11:00 with 30 s, then a
+            // delete with 3 s at 21:10:32.9 gave 21:10:33; the kubelet's grace-0 delete gives
+            // its own time).
+            Some(g) if g.max(0) < current => {
+                let g = g.max(0);
+                let old = m["deletionTimestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(now);
+                let new = old - chrono::Duration::seconds(current) + chrono::Duration::seconds(g);
+                Grace::Set(fmt(new.max(now)), g)
+            }
+            _ => Grace::Pending,
+        };
+    }
+    let mut period = requested.unwrap_or_else(|| {
+        pod["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+    });
+    // Not scheduled, or already terminal: deleted at once.
+    if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+        || matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    {
+        period = 0;
+    }
+    if period < 0 {
+        period = 1;
+    }
+    Grace::Set(fmt(now + chrono::Duration::seconds(period)), period)
 }
 
 #[cfg(test)]

@@ -204,6 +204,52 @@ fn columns_and_cells(rt: &ResourceType, objs: &[Arc<Value>]) -> (Vec<Value>, Vec
                 })
                 .collect(),
         ),
+        // printEndpointSlice: ports and addresses comma-joined, at most three addresses
+        // ("+ N more..."), `<unset>` for none (`kubectl get endpointslices` on the kit).
+        ("discovery.k8s.io", "endpointslices") => (
+            vec![
+                col("Name", "string", 0),
+                col("AddressType", "string", 0),
+                col("Ports", "string", 0),
+                col("Endpoints", "string", 0),
+                col("Age", "string", 0),
+            ],
+            objs.iter()
+                .map(|o| {
+                    let ports: Vec<String> = o["ports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| int(&p["port"]).to_string())
+                        .collect();
+                    let addrs: Vec<&str> = o["endpoints"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+                        .filter_map(Value::as_str)
+                        .collect();
+                    let unset = |v: String| {
+                        if v.is_empty() {
+                            "<unset>".to_string()
+                        } else {
+                            v
+                        }
+                    };
+                    let mut eps = addrs.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+                    if addrs.len() > 3 {
+                        eps.push_str(&format!(" + {} more...", addrs.len() - 3));
+                    }
+                    vec![
+                        name(o),
+                        json!(o["addressType"].as_str().unwrap_or("")),
+                        json!(unset(ports.join(","))),
+                        json!(unset(eps)),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
         ("", "configmaps") => (
             vec![
                 col("Name", "string", 0),

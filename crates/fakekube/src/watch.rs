@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api_error::ApiError;
-use crate::http::{selectors, Body, Query, ResReq};
-use crate::server::ServerState;
+use crate::request::{selectors, Body, Query, ResReq};
+use crate::state::ServerState;
 use crate::store::{EventType, StoreEvent};
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(20);

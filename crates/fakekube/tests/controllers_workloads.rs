@@ -82,7 +82,7 @@ spec:
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: nginx}]}
+    spec: {containers: [{name: web, image: "ghcr.io/example/py-serv:1.0"}]}
 "#;
 
 fn running_ready(store: &Store, sel: &str, n: usize) -> Option<Vec<Arc<Value>>> {
@@ -188,7 +188,7 @@ async fn replicaset_adoption_follows_controller_ref_rules() {
         .unwrap();
     let pod = |name: &str, labels: Value, owner: Option<&Value>| {
         let mut p = json!({"metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+            "spec": {"containers": [{"name": "web", "image": "ghcr.io/example/py-serv:1.0"}]}});
         if let Some(o) = owner {
             p["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap",
                 "name": o["metadata"]["name"], "uid": o["metadata"]["uid"], "controller": true}]);
@@ -244,7 +244,7 @@ metadata: {name: migrate}
 spec:
   template:
     metadata: {labels: {app: migrate}}
-    spec: {restartPolicy: Never, containers: [{name: m, image: busybox}]}
+    spec: {restartPolicy: Never, containers: [{name: m, image: busybox, command: [sh, -c, "sleep 3"]}]}
 "#,
     )
     .unwrap();
@@ -268,7 +268,8 @@ spec:
             store.resource("", "pods").unwrap(),
             Some("default"),
             json!({"metadata": {"name": "migrate-copy", "labels": labels},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}),
+            // pause exits at once on SIGTERM: the excess pod's graceful delete is quick
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "registry.k8s.io/pause:3.10"}]}}),
             false,
         )
         .unwrap();
@@ -283,12 +284,7 @@ spec:
     })
     .await;
     assert!(job["status"]["startTime"].is_string());
-    // Completion once the pod Succeeds.
-    fake.controllers()
-        .kubelet_config
-        .lock()
-        .unwrap()
-        .job_run_time = Some(Duration::from_millis(100));
+    // Completion once the pod Succeeds (its `sleep 3` ends).
     let job = eventually("job complete", 5, || {
         get(&store, "batch", "jobs", "migrate").filter(|j| j["status"]["succeeded"] == 1)
     })
@@ -320,7 +316,7 @@ spec:
   selector: {matchLabels: {app: db}}
   template:
     metadata: {labels: {app: db}}
-    spec: {containers: [{name: db, image: postgres}]}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
 "#,
     )
     .unwrap();
@@ -343,7 +339,7 @@ spec:
             store.resource("", "pods").unwrap(),
             Some("default"),
             json!({"metadata": {"name": "db-copy", "labels": {"app": "db"}},
-            "spec": {"containers": [{"name": "db", "image": "postgres"}]}}),
+            "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}),
             false,
         )
         .unwrap();
@@ -404,7 +400,7 @@ spec:
     spec:
       containers:
       - name: db
-        image: postgres
+        image: "postgres:16"
         volumeMounts: [{name: data, mountPath: /var/lib/postgresql}, {name: config, mountPath: /etc/pg}]
       volumes:
       - {name: data, emptyDir: {}}
@@ -618,7 +614,7 @@ spec:
   selector: {matchLabels: {app: checkout}}
   template:
     metadata: {labels: {app: checkout}}
-    spec: {containers: [{name: c, image: checkout:1}]}
+    spec: {containers: [{name: c, image: "ghcr.io/example/checkout:2.1"}]}
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Rollout

@@ -59,7 +59,7 @@ spec:
     spec:
       containers:
       - name: app
-        image: nginx:1.27
+        image: ghcr.io/example/py-serv:1.0
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -164,7 +164,7 @@ async fn kubectl_get_describe_create_scale_delete() {
         // Pods: the Table columns kubectl prints, and describe (which lists the pod's events
         // with an involvedObject field selector).
         let pod = dir_path.join("pod.yaml");
-        std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: debug-me, labels: {app: dbg}}\nspec:\n  containers: [{name: app, image: busybox}]\n").unwrap();
+        std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: debug-me, labels: {app: dbg}}\nspec:\n  containers: [{name: app, image: busybox, command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]}]\n").unwrap();
         k.ok(&["create", "-f", pod.to_str().unwrap()]);
         // The simulated kubelet starts it within a moment: wait for Running, as one would.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -183,7 +183,7 @@ async fn kubectl_get_describe_create_scale_delete() {
         assert!(
             described.contains("busybox")
                 && described.contains("Running")
-                && described.contains("Started container app"),
+                && described.contains("Container started"),
             "{described}"
         );
         let wide = k.ok(&["get", "pods", "-o", "wide", "-l", "app=dbg"]);
@@ -218,14 +218,14 @@ spec:
   selector: {matchLabels: {app: db}}
   template:
     metadata: {labels: {app: db}}
-    spec: {containers: [{name: db, image: postgres}]}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
 ---
 apiVersion: batch/v1
 kind: Job
 metadata: {name: migrate}
 spec:
   template:
-    spec: {containers: [{name: m, image: busybox}], restartPolicy: Never}
+    spec: {containers: [{name: m, image: busybox, command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]}], restartPolicy: Never}
 ---
 apiVersion: batch/v1
 kind: CronJob
@@ -245,7 +245,7 @@ spec:
   selector: {matchLabels: {app: checkout}}
   template:
     metadata: {labels: {app: checkout}}
-    spec: {containers: [{name: app, image: nginx}]}
+    spec: {containers: [{name: app, image: "ghcr.io/example/checkout:2.1"}]}
 ---
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
@@ -324,6 +324,24 @@ async fn kubectl_handles_every_served_kind() {
             "{svc}"
         );
         assert!(svc.contains("80/TCP"), "{svc}");
+        // The EndpointSlice controller's placeholder for a Service no pod matches, as
+        // `kubectl get endpointslices` printed `empty-mhthr` on the kit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let slices = loop {
+            let out = k.ok(&["get", "endpointslices"]);
+            if out.contains("svc-") || std::time::Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let header: Vec<&str> = slices.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+            "{slices}"
+        );
+        let row: Vec<&str> = slices.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(&row[1..4], ["IPv4", "<unset>", "<unset>"], "{slices}");
         let events = k.ok(&["get", "events"]);
         assert!(
             events.contains("BackOff") && events.contains("pod/p"),

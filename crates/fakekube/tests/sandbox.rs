@@ -1,4 +1,4 @@
-//! The sandbox binary's contract (issue 2): `--demo` seeds the demo workloads, a line with
+//! The sandbox binary's contract: `--demo` seeds the demo workloads, a line with
 //! `ready` is printed once it serves, everything runs, SIGTERM ends it with exit code 0.
 
 use std::io::{BufRead, BufReader};

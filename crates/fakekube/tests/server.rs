@@ -1295,7 +1295,7 @@ async fn harness_test_env() {
         "/../../plugin-manifest/role.yaml"
     ))
     .unwrap();
-    let restricted = env.kubeconfig_with_roles("user", &role).unwrap();
+    let restricted = env.kubeconfig_with_roles("user", &role).await;
     let kc = Kubeconfig::read_from(&restricted).unwrap();
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await

@@ -14,14 +14,18 @@ use std::time::Duration;
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
+use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::retry::Policy;
+use tower::util::rng::{HasherRng, Rng};
 use tower::BoxError;
 
 /// At most this many attempts in all.
 const MAX_ATTEMPTS: u32 = 5;
-/// First backoff; doubles each time, with jitter.
+/// First backoff; doubles each time, plus up to as much again at random.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Random part of each backoff, as a fraction of it: many clients failing together spread out.
+const BACKOFF_JITTER: f64 = 1.0;
 /// A server asking for longer than this is not waited for: the error surfaces instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -38,9 +42,27 @@ pub(crate) fn observe_server_date<B>(response: Response<B>) -> Response<B> {
 }
 
 /// The retry policy of the module doc. One per request (tower clones it per call).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct TransientRetry {
     attempt: u32,
+    backoff: ExponentialBackoff,
+}
+
+impl Default for TransientRetry {
+    fn default() -> Self {
+        let backoff = ExponentialBackoffMaker::new(
+            FIRST_BACKOFF,
+            MAX_BACKOFF,
+            BACKOFF_JITTER,
+            HasherRng::default(),
+        )
+        .expect("valid backoff bounds")
+        .make_backoff();
+        TransientRetry {
+            attempt: 0,
+            backoff,
+        }
+    }
 }
 
 /// What one attempt's outcome calls for.
@@ -66,6 +88,8 @@ fn verdict(method: &Method, status: Option<StatusCode>, err: Option<&BoxError>) 
         {
             Verdict::RetryAfter(None)
         }
+        // A certificate the kubeconfig does not trust is refused again on every attempt.
+        (None, Some(e)) if tls_failure(e.as_ref()) => Verdict::Done,
         (None, Some(e)) if read || connection_refused(e.as_ref()) => Verdict::RetryAfter(None),
         _ => Verdict::Done,
     }
@@ -85,6 +109,27 @@ fn connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The TLS handshake failed (an untrusted or wrong certificate, a protocol mismatch): rustls
+/// said no, and would say it again. tokio-rustls hands rustls' error over inside an I/O error,
+/// which hyper-rustls wraps in another: an I/O error's `source()` skips what it wraps, so the
+/// chain is followed through `get_ref()` too.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            },
+            None => e.source(),
+        };
+    }
+    false
+}
+
 /// `Retry-After` in seconds, as the API server sends it.
 fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
     let secs: u64 = response
@@ -98,25 +143,10 @@ fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-impl TransientRetry {
-    /// Exponential from [`FIRST_BACKOFF`], capped, with ±50% jitter so that many clients
-    /// retrying at once do not arrive together.
-    fn backoff(&self) -> Duration {
-        let base = FIRST_BACKOFF
-            .saturating_mul(1 << self.attempt.min(10))
-            .min(MAX_BACKOFF);
-        jitter(base, 0.5, 1.5)
-    }
-}
-
-/// `base` scaled by a factor in [low, high), from the clock's nanoseconds: enough to keep many
-/// clients that fail together from retrying together (no randomness crate needed).
+/// `base` scaled by a random factor in [low, high): many clients that fail together do not
+/// retry together.
 pub(crate) fn jitter(base: Duration, low: f64, high: f64) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    base.mul_f64(low + (high - low) * f64::from(nanos % 1000) / 1000.0)
+    base.mul_f64(low + (high - low) * HasherRng::default().next_f64())
 }
 
 impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for TransientRetry {
@@ -137,12 +167,13 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for TransientRetry {
         if verdict(req.method(), status, err) == Verdict::Done {
             return None;
         }
-        let delay = match asked {
+        let sleep = match asked {
             Some(d) if d > MAX_RETRY_AFTER => return None,
-            Some(d) => d,
-            None => self.backoff(),
+            Some(d) => tokio::time::sleep(d),
+            None => self.backoff.next_backoff(),
         };
         self.attempt += 1;
+        let delay = sleep.deadline() - tokio::time::Instant::now();
         tracing::info!(
             "{} {}: {} - retrying in {delay:?} (attempt {} of {MAX_ATTEMPTS})",
             req.method(),
@@ -150,7 +181,7 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for TransientRetry {
             status.map_or_else(|| "no response".to_string(), |s| s.to_string()),
             self.attempt + 1
         );
-        Some(tokio::time::sleep(delay))
+        Some(sleep)
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {
@@ -219,6 +250,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refused_certificate_is_not_retried() {
+        let rustls_error =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // As tokio-rustls reports it: inside an I/O error, which hyper-rustls wraps in
+        // another, inside the client's error.
+        let io = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls_error.clone(),
+        ));
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped: BoxError = Box::new(Wrapper(io));
+        for m in [Method::GET, Method::POST] {
+            assert_eq!(verdict(&m, None, Some(&wrapped)), Verdict::Done, "{m}");
+        }
+        let bare: BoxError = Box::new(rustls_error);
+        assert_eq!(verdict(&Method::GET, None, Some(&bare)), Verdict::Done);
+        // Still retried: a reset read.
+        assert_eq!(
+            verdict(&Method::GET, None, Some(&reset())),
+            Verdict::RetryAfter(None)
+        );
+    }
+
     #[tokio::test]
     async fn retry_after_is_honoured_within_a_bound() {
         let mut policy = TransientRetry::default();
@@ -259,11 +325,17 @@ mod tests {
             tries += 1;
         }
         assert_eq!(tries, MAX_ATTEMPTS);
-        let late = TransientRetry { attempt: 9 }.backoff();
-        assert!(
-            late >= MAX_BACKOFF / 2 && late <= MAX_BACKOFF * 3 / 2,
-            "{late:?}"
-        );
+        // Each wait at least doubles the first, within [base, 2 x base], never above the cap.
+        let mut backoff = TransientRetry::default().backoff;
+        for n in 0..10u32 {
+            let sleep = backoff.next_backoff();
+            let wait = sleep.deadline() - tokio::time::Instant::now();
+            let base = (FIRST_BACKOFF * 2u32.pow(n)).min(MAX_BACKOFF);
+            assert!(
+                wait <= MAX_BACKOFF && wait + Duration::from_millis(5) >= base,
+                "wait {n}: {wait:?} (base {base:?})"
+            );
+        }
     }
 
     #[test]

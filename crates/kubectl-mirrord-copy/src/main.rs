@@ -9,6 +9,7 @@ mod kube_client;
 mod mirrord_config;
 mod output;
 mod progress;
+mod signals;
 mod state;
 mod status_table;
 mod tls;
@@ -21,42 +22,26 @@ use mirrord_copy_core::Error;
 use cli::{Cli, Command};
 use output::{paint, use_colour};
 
+/// Our crates' own log lines (a corrupt record skipped, a retry) at default verbosity, and
+/// no library's: what went wrong reaches the user once, as the command's error.
 fn init_logging(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
-        1 => "info,kube=warn",
+        0 => "off,kubectl_mirrord_copy=warn,mirrord_copy_core=warn,mirrord_copy_lock=warn",
+        // Targets match by prefix: `kube` alone would silence kubectl_mirrord_copy too.
+        1 => "info,kube=warn,kubectl_mirrord_copy=info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIRRORD_COPY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(use_colour(std::io::stderr().is_terminal()))
-        .with_target(verbose > 1)
-        .init();
-}
-
-/// A next step for the errors people hit most.
-fn hint(err: &Error) -> Option<&'static str> {
-    match err {
-        Error::Forbidden { .. } => Some(
-            "the permissions the plugin needs are in plugin-manifest/role.yaml and clusterrole.yaml",
-        ),
-        Error::Unreachable(_) => {
-            Some("check the cluster with `kubectl cluster-info` using the same --kubeconfig/--context")
-        }
-        Error::Conflict { .. } => Some(
-            "`kubectl mirrord-copy status -o wide` shows who holds it; copy without --scale-down to share the workload",
-        ),
-        Error::Timeout(_) => Some("raise --timeout, or look at the pod with `kubectl describe pod`"),
-        Error::SessionLost(_) => Some(
-            "the command was stopped because the session could no longer be vouched for; `kubectl mirrord-copy status -o wide` shows who holds the workload now",
-        ),
-        Error::Invalid { .. } => Some(
-            "`kubectl mirrord-copy create TARGET --dry-run=client -o yaml` prints the pod that was sent",
-        ),
-        _ => None,
+        .with_target(verbose > 1);
+    if verbose == 0 {
+        builder.without_time().init();
+    } else {
+        builder.init();
     }
 }
 
@@ -92,7 +77,7 @@ fn main() {
         Err(err) => {
             let colour = use_colour(std::io::stderr().is_terminal());
             eprintln!("{} {err}", paint("error:", "31", colour));
-            if let Some(h) = hint(&err) {
+            if let Some(h) = err.hint() {
                 eprintln!("{} {h}", paint("hint:", "36", colour));
             }
             err.exit_code()

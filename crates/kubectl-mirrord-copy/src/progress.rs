@@ -80,7 +80,10 @@ impl Reporter {
 
 /// Steps that are over once reported, as opposed to a wait still going on.
 fn is_step_done(event: &Progress) -> bool {
-    !matches!(event, Progress::Waiting { .. } | Progress::Releasing { .. })
+    !matches!(
+        event,
+        Progress::Waiting { .. } | Progress::Releasing { .. } | Progress::Terminating { .. }
+    )
 }
 
 fn describe(event: &Progress) -> String {
@@ -91,14 +94,17 @@ fn describe(event: &Progress) -> String {
             format!("scale-down lock on {workload} acquired")
         }
         Progress::CopyCreated { pod } => format!("copy pod {pod} created"),
-        Progress::Waiting { pod, reason } => format!("waiting for {pod} to become Ready: {reason}"),
+        Progress::Waiting { pod, reason } => format!("waiting for {pod} to start: {reason}"),
         Progress::Releasing { pod, claims } => format!(
             "waiting for {pod} to stop and release {}",
             claims.join(", ")
         ),
-        Progress::Ready { pod } => format!("copy pod {pod} is Ready"),
-        Progress::ScaledDown { workload, from } => {
-            format!("scaled {workload} down from {from} to 0")
+        Progress::Terminating { pods } => {
+            format!("waiting for pod(s) {} to terminate", pods.join(", "))
+        }
+        Progress::Ready { pod } => format!("copy pod {pod} is running"),
+        Progress::ScaledDown { workload, from, to } => {
+            format!("scaled {workload} down from {from} to {to}")
         }
         Progress::Restored { workload, to } => format!("restored {workload} to {to} replicas"),
         Progress::Unpaused { scaled_object } => {

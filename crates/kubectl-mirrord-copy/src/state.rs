@@ -1,7 +1,7 @@
 //! This machine's sessions, cached in a JSON file so `status` can mark the ones that are yours.
 //!
-//! Read-modify-write happens under an exclusive fs2 lock on a sibling `.lock` file; the file is
-//! replaced atomically (temp file in the same directory, fsync, rename) with mode 0600. A file
+//! Read-modify-write happens under an exclusive lock on a sibling `.lock` file (std's
+//! `File::lock`: flock on Unix, LockFileEx on Windows); the file is replaced atomically (temp file in the same directory, fsync, rename) with mode 0600. A file
 //! that does not parse, or has an unknown version, is moved aside with a warning: the cluster
 //! is the source of truth, the cache is never worth a crash.
 
@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 pub(crate) const VERSION: u32 = 1;
@@ -49,6 +48,10 @@ pub(crate) struct KnownIdentity {
 /// certificate, another exec command) have another key, so this only bounds how long a
 /// renamed user could be recorded under the old name.
 pub(crate) const IDENTITY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// How recent an entry [`LocalState::prune`] keeps whatever a listing says: a session made
+/// while the LIST was being answered, or whose clock was a little off.
+pub(crate) const PRUNE_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 pub(crate) struct LocalState {
     dir: PathBuf,
@@ -96,6 +99,33 @@ impl LocalState {
         .map(drop)
     }
 
+    /// Forgets the sessions of `context` in `namespace` (every namespace if None) that are not
+    /// in `live`, the complete list of that scope from a LIST started at `listed_at`. Entries
+    /// made from [`PRUNE_GRACE`] before it on are kept: their session may have been created
+    /// after the LIST read. Returns what was forgotten.
+    pub(crate) fn prune(
+        &self,
+        context: &str,
+        namespace: Option<&str>,
+        live: &[(&str, &str)],
+        listed_at: DateTime<Utc>,
+    ) -> std::io::Result<Vec<Entry>> {
+        let mut gone = Vec::new();
+        self.update(|f| {
+            f.sessions.retain(|e| {
+                let ended = e.context == context
+                    && namespace.is_none_or(|ns| e.namespace == ns)
+                    && e.created < listed_at - PRUNE_GRACE
+                    && !live.contains(&(e.namespace.as_str(), e.id.as_str()));
+                if ended {
+                    gone.push(e.clone());
+                }
+                !ended
+            })
+        })?;
+        Ok(gone)
+    }
+
     /// The user the credentials `key` authenticated as, if checked within [`IDENTITY_TTL`].
     pub(crate) fn identity(
         &self,
@@ -137,7 +167,7 @@ impl LocalState {
             .truncate(false)
             .write(true)
             .open(self.dir.join(format!("{FILE}.lock")))?;
-        lock.lock_exclusive()?;
+        lock.lock()?;
         let result = (|| {
             let before = self.read_or_set_aside()?;
             let mut file = before.clone();
@@ -147,7 +177,7 @@ impl LocalState {
             }
             Ok(file)
         })();
-        let _ = FileExt::unlock(&lock);
+        let _ = lock.unlock();
         result
     }
 
@@ -265,6 +295,50 @@ mod tests {
         assert_eq!(ids, ["b", "a"]);
         state.remove("default", "b").unwrap();
         assert_eq!(state.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sessions_ended_elsewhere_are_pruned_within_the_listed_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::at(dir.path().to_path_buf());
+        let listed_at = Utc::now();
+        let old = listed_at - chrono::Duration::hours(1);
+        let at = |id: &str, ns: &str, ctx: &str, created| Entry {
+            namespace: ns.into(),
+            context: ctx.into(),
+            created,
+            ..entry(id)
+        };
+        for e in [
+            at("live", "default", "ctx", old),
+            at("ended", "default", "ctx", old),
+            at("other-ns", "prod", "ctx", old),
+            at("other-ctx", "default", "elsewhere", old),
+            at(
+                "just-made",
+                "default",
+                "ctx",
+                listed_at - chrono::Duration::seconds(30),
+            ),
+        ] {
+            state.add(e).unwrap();
+        }
+        let ids = |s: &LocalState| -> Vec<String> {
+            s.entries().unwrap().into_iter().map(|e| e.id).collect()
+        };
+        let gone = state
+            .prune("ctx", Some("default"), &[("default", "live")], listed_at)
+            .unwrap();
+        assert_eq!(
+            gone.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["ended"]
+        );
+        assert_eq!(ids(&state), ["live", "other-ns", "other-ctx", "just-made"]);
+        // Every namespace of the context: prod's session is gone too; the other context's stays.
+        state
+            .prune("ctx", None, &[("default", "live")], listed_at)
+            .unwrap();
+        assert_eq!(ids(&state), ["live", "other-ctx", "just-made"]);
     }
 
     #[cfg(unix)]

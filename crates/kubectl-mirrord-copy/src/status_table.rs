@@ -1,8 +1,9 @@
 //! `status` for people: exactly the layout of the reference (`Active Copy Targets:` and an
-//! ASCII table, `*` marking scale-down), or `No active copy targets`.
+//! ASCII table, `*` marking scale-down), or `No active copy targets`. A replace-one session
+//! is marked `-1` in the same column: one replica fewer, not zero.
 
 use chrono::{DateTime, Utc};
-use mirrord_copy_core::Session;
+use mirrord_copy_core::{ScaleTo, Session};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -39,19 +40,25 @@ struct WideRow {
     age: String,
     #[tabled(rename = "Phase")]
     phase: String,
+    #[tabled(rename = "Runs")]
+    runs: String,
     #[tabled(rename = "Expires")]
     expires: String,
     #[tabled(rename = "Yours")]
     yours: &'static str,
+    #[tabled(rename = "Replicas")]
+    replicas: String,
     #[tabled(rename = "Notes")]
     notes: String,
 }
 
-fn star(scale_down: bool) -> &'static str {
-    if scale_down {
-        "*"
-    } else {
-        ""
+/// The "Scale Down?" column: the reference's `*` for a scale to zero, `-1` for one replica
+/// fewer, empty when the workload is left alone.
+fn star(s: &Session) -> &'static str {
+    match (s.scale_down, s.scale_to) {
+        (false, _) => "",
+        (true, ScaleTo::Zero) => "*",
+        (true, ScaleTo::OneLess) => "-1",
     }
 }
 
@@ -64,12 +71,13 @@ pub(crate) fn render(sessions: &[Session]) -> String {
         target: s.target.clone(),
         namespace: s.namespace.clone(),
         copy_pod: s.copy_pod.clone(),
-        scale_down: star(s.scale_down),
+        scale_down: star(s),
     });
     format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
 }
 
-/// `-o wide`: the reference columns plus owner, age, phase, expiry and whether it is yours.
+/// `-o wide`: the reference columns plus owner, age, phase, what runs in the copy, expiry,
+/// whether it is yours, and the scale-down's counts (restored -> set).
 pub(crate) fn render_wide(
     sessions: &[Session],
     now: DateTime<Utc>,
@@ -82,12 +90,22 @@ pub(crate) fn render_wide(
         target: s.target.clone(),
         namespace: s.namespace.clone(),
         copy_pod: s.copy_pod.clone(),
-        scale_down: star(s.scale_down),
+        scale_down: star(s),
         owner: s.owner.clone(),
         host: s.host.clone().unwrap_or_default(),
         age: short_duration(now - s.created),
-        phase: s.copy_phase.clone().unwrap_or_else(|| "<missing>".into()),
+        phase: match (s.copy_gone(), &s.copy_phase) {
+            (true, Some(phase)) => format!("{phase} (copy gone)"),
+            (true, None) => "Gone".into(),
+            (false, phase) => phase.clone().unwrap_or_else(|| "<missing>".into()),
+        },
+        runs: s.runs.as_ref().map(|r| r.summary()).unwrap_or_default(),
         expires: match s.expires {
+            _ if s.provisional && s.has_lapsed(now) => format!(
+                "lapsed {} ago (create never finished)",
+                short_duration(now - s.lapses_at())
+            ),
+            _ if s.provisional => "being created".into(),
             Some(at) if at <= now => "expired".into(),
             Some(at) => format!("in {}", short_duration(at - now)),
             None if s.has_lapsed(now) => format!(
@@ -97,7 +115,21 @@ pub(crate) fn render_wide(
             None => "while attached".into(),
         },
         yours: if is_yours(s) { "yes" } else { "" },
-        notes: s.interference.clone().unwrap_or_default(),
+        // The lock's two counts: "3 -> 2" (replace-one), "3 -> 0" (scale-down).
+        replicas: s
+            .replicas
+            .map(|r| format!("{} -> {}", r.original, r.scaled_to))
+            .unwrap_or_default(),
+        notes: {
+            let gone = s
+                .copy_gone()
+                .then(|| "copy pod gone: gc ends the session".to_string());
+            [gone, s.interference.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
     });
     format!("{HEADING}\n{}\n", Table::new(rows).with(Style::ascii()))
 }
@@ -129,9 +161,12 @@ mod tests {
             target: target.into(),
             copy_pod: pod.into(),
             scale_down,
+            scale_to: ScaleTo::Zero,
+            replicas: None,
             owner: "me@host".into(),
             host: None,
             heartbeat: None,
+            runs: None,
             interference: None,
             created: Utc::now(),
             expires: None,
@@ -139,11 +174,14 @@ mod tests {
             copy_phase: Some("Running".into()),
             workload: None,
             scaled_objects: Vec::new(),
+            argo_application: None,
+            provisional: false,
+            confirmed: None,
             record_uid: None,
         }
     }
 
-    /// Byte for byte the example in ../shared/reference/copy-target.md.
+    /// Byte for byte the reference layout of copy-target status (the README shows the same).
     #[test]
     fn matches_the_reference_example() {
         let expected = "\
@@ -182,6 +220,29 @@ Active Copy Targets:
 | deployment/a    | default   | a-copy-xxxxx  | *           |
 +-----------------+-----------+---------------+-------------+
 | statefulset/db  | prod      | db-copy-yyyyy |             |
++-----------------+-----------+---------------+-------------+
+";
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn replace_one_is_marked_apart_from_scale_down() {
+        let one_less = Session {
+            scale_to: ScaleTo::OneLess,
+            ..session("deployment/q", "default", "q-copy-zzzzz", true)
+        };
+        let got = render(&[
+            session("deployment/a", "default", "a-copy-xxxxx", true),
+            one_less,
+        ]);
+        let expected = "\
+Active Copy Targets:
++-----------------+-----------+---------------+-------------+
+| Original Target | Namespace | Copy Pod Name | Scale Down? |
++-----------------+-----------+---------------+-------------+
+| deployment/a    | default   | a-copy-xxxxx  | *           |
++-----------------+-----------+---------------+-------------+
+| deployment/q    | default   | q-copy-zzzzz  | -1          |
 +-----------------+-----------+---------------+-------------+
 ";
         assert_eq!(got, expected);

@@ -153,6 +153,18 @@ fn kubeconfig_identity(user: &AuthInfo) -> Result<Option<Identity>, BoxError> {
     }
 }
 
+/// An exec credential plugin that could not be run or failed, worded as kubectl words it.
+#[derive(Debug)]
+pub(crate) struct ExecFailed(pub String);
+
+impl std::fmt::Display for ExecFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExecFailed {}
+
 /// What an exec credential plugin prints (client.authentication.k8s.io ExecCredential): only
 /// the client certificate is read here; a token is kube's business.
 #[derive(serde::Deserialize)]
@@ -211,17 +223,21 @@ pub(crate) fn exec_identity(exec: &ExecConfig) -> Result<Option<Identity>, BoxEr
     cmd.env("KUBERNETES_EXEC_INFO", info.to_string());
     let out = cmd.stdout(Stdio::piped()).output().map_err(|e| {
         let hint = exec.install_hint.as_deref().unwrap_or_default();
-        format!("exec credential plugin {program}: {e}. {hint}")
+        let what = if e.kind() == std::io::ErrorKind::NotFound {
+            "not found".to_string()
+        } else {
+            e.to_string()
+        };
+        ExecFailed(
+            format!("getting credentials: exec: executable {program} {what}. {hint}")
+                .trim_end_matches([' ', '.'])
+                .to_string(),
+        )
     })?;
     if !out.status.success() {
-        return Err(format!(
-            "exec credential plugin {program} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
+        return Err(ExecFailed(exec_status_text(program, &out.status, &out.stderr)).into());
     }
-    let answer: ExecCredential = serde_yaml::from_slice(&out.stdout)
+    let answer: ExecCredential = serde_yaml_ng::from_slice(&out.stdout)
         .map_err(|e| format!("exec credential plugin {program} printed no ExecCredential: {e}"))?;
     match answer.status {
         Some(ExecCredentialStatus {
@@ -285,6 +301,38 @@ impl ServerCertVerifier for AcceptAnyServerCert {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// `getting credentials: exec: executable P failed with exit code N` (or `was killed by
+/// signal N`), then the plugin's stderr if it wrote any.
+pub(crate) fn exec_status_text(
+    program: &str,
+    status: &std::process::ExitStatus,
+    stderr: &[u8],
+) -> String {
+    let how = match status.code() {
+        Some(code) => format!("failed with exit code {code}"),
+        None => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                match status.signal() {
+                    Some(sig) => format!("was killed by signal {sig}"),
+                    None => format!("failed ({status})"),
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                format!("failed ({status})")
+            }
+        }
+    };
+    let mut text = format!("getting credentials: exec: executable {program} {how}");
+    let stderr = String::from_utf8_lossy(stderr);
+    if !stderr.trim().is_empty() {
+        text.push_str(&format!(" (stderr: {})", stderr.trim()));
+    }
+    text
 }
 
 #[cfg(test)]

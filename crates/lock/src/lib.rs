@@ -14,19 +14,22 @@ mod ops;
 mod record;
 
 pub use api_text::{error_chain, kube_error_text, status_text};
-pub use name::{WorkloadKey, LOCK_NAME_PREFIX};
+pub use name::{is_dns_label, WorkloadKey, LOCK_NAME_PREFIX};
 pub use ops::{
-    acquire, list, read, release, release_guarded, release_known, renew, update_guarded,
-    update_known, update_record, LockGuard, Released, FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE,
-    LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
+    acquire, list, patch_params, post_params, read, release, LockGuard, Released, FIELD_MANAGER,
+    FINALIZER, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_SESSION, MANAGED_BY, ROLE_LOCK,
 };
-pub use record::{parse_replicas, rfc3339, split_names, LockRecord, MAX_REPLICAS};
+pub use record::{
+    parse_replicas, parse_rfc3339, rfc3339, split_names, writes_as_rfc3339, LockRecord,
+    PausedApplication, MAX_REPLICAS,
+};
 
 /// Lock data keys, for callers that display or select on them.
 pub mod keys {
     pub use crate::record::{
-        COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES, ORIGINAL_REPLICAS, SCALED_OBJECTS, SINCE,
-        WORKLOAD_KIND, WORKLOAD_NAME, WORKLOAD_UID,
+        ARGO_APPLICATION, ARGO_SELF_HEAL_BEFORE, COPY_POD, HOLDER, HOLDER_SESSION, LEASE_EXPIRES,
+        ORIGINAL_REPLICAS, SCALED_OBJECTS, SINCE, TARGET_REPLICAS, WORKLOAD_KIND, WORKLOAD_NAME,
+        WORKLOAD_UID,
     };
 }
 

@@ -42,7 +42,7 @@ impl WorkloadKey {
     /// `sha256("<kind>/<name>")` (the hash keeps two long names that share a prefix apart).
     pub fn lock_name(&self) -> String {
         let full = format!("{LOCK_NAME_PREFIX}{}-{}", self.kind, self.name);
-        if full.len() <= MAX_NAME_LEN && is_valid_name(&full) {
+        if is_dns_label(&full, MAX_NAME_LEN) {
             return full;
         }
         let digest = Sha256::digest(format!("{}/{}", self.kind, self.name).as_bytes());
@@ -67,11 +67,13 @@ impl WorkloadKey {
     }
 }
 
-/// DNS-1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
+/// A DNS-1123 label of at most `max` bytes: lower-case alphanumerics and '-', starting and
+/// ending alphanumeric (what the API server wants of namespaces, container names and the
+/// parts of an object name).
+pub fn is_dns_label(s: &str, max: usize) -> bool {
+    let bytes = s.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
+        && bytes.len() <= max
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
@@ -97,7 +99,7 @@ mod tests {
         let long = "a".repeat(60);
         let name = WorkloadKey::new("deployment", &long).lock_name();
         assert_eq!(name.len(), MAX_NAME_LEN);
-        assert!(is_valid_name(&name), "{name}");
+        assert!(is_dns_label(&name, MAX_NAME_LEN), "{name}");
         // Deterministic.
         assert_eq!(name, WorkloadKey::new("deployment", &long).lock_name());
         // Same prefix, different tail: different locks.
@@ -112,13 +114,13 @@ mod tests {
     fn dotted_and_dash_ending_truncations_stay_valid() {
         // A DNS subdomain name with dots is hashed into a label-safe name.
         let name = WorkloadKey::new("deployment", "web.v2").lock_name();
-        assert!(is_valid_name(&name), "{name}");
+        assert!(is_dns_label(&name, MAX_NAME_LEN), "{name}");
         assert!(name.starts_with("mirrord-copy-lock-deployment-web-v2-"));
         // Truncation landing on a '-' must not leave "--" or a trailing '-'.
         for n in 30..70 {
             let raw = format!("{}-{}", "x".repeat(n), "y".repeat(10));
             let name = WorkloadKey::new("statefulset", &raw).lock_name();
-            assert!(is_valid_name(&name), "{name}");
+            assert!(is_dns_label(&name, MAX_NAME_LEN), "{name}");
         }
     }
 }

@@ -23,6 +23,25 @@ use crate::{LockError, LockRecord, WorkloadKey};
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`] on every object the plugin makes.
 pub const MANAGED_BY: &str = "kubectl-mirrord-copy";
+/// The field manager of every write the plugin makes (`fieldManager`; managedFields name it
+/// beside kubectl's and controllers'), and the product in its User-Agent.
+pub const FIELD_MANAGER: &str = MANAGED_BY;
+
+/// Parameters of every create and replace: [`FIELD_MANAGER`].
+pub fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Parameters of every patch: [`FIELD_MANAGER`].
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
 /// Label carrying the id of the session that holds the lock.
 pub const LABEL_SESSION: &str = "mirrord-copy.io/session";
 /// Label telling the plugin's ConfigMaps and pods apart (value [`ROLE_LOCK`] on a lock).
@@ -52,6 +71,55 @@ pub struct LockGuard {
     pub took_over_from: Option<LockRecord>,
     /// The lock as last written: the next compare-and-swap starts from it (no read first).
     pub config_map: ConfigMap,
+    /// The session this guard writes for: a write finds out if another one holds it now.
+    pub session: String,
+}
+
+impl LockGuard {
+    /// The lock `known`, as just listed or read, for `session` to write (it may no longer
+    /// hold it: the next write says so, without writing). Malformed data is an error.
+    pub fn for_session(known: ConfigMap, session: &str) -> Result<LockGuard, LockError> {
+        let record = parse_cm(&known)?;
+        let mut guard = guard_from(&known, record, None);
+        guard.session = session.to_string();
+        Ok(guard)
+    }
+
+    /// Change the record with `change`, by compare-and-swap from the lock as this guard last
+    /// saw it: no read unless someone wrote in between (the swap then fails, the lock is read
+    /// again and the change made anew). [`LockError::Lost`] if the lock is gone or another
+    /// session holds it.
+    pub async fn update(
+        &self,
+        client: &kube::Client,
+        change: impl Fn(&mut LockRecord),
+    ) -> Result<LockGuard, LockError> {
+        let known = Some(self.config_map.clone());
+        update_from(
+            client,
+            &self.namespace,
+            &self.name,
+            &self.session,
+            known,
+            change,
+        )
+        .await
+    }
+
+    /// Extend the lease to `until`.
+    pub async fn renew(
+        &self,
+        client: &kube::Client,
+        until: DateTime<Utc>,
+    ) -> Result<LockGuard, LockError> {
+        self.update(client, |r| r.lease_expires = until).await
+    }
+
+    /// Release the lock, as [`release`] does, starting from the lock as this guard last saw it.
+    pub async fn release(&self, client: &kube::Client) -> Result<Released, LockError> {
+        let known = Some(self.config_map.clone());
+        release_from(client, &self.namespace, &self.name, &self.session, known).await
+    }
 }
 
 fn api(client: &kube::Client, namespace: &str) -> Api<ConfigMap> {
@@ -83,6 +151,7 @@ fn is_not_found(err: &kube::Error) -> bool {
 }
 
 fn guard_from(cm: &ConfigMap, record: LockRecord, took_over_from: Option<LockRecord>) -> LockGuard {
+    let record_session = record.holder_session.clone();
     LockGuard {
         namespace: cm.metadata.namespace.clone().unwrap_or_default(),
         name: cm.metadata.name.clone().unwrap_or_default(),
@@ -91,6 +160,7 @@ fn guard_from(cm: &ConfigMap, record: LockRecord, took_over_from: Option<LockRec
         record,
         took_over_from,
         config_map: cm.clone(),
+        session: record_session,
     }
 }
 
@@ -112,7 +182,7 @@ fn parse_cm(cm: &ConfigMap) -> Result<LockRecord, LockError> {
 /// - The holder's lease is valid: [`LockError::Held`] with their record; nothing is written.
 /// - The holder's lease expired: take it over by a PUT preconditioned on the resourceVersion
 ///   we read (losing that race is `Held` by the winner). If the dead holder recorded the same
-///   workload uid, its `originalReplicas` and `scaledObjects` are carried forward: the workload
+///   workload uid, its `originalReplicas`, `scaledObjects` and Argo CD Application are carried forward: the workload
 ///   is probably at zero because of the dead session, so the caller's view of the count is not
 ///   trusted. A record for another uid (the workload was recreated) is not trusted: the
 ///   caller's record is used as is.
@@ -137,10 +207,10 @@ pub async fn acquire(
                 finalizers: Some(vec![FINALIZER.to_string()]),
                 ..Default::default()
             },
-            data: Some(record.to_data()),
+            data: Some(record.to_checked_data()?),
             ..Default::default()
         };
-        match api.create(&PostParams::default(), &cm).await {
+        match api.create(&post_params(), &cm).await {
             Ok(created) => return Ok(guard_from(&created, record, None)),
             Err(e) if is_already_exists(&e) => {}
             Err(e) => return Err(e.into()),
@@ -159,26 +229,31 @@ pub async fn acquire(
         let mut new = record.clone();
         if held.workload_uid == record.workload_uid {
             new.original_replicas = held.original_replicas;
+            // The caller's target was reckoned from its own view of the count: never above
+            // the carried original (the caller checks it against the original again).
+            new.target_replicas = new.target_replicas.min(new.original_replicas);
             // The dead holder may have paused these: restore must look at them too.
             for so in held.scaled_objects.iter() {
                 if !new.scaled_objects.contains(so) {
                     new.scaled_objects.push(so.clone());
                 }
             }
+            // The dead holder may have paused its Application: its value from before the
+            // pause is the one to put back, not what the Application says now.
+            if held.argo_application.is_some() {
+                new.argo_application = held.argo_application.clone();
+            }
         }
         let mut replacement = current.clone();
         replacement.metadata.labels = Some(labels(&record.holder_session));
         replacement.metadata.owner_references = Some(vec![owner.clone()]);
-        replacement.data = Some(new.to_data());
+        replacement.data = Some(new.to_checked_data()?);
         // The API server refuses a new finalizer on an object being deleted; one that is
         // being deleted still has ours (it would be gone otherwise).
         if current.metadata.deletion_timestamp.is_none() {
             add_finalizer(&mut replacement.metadata);
         }
-        match api
-            .replace(&name, &PostParams::default(), &replacement)
-            .await
-        {
+        match api.replace(&name, &post_params(), &replacement).await {
             Ok(written) => return Ok(guard_from(&written, new, Some(held))),
             // Someone else changed it between our read and our write: look again.
             Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
@@ -228,41 +303,6 @@ pub async fn list(
     }
 }
 
-/// Change the record of the lock `name` held by `session` with `change`, by compare-and-swap
-/// (retried on conflicts). [`LockError::Lost`] if the lock is gone or held by someone else.
-pub async fn update_record(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    session: &str,
-    change: impl Fn(&mut LockRecord),
-) -> Result<LockGuard, LockError> {
-    update_from(client, namespace, name, session, None, change).await
-}
-
-/// [`update_record`] starting from the lock as `guard` last wrote it: no read unless someone
-/// wrote in between (the compare-and-swap then fails and the lock is read again).
-pub async fn update_guarded(
-    client: &kube::Client,
-    guard: &LockGuard,
-    session: &str,
-    change: impl Fn(&mut LockRecord),
-) -> Result<LockGuard, LockError> {
-    update_known(client, guard.config_map.clone(), session, change).await
-}
-
-/// [`update_record`] starting from `known`, the lock as just listed or read.
-pub async fn update_known(
-    client: &kube::Client,
-    known: ConfigMap,
-    session: &str,
-    change: impl Fn(&mut LockRecord),
-) -> Result<LockGuard, LockError> {
-    let namespace = known.metadata.namespace.clone().unwrap_or_default();
-    let name = known.metadata.name.clone().unwrap_or_default();
-    update_from(client, &namespace, &name, session, Some(known), change).await
-}
-
 async fn update_from(
     client: &kube::Client,
     namespace: &str,
@@ -290,8 +330,8 @@ async fn update_from(
             )));
         }
         change(&mut record);
-        cm.data = Some(record.to_data());
-        match api.replace(name, &PostParams::default(), &cm).await {
+        cm.data = Some(record.to_checked_data()?);
+        match api.replace(name, &post_params(), &cm).await {
             Ok(written) => return Ok(guard_from(&written, record, None)),
             Err(e) if is_conflict(&e) => continue,
             Err(e) if is_not_found(&e) => {
@@ -303,20 +343,6 @@ async fn update_from(
         }
     }
     Err(LockError::Contended(name.to_string()))
-}
-
-/// Extend the lease of `session`'s lock `name` to `until`.
-pub async fn renew(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    session: &str,
-    until: DateTime<Utc>,
-) -> Result<LockGuard, LockError> {
-    update_record(client, namespace, name, session, |r| {
-        r.lease_expires = until
-    })
-    .await
 }
 
 /// What [`release`] found.
@@ -363,7 +389,7 @@ pub async fn release(
     ]);
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("a well-formed JSON patch");
     let known = match api
-        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .patch(name, &patch_params(), &Patch::<()>::Json(patch))
         .await
     {
         Ok(unfinalized) => match delete_exactly(&api, &unfinalized).await {
@@ -377,27 +403,6 @@ pub async fn release(
         Err(e) => return Err(e.into()),
     };
     release_from(client, namespace, name, session, known).await
-}
-
-/// [`release`] of the lock as `guard` last wrote it: no read unless someone wrote in between.
-pub async fn release_guarded(
-    client: &kube::Client,
-    guard: &LockGuard,
-    session: &str,
-) -> Result<Released, LockError> {
-    let known = Some(guard.config_map.clone());
-    release_from(client, &guard.namespace, &guard.name, session, known).await
-}
-
-/// [`release`] starting from `known`, the lock as just listed or read.
-pub async fn release_known(
-    client: &kube::Client,
-    known: ConfigMap,
-    session: &str,
-) -> Result<Released, LockError> {
-    let namespace = known.metadata.namespace.clone().unwrap_or_default();
-    let name = known.name_any();
-    release_from(client, &namespace, &name, session, Some(known)).await
 }
 
 /// DELETE `cm` with its uid and resourceVersion as preconditions. Already gone (a lock being
@@ -441,7 +446,7 @@ async fn release_from(
             if let Some(f) = cm.metadata.finalizers.as_mut() {
                 f.retain(|x| x != FINALIZER);
             }
-            cm = match api.replace(name, &PostParams::default(), &cm).await {
+            cm = match api.replace(name, &post_params(), &cm).await {
                 Ok(written) => written,
                 Err(e) if is_not_found(&e) => return Ok(Released::Absent),
                 Err(e) if is_conflict(&e) => continue,

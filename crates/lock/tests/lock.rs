@@ -25,8 +25,10 @@ fn record(session: &str, uid: &str, replicas: i32, lease: Duration) -> LockRecor
         workload_kind: "Deployment".into(),
         workload_name: "w".into(),
         original_replicas: replicas,
+        target_replicas: 0,
         copy_pod: format!("{session}-copy"),
         scaled_objects: Vec::new(),
+        argo_application: None,
     }
 }
 
@@ -102,11 +104,9 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
     let dead = acquire_new(&env, "a", "uid-1", 5, Duration::zero())
         .await
         .unwrap();
-    lock::update_record(c, ns, &dead.name, "a", |r| {
-        r.scaled_objects = vec!["w-keda".into()]
-    })
-    .await
-    .unwrap();
+    dead.update(c, |r| r.scaled_objects = vec!["w-keda".into()])
+        .await
+        .unwrap();
     let_leases_expire().await;
     // The new caller sees the workload at 0 (because of the dead session): it must not win.
     let b_owner = owner(&env, "b").await;
@@ -120,6 +120,10 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
         "the dead holder may have paused it"
     );
     assert_eq!(guard.took_over_from.as_ref().unwrap().holder_session, "a");
+    assert_eq!(
+        guard.record.target_replicas, 0,
+        "the new holder's own target"
+    );
     let cm = config_maps(&env).get(&guard.name).await.unwrap();
     assert_eq!(cm.metadata.owner_references.unwrap(), vec![b_owner]);
     assert_eq!(cm.metadata.labels.unwrap()["mirrord-copy.io/session"], "b");
@@ -134,7 +138,8 @@ async fn takeover_carries_the_count_and_repoints_the_owner() {
     );
 
     // The dead holder can neither renew nor release it any more.
-    let err = lock::renew(c, ns, &guard.name, "a", Utc::now() + Duration::hours(1))
+    let err = dead
+        .renew(c, Utc::now() + Duration::hours(1))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Lost(_)), "{err}");
@@ -240,4 +245,37 @@ async fn a_deleted_lock_stays_until_its_holder_releases_it() {
         Released::Deleted
     );
     assert!(lock::read(c, ns, &g.name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn takeover_keeps_the_callers_target_within_the_carried_count() {
+    let env = TestEnv::new().await;
+    // The dead holder replaced one of 2 replicas.
+    let dead = LockRecord {
+        target_replicas: 1,
+        ..record("a", "uid-1", 2, Duration::zero())
+    };
+    let a_owner = owner(&env, "a").await;
+    acquire(&env, dead, a_owner).await.unwrap();
+    let_leases_expire().await;
+    // The new caller saw 5 and wants 4: the carried original is 2, so its target is clamped
+    // to it (the caller reckons its target again from the carried count).
+    let b_owner = owner(&env, "b").await;
+    let wants = LockRecord {
+        target_replicas: 4,
+        ..live_record("b", "uid-1", 5)
+    };
+    let guard = acquire(&env, wants, b_owner).await.unwrap();
+    assert_eq!(
+        (guard.record.original_replicas, guard.record.target_replicas),
+        (2, 2)
+    );
+    assert_eq!(guard.took_over_from.as_ref().unwrap().target_replicas, 1);
+    let (read, _) = lock::read(&env.client, &env.namespace, &guard.name)
+        .await
+        .unwrap()
+        .unwrap();
+    // What was written reads back with both counts (times are stored to the second).
+    assert_eq!((read.original_replicas, read.target_replicas), (2, 2));
+    assert_eq!(read.holder_session, "b");
 }

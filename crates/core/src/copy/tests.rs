@@ -49,7 +49,7 @@ fn resolved(target: &str, template: PodTemplateSpec) -> ResolvedTarget {
     let target: TargetRef = target.parse().unwrap();
     ResolvedTarget {
         object: WorkloadRef {
-            api_version: target.kind.api_version().into(),
+            api_version: target.kind.api_version(),
             kind: target.kind.kind().into(),
             name: target.name.clone(),
             uid: "obj-uid".into(),
@@ -59,6 +59,7 @@ fn resolved(target: &str, template: PodTemplateSpec) -> ResolvedTarget {
         namespace: "default".into(),
         template,
         raw: json!({}),
+        claim_templates: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ fn pod_json(target: &str, template: PodTemplateSpec, opts: &CopyOptions) -> Valu
     let pod = build_copy_pod(
         &resolved(target, template),
         opts,
+        0,
         &session(),
         "py-serv-copy-xyz12",
         "me@laptop",
@@ -93,9 +95,17 @@ fn names(list: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The copy rules on their own, without the placeholder (tested below) changing the spec.
+fn keep_command() -> CopyOptions {
+    CopyOptions {
+        keep_command: true,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn probes_are_removed_everywhere_including_sidecars() {
-    let pod = pod_json("deploy/py-serv", template(), &CopyOptions::default());
+    let pod = pod_json("deploy/py-serv", template(), &keep_command());
     let spec = &pod["spec"];
     for list in ["containers", "initContainers"] {
         for c in spec[list].as_array().unwrap() {
@@ -179,7 +189,7 @@ fn exclusions_remove_by_name() {
     let opts = CopyOptions {
         exclude_containers: vec!["metrics".into()],
         exclude_init_containers: vec!["setup".into(), "proxy".into()],
-        ..Default::default()
+        ..keep_command()
     };
     let pod = pod_json("deploy/py-serv", template(), &opts);
     assert_eq!(names(&pod["spec"]["containers"]), ["app"]);
@@ -226,6 +236,7 @@ fn exclusion_errors_name_the_valid_containers() {
     let err = build_copy_pod(
         &resolved("deploy/py-serv/container/app", t),
         &target_excluded,
+        0,
         &session(),
         "p",
         "me",
@@ -262,7 +273,7 @@ fn pod_target_drops_what_the_cluster_filled_in() {
         }
     }))
     .unwrap();
-    let pod = pod_json("pod/debug-me", t, &CopyOptions::default());
+    let pod = pod_json("pod/debug-me", t, &keep_command());
     let spec = &pod["spec"];
     assert!(spec.get("nodeName").is_none());
     assert!(spec.get("ephemeralContainers").is_none());
@@ -342,4 +353,63 @@ fn pod_only_annotations_are_dropped_from_pod_targets_only() {
         .as_object()
         .unwrap()
         .contains_key("kubernetes.io/config.mirror"));
+}
+
+#[test]
+fn by_default_the_target_container_runs_the_placeholder_and_the_copy_is_gated() {
+    let pod = pod_json("deploy/py-serv", template(), &CopyOptions::default());
+    let spec = &pod["spec"];
+    assert_eq!(
+        names(&spec["initContainers"]),
+        ["mirrord-copy-placeholder", "setup", "proxy"]
+    );
+    assert_eq!(spec["containers"][0]["name"], "app");
+    assert_eq!(spec["containers"][0]["image"], "py-serv:1");
+    assert_eq!(
+        spec["containers"][0]["command"][0],
+        "/.mirrord-copy/busybox"
+    );
+    assert_eq!(spec["containers"][0]["ports"][0]["containerPort"], 80);
+    assert!(
+        spec["containers"][1].get("command").is_none(),
+        "metrics runs as before"
+    );
+    assert_eq!(
+        spec["readinessGates"],
+        json!([{"conditionType": "mirrord-copy.io/serving"}])
+    );
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["kubectl.kubernetes.io/default-container"], "app");
+    assert_eq!(ann["mirrord-copy.io/runs"], "placeholder");
+}
+
+#[test]
+fn keep_command_runs_the_application_and_serving_drops_the_gate() {
+    let opts = CopyOptions {
+        serve_traffic: true,
+        ..keep_command()
+    };
+    let pod = pod_json("deploy/py-serv/container/metrics", template(), &opts);
+    let spec = &pod["spec"];
+    assert_eq!(names(&spec["initContainers"]), ["setup", "proxy"]);
+    assert!(spec["containers"][0].get("command").is_none());
+    assert!(spec.get("readinessGates").is_none());
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["kubectl.kubernetes.io/default-container"], "metrics");
+    assert_eq!(ann["mirrord-copy.io/runs"], "application");
+}
+
+#[test]
+fn a_named_container_runs_the_placeholder() {
+    let pod = pod_json(
+        "deploy/py-serv/container/metrics",
+        template(),
+        &CopyOptions::default(),
+    );
+    let spec = &pod["spec"];
+    assert!(spec["containers"][0].get("command").is_none());
+    assert_eq!(
+        spec["containers"][1]["command"][0],
+        "/.mirrord-copy/busybox"
+    );
 }

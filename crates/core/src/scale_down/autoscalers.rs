@@ -9,8 +9,9 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::workload::{patch_annotations, ScaleKind, ScaleTarget};
-use crate::error::{is_conflict, is_not_found, Error};
+use super::pause::Switch;
+use super::workload::{ScaleKind, ScaleTarget};
+use crate::error::{is_not_found, Error};
 use crate::labels::KEDA_PAUSED_REPLICAS_ANNOTATION;
 
 /// Which session paused this ScaledObject.
@@ -76,6 +77,21 @@ pub(super) async fn keda_objects(
     }
 }
 
+/// KEDA's pause: `autoscaling.keda.sh/paused-replicas: "0"`, the way back on the
+/// ScaledObject itself.
+fn keda_switch() -> Switch {
+    Switch {
+        resource: scaled_object_resource(),
+        qualified: "scaledobjects.keda.sh",
+        path: &["metadata", "annotations", KEDA_PAUSED_REPLICAS_ANNOTATION],
+        paused: json!("0"),
+        by: KEDA_PAUSED_BY_ANNOTATION,
+        previous: KEDA_PREVIOUS_ANNOTATION,
+        read_by_list: true,
+        valid: Value::is_string,
+    }
+}
+
 /// Pause `objects` (the ScaledObjects targeting the workload, as listed) at 0 for `session`.
 /// Idempotent: one we already paused keeps its recorded previous value.
 pub(super) async fn pause_keda(
@@ -84,140 +100,25 @@ pub(super) async fn pause_keda(
     objects: &[DynamicObject],
     session: &str,
 ) -> Result<Vec<String>, Error> {
-    let api = scaled_objects(client, namespace);
-    let mut paused = Vec::new();
-    for so in objects {
-        let name = so.name_any();
-        let mut current = Some(so.clone());
-        for _ in 0..8 {
-            let Some(so) = current.take() else {
-                break; // deleted meanwhile: nothing to pause
-            };
-            match pause_one(&api, &so, session).await {
-                Ok(()) => {
-                    paused.push(name.clone());
-                    break;
-                }
-                // KEDA updates its objects too: read again and retry.
-                Err(e) if is_conflict(&e) => {
-                    current = reread(&api, &name).await?;
-                }
-                Err(e) if is_not_found(&e) => break,
-                Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
-            }
-        }
-    }
-    Ok(paused)
-}
-
-/// Read one ScaledObject again, by a LIST on its name: the shipped Roles grant list and patch
-/// on ScaledObjects, not get.
-async fn reread(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, Error> {
-    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
-    match api.list(&lp).await {
-        Ok(l) => Ok(l.items.into_iter().next()),
-        // KEDA uninstalled since: nothing left to put back.
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(Error::from_kube(e, "list", "scaledobjects.keda.sh")),
-    }
-}
-
-/// Pause one ScaledObject, pinned to the resourceVersion read. Already ours: nothing to do.
-/// Paused by another (dead) session: its recorded previous value is carried forward, so the
-/// value put back is the one from before any session paused it.
-async fn pause_one(
-    api: &Api<DynamicObject>,
-    so: &DynamicObject,
-    session: &str,
-) -> Result<(), kube::Error> {
-    let annotations = so.annotations();
-    let previous = match annotations
-        .get(KEDA_PAUSED_BY_ANNOTATION)
-        .map(String::as_str)
-    {
-        Some(by) if by == session => return Ok(()),
-        Some(_) => annotations
-            .get(KEDA_PREVIOUS_ANNOTATION)
-            .cloned()
-            .unwrap_or_else(|| Value::Null.to_string()),
-        None => annotations
-            .get(KEDA_PAUSED_REPLICAS_ANNOTATION)
-            .map_or(Value::Null, |v| json!(v))
-            .to_string(),
-    };
-    // One merge patch: the pause and the way back are written together.
-    let patch = json!({
-        KEDA_PAUSED_REPLICAS_ANNOTATION: "0",
-        KEDA_PAUSED_BY_ANNOTATION: session,
-        KEDA_PREVIOUS_ANNOTATION: previous,
-    });
-    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref())
+    keda_switch()
+        .pause(client, namespace, objects, session)
         .await
-        .map(drop)
 }
 
 /// Put back what we changed on the ScaledObjects `names` (recorded by the session and its
 /// lock before any was paused) whose pausing session satisfies `paused_by`: this session, or
 /// any session when restoring through a lock we hold (a dead holder whose place we took may
-/// have paused them). No names, no request.
+/// have paused them). No names, no request. After the count: an unpaused ScaledObject at zero
+/// would scale from zero itself.
 pub(crate) async fn unpause_keda(
     client: &kube::Client,
     namespace: &str,
     names: &[String],
     paused_by: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<String>, Error> {
-    let api = scaled_objects(client, namespace);
-    let mut restored = Vec::new();
-    for name in names {
-        let mut current = reread(&api, name).await?;
-        for _ in 0..8 {
-            let Some(so) = current.take() else {
-                break;
-            };
-            match unpause_one(&api, &so, paused_by).await {
-                Ok(true) => restored.push(name.clone()),
-                Ok(false) => {}
-                // Changed meanwhile (KEDA, another gc): read again and decide again.
-                Err(e) if is_conflict(&e) => {
-                    current = reread(&api, name).await?;
-                    continue;
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::from_kube(e, "patch", "scaledobjects.keda.sh")),
-            }
-            break;
-        }
-    }
-    Ok(restored)
-}
-
-/// Put back the recorded paused-replicas value (none: the annotation is removed and KEDA
-/// resumes) if `paused_by` accepts the pausing session. Pinned to what we read.
-async fn unpause_one(
-    api: &Api<DynamicObject>,
-    so: &DynamicObject,
-    paused_by: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<bool, kube::Error> {
-    let annotations = so.annotations();
-    let Some(by) = annotations.get(KEDA_PAUSED_BY_ANNOTATION) else {
-        return Ok(false);
-    };
-    if !paused_by(by) {
-        return Ok(false);
-    }
-    // An unreadable previous value resumes KEDA: its normal state, rather than paused forever.
-    let previous: Value = annotations
-        .get(KEDA_PREVIOUS_ANNOTATION)
-        .and_then(|p| serde_json::from_str(p).ok())
-        .filter(Value::is_string)
-        .unwrap_or(Value::Null);
-    let patch = json!({
-        KEDA_PAUSED_REPLICAS_ANNOTATION: previous,
-        KEDA_PAUSED_BY_ANNOTATION: null,
-        KEDA_PREVIOUS_ANNOTATION: null,
-    });
-    patch_annotations(api, &so.name_any(), patch, so.resource_version().as_deref()).await?;
-    Ok(true)
+    keda_switch()
+        .unpause(client, namespace, names, paused_by, None)
+        .await
 }
 
 #[cfg(test)]

@@ -3,7 +3,11 @@
 //! Argo CD's tracking annotation (or its instance label), Flux's kustomize-controller and
 //! helm-controller labels. Flux's kustomize-controller skips an object annotated
 //! `kustomize.toolkit.fluxcd.io/reconcile: disabled`; `--suspend-flux` sets that for the
-//! session and puts the previous value back on restore.
+//! session and puts the previous value back on restore. Argo CD's self-heal is a switch on the
+//! Application, not on the object: `--suspend-argocd` turns it off for the session (`argocd`).
+//! Flux's helm-controller documents no per-object opt-out (only `spec.suspend` and drift
+//! detection ignore rules on the HelmRelease itself): the warning says to suspend the
+//! HelmRelease.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +19,8 @@ pub(crate) const FLUX_PREVIOUS_ANNOTATION: &str = "mirrord-copy.io/flux-reconcil
 /// Who applies the workload from Git.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Manager {
-    /// Argo CD application (its name).
+    /// Argo CD application, as the workload's tracking id or instance label names it: `<app>`,
+    /// or `<namespace>_<app>` for an Application outside the Argo CD namespace.
     ArgoCd(String),
     /// A Flux Kustomization (`namespace/name`): honours the reconcile annotation.
     FluxKustomization(String),
@@ -50,12 +55,41 @@ pub(crate) fn manager(
     flux("helm").map(Manager::FluxHelmRelease)
 }
 
+/// What `--suspend-argocd` does about an Argo CD application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArgoSuspend {
+    /// Not asked for.
+    NotAsked,
+    /// Self-heal is turned off for the session.
+    Pausing,
+    /// Self-heal is already off: nothing to pause.
+    SelfHealOff,
+}
+
 /// The warning for a scale-down of `workload` (e.g. "Deployment default/x") managed by `m`.
-pub(crate) fn warning(workload: &str, m: &Manager, suspending_flux: bool) -> String {
+/// `argocd_namespace`: where an Application named without a namespace lives.
+pub(crate) fn warning(
+    workload: &str,
+    m: &Manager,
+    suspending_flux: bool,
+    argocd_namespace: &str,
+    argo: ArgoSuspend,
+) -> String {
     match m {
-        Manager::ArgoCd(app) => format!(
-            "{workload} is managed by Argo CD application {app}: with automated sync and self-heal it puts the replica count back from Git; disable self-heal for the session or copy without --scale-down"
-        ),
+        Manager::ArgoCd(app) => {
+            let (ns, name) = super::argocd::locate(app, argocd_namespace);
+            match argo {
+                ArgoSuspend::Pausing => format!(
+                    "{workload} is managed by Argo CD Application {ns}/{name}: its self-heal is turned off for the session (--suspend-argocd, spec.syncPolicy.automated.selfHeal=false) and restored afterwards; an automated sync of a new Git revision still applies Git's replica count"
+                ),
+                ArgoSuspend::SelfHealOff => format!(
+                    "{workload} is managed by Argo CD Application {ns}/{name}, whose self-heal is off: nothing to pause; an automated sync of a new Git revision still applies Git's replica count"
+                ),
+                ArgoSuspend::NotAsked => format!(
+                    "{workload} is managed by Argo CD Application {ns}/{name}: with automated sync and self-heal it puts the replica count back from Git within seconds; --suspend-argocd turns its self-heal off for the session (or copy without --scale-down)"
+                ),
+            }
+        }
         Manager::FluxKustomization(k) if suspending_flux => format!(
             "{workload} is managed by Flux Kustomization {k}: annotated {FLUX_RECONCILE_ANNOTATION}=disabled for the session (--suspend-flux); restored afterwards"
         ),
@@ -63,7 +97,7 @@ pub(crate) fn warning(workload: &str, m: &Manager, suspending_flux: bool) -> Str
             "{workload} is managed by Flux Kustomization {k}: its next reconcile puts the replica count back; --suspend-flux annotates the workload {FLUX_RECONCILE_ANNOTATION}=disabled for the session"
         ),
         Manager::FluxHelmRelease(h) => format!(
-            "{workload} is managed by Flux HelmRelease {h}: its next reconcile puts the replica count back; `flux suspend helmrelease` for the session"
+            "{workload} is managed by Flux HelmRelease {h}: with drift detection on, its reconcile puts the replica count back, and helm-controller has no per-object opt-out; `flux suspend helmrelease` for the session (and `flux resume helmrelease` after)"
         ),
     }
 }
@@ -113,7 +147,36 @@ mod tests {
             ),
             Some(Manager::FluxHelmRelease("data/db".into()))
         );
-        let w = warning("Deployment d/x", &Manager::ArgoCd("shop".into()), false);
-        assert!(w.contains("Argo CD application shop"), "{w}");
+        let argo = Manager::ArgoCd("shop".into());
+        let w = warning(
+            "Deployment d/x",
+            &argo,
+            false,
+            "argocd",
+            ArgoSuspend::NotAsked,
+        );
+        assert!(
+            w.contains("Argo CD Application argocd/shop") && w.contains("--suspend-argocd"),
+            "{w}"
+        );
+        let elsewhere = Manager::ArgoCd("team-a_shop".into());
+        let w = warning(
+            "Deployment d/x",
+            &elsewhere,
+            false,
+            "argocd",
+            ArgoSuspend::Pausing,
+        );
+        assert!(
+            w.contains("Application team-a/shop: its self-heal is turned off"),
+            "{w}"
+        );
+        assert_eq!(
+            manager(
+                &map(&[("argocd.argoproj.io/instance", "team-a_shop")]),
+                &none
+            ),
+            Some(Manager::ArgoCd("team-a_shop".into()))
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Someone else scaling a workload while a session holds it at zero (a person, an HPA, a
+//! Someone else scaling a workload while a session holds it scaled (a person, an HPA, a
 //! GitOps controller): the session cannot stop them, but it says who, so nobody is surprised.
 //! The writer is named from the workload's `managedFields`: the most recent entry that owns
 //! the replica count (`f:spec` / `f:replicas`; a CronJob's `f:suspend`).
@@ -12,9 +12,10 @@ use crate::labels::SCALED_DOWN_BY_ANNOTATION;
 use mirrord_copy_lock::LockRecord;
 
 /// "Deployment ns/x was scaled to 2 by kubectl (2026-12-04T15:00:00Z)" for each workload
-/// `records` (the session's locks, as just renewed) holds at zero that is no longer at zero;
-/// empty when all are where we left them. One GET per locked workload; one not yet scaled
-/// (no record of the holder on it) is not expected at zero.
+/// `records` (the session's locks, as just renewed) holds that is no longer at the count the
+/// lock records as set (0, or one less with `--replace-one`); empty when all are where we
+/// left them. One GET per locked workload; one not yet scaled (no record of the holder on
+/// it) is not expected at that count.
 pub async fn interference(
     client: &kube::Client,
     namespace: &str,
@@ -29,7 +30,7 @@ pub async fn interference(
         let observed = workload::observed(target.kind, object);
         let held =
             observed.annotation(SCALED_DOWN_BY_ANNOTATION) == Some(record.holder_session.as_str());
-        if !held || observed.replicas == 0 {
+        if !held || observed.replicas == record.target_replicas {
             continue;
         }
         let field = if target.kind == ScaleKind::CronJob {

@@ -2,14 +2,13 @@
 //! count is 1 when it runs, 0 when suspended). Every write that must not clobber someone
 //! else's change pins the resourceVersion read just before (a failed pin is a 409 Conflict).
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::CronJob;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::error::{is_not_found, Error};
-use crate::resolve::{rollout_resource, ResolvedTarget};
+use crate::resolve::ResolvedTarget;
+use crate::target::Scaling;
 use crate::target::TargetKind;
 use mirrord_copy_lock::WorkloadKey;
 
@@ -37,25 +36,29 @@ impl ScaleKind {
         ScaleKind::CronJob,
     ];
 
-    pub(crate) fn api_kind(self) -> &'static str {
+    /// The target kind whose facts ([`crate::target::KINDS`]) this one is.
+    pub(crate) fn target_kind(self) -> TargetKind {
         match self {
-            ScaleKind::Deployment => "Deployment",
-            ScaleKind::StatefulSet => "StatefulSet",
-            ScaleKind::ReplicaSet => "ReplicaSet",
-            ScaleKind::Rollout => "Rollout",
-            ScaleKind::CronJob => "CronJob",
+            ScaleKind::Deployment => TargetKind::Deployment,
+            ScaleKind::StatefulSet => TargetKind::StatefulSet,
+            ScaleKind::ReplicaSet => TargetKind::ReplicaSet,
+            ScaleKind::Rollout => TargetKind::Rollout,
+            ScaleKind::CronJob => TargetKind::CronJob,
         }
+    }
+
+    pub(crate) fn api_kind(self) -> &'static str {
+        self.target_kind().kind()
+    }
+
+    /// How it is held at the count set: its replicas, or (a CronJob) its suspend switch.
+    pub(crate) fn scaling(self) -> Scaling {
+        self.target_kind().info().scaling
     }
 
     /// Lower-case kind, as in "deployment/x" and the lock name.
     pub(crate) fn lower(self) -> &'static str {
-        match self {
-            ScaleKind::Deployment => "deployment",
-            ScaleKind::StatefulSet => "statefulset",
-            ScaleKind::ReplicaSet => "replicaset",
-            ScaleKind::Rollout => "rollout",
-            ScaleKind::CronJob => "cronjob",
-        }
+        self.target_kind().as_str()
     }
 
     /// From an API kind ("Deployment") or its lower-case form ("deployment").
@@ -67,23 +70,12 @@ impl ScaleKind {
 
     /// The API resource, for dynamic API calls.
     pub fn resource(self) -> ApiResource {
-        match self {
-            ScaleKind::Deployment => ApiResource::erase::<Deployment>(&()),
-            ScaleKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
-            ScaleKind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
-            ScaleKind::Rollout => rollout_resource(),
-            ScaleKind::CronJob => ApiResource::erase::<CronJob>(&()),
-        }
+        self.target_kind().api_resource()
     }
 
     /// "deployments.apps", for permission errors.
     pub(crate) fn resource_name(self) -> String {
-        let r = self.resource();
-        if r.group.is_empty() {
-            r.plural
-        } else {
-            format!("{}.{}", r.plural, r.group)
-        }
+        self.target_kind().resource()
     }
 }
 
@@ -270,8 +262,8 @@ pub(super) async fn write(
     pin: Option<&str>,
 ) -> Result<DynamicObject, kube::Error> {
     let mut patch = json!({"metadata": {"annotations": annotations}});
-    match (replicas, target.kind) {
-        (Some(n), ScaleKind::CronJob) => patch["spec"] = json!({"suspend": n == 0}),
+    match (replicas, target.kind.scaling()) {
+        (Some(n), Scaling::Suspend) => patch["spec"] = json!({"suspend": n == 0}),
         (Some(n), _) => patch["spec"] = json!({"replicas": n}),
         (None, _) => {}
     }
@@ -280,7 +272,11 @@ pub(super) async fn write(
     }
     target
         .api(client)
-        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &target.name,
+            &mirrord_copy_lock::patch_params(),
+            &Patch::Merge(&patch),
+        )
         .await
 }
 
@@ -334,28 +330,12 @@ where
     )))
 }
 
-/// JSON-merge-patch annotations (a `None` value removes the key), optionally pinned; the
-/// object as written.
-pub(super) async fn patch_annotations(
-    api: &Api<DynamicObject>,
-    name: &str,
-    annotations: Value,
-    pin: Option<&str>,
-) -> Result<DynamicObject, kube::Error> {
-    let mut patch = json!({"metadata": {"annotations": annotations}});
-    if let Some(rv) = pin {
-        patch["metadata"]["resourceVersion"] = json!(rv);
-    }
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-}
-
 /// A workload read as a whole object: its count is `spec.replicas` at that same
 /// resourceVersion (what its /scale reports: defaulted to 1 when absent), a CronJob's 1 or 0
 /// by `spec.suspend`.
 pub(super) fn observed(kind: ScaleKind, object: DynamicObject) -> Observed {
-    let replicas = match kind {
-        ScaleKind::CronJob => i32::from(object.data["spec"]["suspend"].as_bool() != Some(true)),
+    let replicas = match kind.scaling() {
+        Scaling::Suspend => i32::from(object.data["spec"]["suspend"].as_bool() != Some(true)),
         _ => object.data["spec"]["replicas"]
             .as_i64()
             .and_then(|n| i32::try_from(n).ok())

@@ -11,7 +11,7 @@ use mirrord_copy_lock::LockRecord;
 use serde::de::DeserializeOwned;
 
 use super::record::session_from_config_map;
-use super::Session;
+use super::{Replicas, Runs, Session};
 use crate::error::{is_not_found, Error};
 use crate::labels::{self, Role};
 use crate::list::{self, ConfigMapLite, PodLite};
@@ -116,26 +116,27 @@ async fn fill_phases(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let mut phases: HashMap<(String, String), String> = HashMap::new();
+    // (namespace, pod) -> (phase, what runs: container and mode)
+    type Seen = (String, Option<(String, String)>);
+    let mut phases: HashMap<(String, String), Seen> = HashMap::new();
     list::for_each(
         &pods,
         client,
         Some(&labels::role_selector(Role::Copy)),
         |p: PodLite| {
-            let phase = if p.metadata.deletion_timestamp.is_some() {
-                "Terminating".to_string()
-            } else {
-                p.status.phase.unwrap_or_else(|| "Pending".into())
-            };
-            phases.insert((p.metadata.namespace, p.metadata.name), phase);
+            let phase = p.shown_phase();
+            let runs = Runs::annotated(&p.metadata.annotations);
+            phases.insert((p.metadata.namespace, p.metadata.name), (phase, runs));
         },
     )
     .await
     .map_err(|e| Error::from_kube(e, "list", "pods"))?;
     for s in sessions.iter_mut() {
-        s.copy_phase = phases
-            .get(&(s.namespace.clone(), s.copy_pod.clone()))
-            .cloned();
+        let Some((phase, runs)) = phases.remove(&(s.namespace.clone(), s.copy_pod.clone())) else {
+            continue;
+        };
+        s.copy_phase = Some(phase);
+        s.runs = runs.map(|(container, mode)| Runs::new(container, mode, &s.options));
     }
     Ok(())
 }
@@ -150,6 +151,8 @@ pub struct Stranded {
     pub workload: String,
     /// The session the lock names.
     pub session: String,
+    /// The copy pod the lock names (empty if the session died before creating it).
+    pub copy_pod: String,
 }
 
 /// Every ConfigMap of ours in `namespace` (or all namespaces), sessions and locks, from one
@@ -174,6 +177,52 @@ pub(crate) async fn for_each_ours(
     .map_err(|e| Error::from_kube(e, "list", "configmaps"))
 }
 
+/// A session ConfigMap of ours whose record does not read back (corrupt, edited by hand, or
+/// written by a build that records what this one does not know): nothing decides from it by
+/// itself (gc cannot tell whether it expired), but naming its copy pod to `delete` ends it
+/// through its objects (labels, owner references), the count coming from its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Namespace of the session.
+    pub namespace: String,
+    /// The session id (its label).
+    pub id: String,
+    /// Its copy pod, where the record still names one.
+    pub copy_pod: Option<String>,
+    /// Why it does not read.
+    pub why: String,
+}
+
+impl Unreadable {
+    pub(crate) fn of(cm: &ConfigMapLite, why: &Error) -> Option<Unreadable> {
+        let id = cm.metadata.labels.get(labels::SESSION_LABEL)?.clone();
+        Some(Unreadable {
+            namespace: cm.metadata.namespace.clone(),
+            id,
+            copy_pod: cm
+                .data
+                .get(labels::DATA_COPY_POD)
+                .filter(|p| !p.is_empty())
+                .cloned(),
+            why: why.to_string(),
+        })
+    }
+
+    /// The command that ends it: `delete` of its copy pod.
+    pub fn remedy(&self) -> String {
+        match &self.copy_pod {
+            Some(pod) => format!(
+                "`kubectl mirrord-copy delete {pod} -n {}` ends it through its labels and owner references (a scaled-down workload gets the count its lock records)",
+                self.namespace
+            ),
+            None => format!(
+                "it names no copy pod; delete its copy pod (label mirrord-copy.io/session={}) with `kubectl mirrord-copy delete POD -n {}`",
+                self.id, self.namespace
+            ),
+        }
+    }
+}
+
 /// What `status` shows: the sessions (sorted as [`list`]) and the stranded workloads.
 #[derive(Debug, Clone, Default)]
 pub struct Overview {
@@ -181,6 +230,8 @@ pub struct Overview {
     pub sessions: Vec<Session>,
     /// Workloads held by the lock of a session that no longer exists.
     pub stranded: Vec<Stranded>,
+    /// Session ConfigMaps of ours that do not read back.
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// The sessions of `namespace` (or all namespaces) and, from the same LIST (our ConfigMaps by
@@ -192,9 +243,13 @@ pub async fn overview(
     phases: bool,
 ) -> Result<Overview, Error> {
     let mut sessions = Vec::new();
+    let mut unreadable = Vec::new();
     let mut locks: Vec<(String, LockRecord)> = Vec::new();
     for_each_ours(client, namespace, |role, cm| match role {
-        Role::Session => sessions.extend(parse_session(&cm)),
+        Role::Session => match session_from_config_map(&cm.to_config_map()) {
+            Ok(s) => sessions.push(s),
+            Err(e) => unreadable.extend(Unreadable::of(&cm, &e)),
+        },
         // A malformed lock is gc's to report.
         Role::Lock => {
             if let Ok(record) = LockRecord::parse(&cm.data) {
@@ -204,6 +259,16 @@ pub async fn overview(
         Role::Copy => {}
     })
     .await?;
+    // Each session's two counts, from the lock it holds (listed with it).
+    for s in sessions.iter_mut().filter(|s| s.scale_down) {
+        s.replicas = locks
+            .iter()
+            .find(|(ns, r)| *ns == s.namespace && r.holder_session == s.id)
+            .map(|(_, r)| Replicas {
+                original: r.original_replicas,
+                scaled_to: r.target_replicas,
+            });
+    }
     let live: HashSet<(&str, &str)> = sessions
         .iter()
         .map(|s| (s.namespace.as_str(), s.id.as_str()))
@@ -219,6 +284,7 @@ pub async fn overview(
                 r.workload_name
             ),
             session: r.holder_session.clone(),
+            copy_pod: r.copy_pod.clone(),
         })
         .collect();
     stranded.sort_by(|a, b| (&a.namespace, &a.workload).cmp(&(&b.namespace, &b.workload)));
@@ -226,7 +292,12 @@ pub async fn overview(
         fill_phases(client, namespace, &mut sessions).await?;
     }
     sort_sessions(&mut sessions);
-    Ok(Overview { sessions, stranded })
+    unreadable.sort_by(|a: &Unreadable, b| (&a.namespace, &a.id).cmp(&(&b.namespace, &b.id)));
+    Ok(Overview {
+        sessions,
+        stranded,
+        unreadable,
+    })
 }
 
 pub(crate) fn sort_sessions(sessions: &mut [Session]) {
@@ -264,6 +335,66 @@ pub async fn find_by_pod(
         .await?
         .into_iter()
         .find(|s| s.copy_pod == pod))
+}
+
+/// The session whose copy pod is `pod` in `namespace`, when its record does not read back
+/// (so [`find_by_pod`] cannot see it): the session ConfigMap whose `copyPod` names the pod,
+/// else the one the pod itself names, by its session label and its controller ownerReference
+/// (the uid must match: objects are ours by their owner references, not by their names).
+pub async fn find_unreadable_by_pod(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<Option<Unreadable>, Error> {
+    let mut unreadable: Vec<(ConfigMapLite, Unreadable)> = Vec::new();
+    list::for_each(
+        &config_maps(client, Some(namespace)),
+        client,
+        Some(&labels::role_selector(Role::Session)),
+        |cm: ConfigMapLite| {
+            if let Err(e) = session_from_config_map(&cm.to_config_map()) {
+                if let Some(u) = Unreadable::of(&cm, &e) {
+                    unreadable.push((cm, u));
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| Error::from_kube(e, "list", "configmaps"))?;
+    if let Some((_, u)) = unreadable
+        .iter()
+        .find(|(_, u)| u.copy_pod.as_deref() == Some(pod))
+    {
+        return Ok(Some(u.clone()));
+    }
+    if unreadable.is_empty() {
+        return Ok(None);
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let found = match pods.get(pod).await {
+        Ok(p) => p,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(Error::from_kube(e, "get", "pods")),
+    };
+    let copy_labels = found.metadata.labels.clone().unwrap_or_default();
+    let ours = copy_labels
+        .get(labels::MANAGED_BY_LABEL)
+        .map(String::as_str)
+        == Some(labels::MANAGED_BY_VALUE)
+        && copy_labels.get(labels::ROLE_LABEL).map(String::as_str) == Some(Role::Copy.as_str());
+    let Some(id) = copy_labels.get(labels::SESSION_LABEL).filter(|_| ours) else {
+        return Ok(None);
+    };
+    let owners = found.metadata.owner_references.unwrap_or_default();
+    Ok(unreadable.into_iter().find_map(|(cm, u)| {
+        let owned = owners.iter().any(|o| {
+            o.controller == Some(true) && o.kind == "ConfigMap" && o.uid == cm.metadata.uid
+        });
+        (&u.id == id && owned).then(|| Unreadable {
+            copy_pod: Some(pod.to_string()),
+            ..u
+        })
+    }))
 }
 
 /// The sessions copying `target` in `namespace` (all namespaces if `None`). A target without

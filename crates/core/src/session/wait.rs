@@ -1,4 +1,8 @@
-//! Waiting for the copy pod to become Ready, and explaining why it did not.
+//! Waiting for the copy pod's containers to be ready, and explaining why they were not.
+//!
+//! The wait ends at `ContainersReady`, not `Ready`: a copy kept out of its Services' endpoints
+//! has a readiness gate that keeps `Ready` False for good (crate::placeholder), and without
+//! probes the two conditions are otherwise the same.
 
 use std::time::Duration;
 
@@ -90,7 +94,7 @@ pub(crate) fn pod_state(pod: &Pod) -> PodState {
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| (c.type_ == "ContainersReady" || c.type_ == "Ready") && c.status == "True");
     if ready {
         return PodState::Ready;
     }
@@ -140,16 +144,50 @@ fn container_problem(cs: &ContainerStatus) -> Option<(String, bool)> {
     None
 }
 
+/// Restarts of the pod's containers so far, and the last crash's description.
+fn restarts(pod: &Pod) -> (i32, Option<String>) {
+    let statuses = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .chain(&s.container_statuses)
+        })
+        .flatten();
+    let mut total = 0;
+    let mut last = None;
+    for cs in statuses {
+        total += cs.restart_count;
+        let crash = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+        if let (true, Some(t)) = (cs.restart_count > 0, crash) {
+            last = Some(format!(
+                "container {} restarted {} time(s), last exit: {} (exit code {})",
+                cs.name,
+                cs.restart_count,
+                t.reason.as_deref().unwrap_or("Error"),
+                t.exit_code
+            ));
+        }
+    }
+    (total, last)
+}
+
 /// Watch the copy pod until Ready. On a fatal state: `CopyFailed` with reasons and recent
 /// events; after `timeout`: `Timeout` with the last state and events. `known`: the pod as the
 /// POST that created it returned it, so the watch starts from its resourceVersion without a
 /// GET (one round trip fewer).
+///
+/// `stays_up`: once ready, keep watching that long for a crash. A probe-less container is
+/// ready the moment its process starts, so an application that exits a second later would
+/// otherwise pass for a good copy (the kubelet restarts it after).
 pub(crate) async fn wait_ready(
     client: &kube::Client,
     namespace: &str,
     pod_name: &str,
     known: Option<Pod>,
     timeout: Duration,
+    stays_up: Option<Duration>,
     on_progress: &ProgressFn,
 ) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -157,11 +195,37 @@ pub(crate) async fn wait_ready(
         pod_name,
         last_reason: String::new(),
         on_progress,
+        up_since: None,
     };
     let settled =
         tokio::time::timeout(timeout, watch_until_settled(&api, &mut tracker, known)).await;
+    let settled = match (settled, stays_up) {
+        (Ok(Ok(pod)), Some(window)) => {
+            (on_progress)(Progress::Waiting {
+                pod: pod_name.to_string(),
+                reason: format!(
+                    "running; watching {}s for the application to crash (--keep-command)",
+                    window.as_secs()
+                ),
+            });
+            tracker.up_since = Some(restarts(&pod).0);
+            // Watching until the window closes is the good outcome.
+            match tokio::time::timeout(window, watch_until_settled(&api, &mut tracker, Some(pod)))
+                .await
+            {
+                Err(_stayed_up) => Ok(Ok(())),
+                Ok(result) => Ok(result.map(|_| ())),
+            }
+        }
+        (settled, _) => settled.map(|r| r.map(|_| ())),
+    };
     let reasons = match settled {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(())) => {
+            (on_progress)(Progress::Ready {
+                pod: pod_name.to_string(),
+            });
+            return Ok(());
+        }
         Ok(Err(Settled::Failed(reasons))) => reasons,
         Ok(Err(Settled::Error(e))) => return Err(e),
         Err(_elapsed) => {
@@ -182,6 +246,7 @@ pub(crate) async fn wait_ready(
         pod: pod_name.to_string(),
         reasons,
         events: recent_events(client, namespace, pod_name).await,
+        removed: false,
     })
 }
 
@@ -196,30 +261,63 @@ struct StateTracker<'a> {
     pod_name: &'a str,
     last_reason: String,
     on_progress: &'a ProgressFn,
+    /// Watching a ready copy for a crash: the restarts counted when it was ready. Then no
+    /// state ends the watch but a failure, and a restart is one.
+    up_since: Option<i32>,
 }
 
 impl StateTracker<'_> {
-    /// `Ok(true)` once Ready; `Err` once it never will be.
-    fn observe(&mut self, state: PodState) -> Result<bool, Settled> {
+    /// `Ok(true)` once ready; `Err` once it never will be.
+    fn observe(&mut self, pod: &Pod) -> Result<bool, Settled> {
+        let state = pod_state(pod);
+        if let Some(base) = self.up_since {
+            return match (state, restarts(pod)) {
+                (PodState::Failed(reasons), _) => Err(Settled::Failed(reasons)),
+                (_, (now, Some(crash))) if now > base => Err(Settled::Failed(vec![crash])),
+                _ => Ok(false),
+            };
+        }
         match state {
-            PodState::Ready => {
-                (self.on_progress)(Progress::Ready {
-                    pod: self.pod_name.to_string(),
-                });
-                Ok(true)
-            }
+            PodState::Ready => Ok(true),
             PodState::Failed(reasons) => Err(Settled::Failed(reasons)),
             PodState::Pending(reason) => {
-                if reason != self.last_reason {
-                    (self.on_progress)(Progress::Waiting {
-                        pod: self.pod_name.to_string(),
-                        reason: reason.clone(),
-                    });
-                    self.last_reason = reason;
-                }
+                self.pending(reason);
                 Ok(false)
             }
         }
+    }
+
+    /// Report a new reason for waiting (once per change).
+    fn pending(&mut self, reason: String) {
+        if reason != self.last_reason {
+            (self.on_progress)(Progress::Waiting {
+                pod: self.pod_name.to_string(),
+                reason: reason.clone(),
+            });
+            self.last_reason = reason;
+        }
+    }
+}
+
+/// The pause between attempts of a wait's GET/LIST and WATCH after a blip: 100 ms, doubling to
+/// 2 s, back to 100 ms once the server answers again. The caller's deadline bounds the wait.
+struct Pause(Duration);
+
+impl Pause {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Pause {
+        Pause(Pause::FIRST)
+    }
+
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Pause::MAX);
+    }
+
+    fn reset(&mut self) {
+        self.0 = Pause::FIRST;
     }
 }
 
@@ -230,9 +328,9 @@ async fn watch_until_settled(
     api: &Api<Pod>,
     tracker: &mut StateTracker<'_>,
     mut known: Option<Pod>,
-) -> Result<(), Settled> {
-    let deleted = || PodState::Failed(vec!["the copy pod was deleted".into()]);
-    let mut backoff = Duration::from_millis(100);
+) -> Result<Pod, Settled> {
+    let deleted = || Settled::Failed(vec!["the copy pod was deleted".into()]);
+    let mut pause = Pause::new();
     loop {
         let fetched = match known.take() {
             Some(pod) => Ok(pod),
@@ -240,22 +338,21 @@ async fn watch_until_settled(
         };
         let pod = match fetched {
             Ok(pod) => pod,
-            Err(e) if is_not_found(&e) => return tracker.observe(deleted()).map(|_| ()),
+            Err(e) if is_not_found(&e) => return Err(deleted()),
             // A blip (overloaded or restarting API server) is not the copy's failure: retry
             // until the deadline.
             Err(e) if is_transient(&e) => {
-                tracker.observe(PodState::Pending(format!(
+                tracker.pending(format!(
                     "API server: {}",
                     mirrord_copy_lock::kube_error_text(&e)
-                )))?;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                ));
+                pause.sleep().await;
                 continue;
             }
             Err(e) => return Err(Settled::Error(Error::from_kube(e, "get", "pods"))),
         };
-        if tracker.observe(pod_state(&pod))? {
-            return Ok(());
+        if tracker.observe(&pod)? {
+            return Ok(pod);
         }
         let params = WatchParams::default()
             .fields(&format!("metadata.name={}", tracker.pod_name))
@@ -264,8 +361,7 @@ async fn watch_until_settled(
         let mut events = match api.watch(&params, &version).await {
             Ok(stream) => stream.boxed(),
             Err(e) if is_transient(&e) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                pause.sleep().await;
                 continue;
             }
             Err(e) => return Err(Settled::Error(Error::from_kube(e, "watch", "pods"))),
@@ -274,20 +370,19 @@ async fn watch_until_settled(
         loop {
             match events.try_next().await {
                 Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
-                    backoff = Duration::from_millis(100);
-                    if tracker.observe(pod_state(&pod))? {
-                        return Ok(());
+                    pause.reset();
+                    if tracker.observe(&pod)? {
+                        return Ok(pod);
                     }
                 }
-                Ok(Some(WatchEvent::Deleted(_))) => return tracker.observe(deleted()).map(|_| ()),
+                Ok(Some(WatchEvent::Deleted(_))) => return Err(deleted()),
                 Ok(Some(WatchEvent::Bookmark(_))) => {}
                 // The server's timeoutSeconds: reconnect at once.
                 Ok(None) => break,
                 // 410 Expired, or a broken connection: start over from a fresh GET, not in a
                 // tight loop.
                 Ok(Some(WatchEvent::Error(_))) | Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    pause.sleep().await;
                     break;
                 }
             }
@@ -306,7 +401,7 @@ pub(crate) async fn wait_gone(
 ) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let gone = async {
-        let mut backoff = Duration::from_millis(100);
+        let mut pause = Pause::new();
         loop {
             let version = match api.get(pod_name).await {
                 Err(e) if is_not_found(&e) => return Ok(()),
@@ -325,7 +420,7 @@ pub(crate) async fn wait_gone(
                             match event {
                                 WatchEvent::Deleted(_) => return Ok(()),
                                 WatchEvent::Error(_) => break,
-                                _ => backoff = Duration::from_millis(100),
+                                _ => pause.reset(),
                             }
                         }
                     }
@@ -333,14 +428,82 @@ pub(crate) async fn wait_gone(
                     Err(e) => return Err(Error::from_kube(e, "watch", "pods")),
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            pause.sleep().await;
         }
     };
     match tokio::time::timeout(timeout, gone).await {
         Ok(result) => result,
         Err(_) => Err(Error::Timeout(format!(
             "pod {pod_name} was still running {}s after its workload was scaled to zero, so its volume claims are not free for the copy",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// Wait until no copy pod of `sessions` is left in `namespace`: deletion is graceful, so a
+/// deleted pod stays Terminating until its containers stop (at once for the placeholder,
+/// up to the grace period for a container that ignores SIGTERM). One LIST by label, then a
+/// WATCH from its resourceVersion while any is left; `on_waiting` hears the pods still there.
+pub async fn wait_copies_gone(
+    client: &kube::Client,
+    namespace: &str,
+    sessions: &[String],
+    timeout: Duration,
+    on_waiting: &(dyn Fn(&[String]) + Send + Sync),
+) -> Result<(), Error> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!(
+        "{},{} in ({})",
+        crate::labels::role_selector(crate::labels::Role::Copy),
+        crate::labels::SESSION_LABEL,
+        sessions.join(",")
+    );
+    let mut left: Vec<String> = Vec::new();
+    let gone = async {
+        let mut pause = Pause::new();
+        loop {
+            let list = match api.list(&ListParams::default().labels(&selector)).await {
+                Ok(list) => list,
+                Err(e) if is_transient(&e) => {
+                    pause.sleep().await;
+                    continue;
+                }
+                Err(e) => return Err(Error::from_kube(e, "list", "pods")),
+            };
+            left = list.items.iter().map(|p| p.name_any()).collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            on_waiting(&left);
+            let version = list.metadata.resource_version.unwrap_or_default();
+            let params = WatchParams::default().labels(&selector).timeout(290);
+            if let Ok(stream) = api.watch(&params, &version).await {
+                let mut events = stream.boxed();
+                while let Ok(Some(event)) = events.try_next().await {
+                    match event {
+                        WatchEvent::Deleted(pod) => {
+                            left.retain(|n| *n != pod.name_any());
+                            if left.is_empty() {
+                                return Ok(());
+                            }
+                        }
+                        WatchEvent::Error(_) => break,
+                        _ => {}
+                    }
+                }
+            }
+            // The watch ended or broke: list again, not in a tight loop.
+            pause.sleep().await;
+        }
+    };
+    match tokio::time::timeout(timeout, gone).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout(format!(
+            "pod(s) {} still terminating {}s after they were deleted (a container that ignores SIGTERM holds its pod for the grace period); `kubectl get pod -n {namespace}` shows them",
+            left.join(", "),
             timeout.as_secs()
         ))),
     }

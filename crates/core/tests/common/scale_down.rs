@@ -161,7 +161,7 @@ pub async fn session(env: &TestEnv, id: &str, target: &str, expired: bool) -> Se
     } else {
         now + chrono::Duration::hours(1)
     };
-    let ts = |t: chrono::DateTime<Utc>| mirrord_copy_core::copy::timestamp(t);
+    let ts = |t: chrono::DateTime<Utc>| mirrord_copy_lock::rfc3339(t);
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {
             "name": labels::session_config_map_name(id),
@@ -180,6 +180,29 @@ pub async fn session(env: &TestEnv, id: &str, target: &str, expired: bool) -> Se
         }
     }))
     .unwrap();
+    // What `create` records with the session when it scales: the workload and what pauses with
+    // it, from the same read-only check (a target it cannot scale records none).
+    let mut cm = cm;
+    let resolved = resolve(&env.client, &env.namespace, &target.parse().unwrap()).await;
+    let checked = match resolved {
+        Ok(r) => scale_down::check_for_create(
+            &env.client,
+            &r,
+            mirrord_copy_core::ScaleTo::Zero,
+            false,
+            scale_down::DEFAULT_ARGOCD_NAMESPACE,
+        )
+        .await
+        .ok(),
+        Err(_) => None,
+    };
+    if let (Some(checked), Some(data)) = (checked, cm.data.as_mut()) {
+        data.insert(labels::DATA_WORKLOAD.into(), checked.workload());
+        data.insert(
+            labels::DATA_SCALED_OBJECTS.into(),
+            checked.scaled_object_names().join(","),
+        );
+    }
     let created = config_maps(env)
         .create(&PostParams::default(), &cm)
         .await
@@ -195,7 +218,7 @@ pub async fn session(env: &TestEnv, id: &str, target: &str, expired: bool) -> Se
 /// A lease no test outlives.
 pub const LONG: Duration = Duration::from_secs(3600);
 
-/// `scale_down::prepare` of `target` for the session `handle`, with `lease`.
+/// `create`'s scale-down preparation of `target` for the session `handle`, with `lease`.
 pub async fn prepare(
     env: &TestEnv,
     handle: &SessionHandle,
@@ -203,8 +226,44 @@ pub async fn prepare(
     lease: Duration,
     on_progress: &ProgressFn,
 ) -> Result<ScaleDownPlan, Error> {
+    let zero = mirrord_copy_core::ScaleTo::Zero;
+    prepare_to(env, handle, target, zero, lease, on_progress).await
+}
+
+/// [`prepare`] scaling as far as `scale_to` says (`--replace-one`: one replica fewer).
+pub async fn prepare_to(
+    env: &TestEnv,
+    handle: &SessionHandle,
+    target: &str,
+    scale_to: mirrord_copy_core::ScaleTo,
+    lease: Duration,
+    on_progress: &ProgressFn,
+) -> Result<ScaleDownPlan, Error> {
+    // As `create` does: the read-only check, then the lock for the session's holder.
     let resolved = resolved(env, target).await;
-    scale_down::prepare(&env.client, &resolved, handle, lease, false, on_progress).await
+    let checked = scale_down::check_for_create(
+        &env.client,
+        &resolved,
+        scale_to,
+        false,
+        scale_down::DEFAULT_ARGOCD_NAMESPACE,
+    )
+    .await?;
+    let holder = scale_down::Holder::new(
+        &format!("{}@test-host", handle.id),
+        None,
+        &format!("{}-copy", handle.id),
+    );
+    scale_down::prepare_checked(
+        &env.client,
+        checked,
+        handle,
+        &holder,
+        lease,
+        false,
+        on_progress,
+    )
+    .await
 }
 
 /// `prepare` of `target` for a new live session `id`, with a LONG lease.
@@ -358,11 +417,9 @@ pub async fn scaled_object_annotations(env: &TestEnv, name: &str) -> Value {
         .clone()
 }
 
-/// A client authenticated as `account`, bound only to the roles in `rbac` (needs the fake).
+/// A client authenticated as ServiceAccount `account`, bound only to the roles in `rbac`.
 pub async fn client_with_roles(env: &TestEnv, account: &str, rbac: &str) -> kube::Client {
-    let kubeconfig = env
-        .kubeconfig_with_roles(account, rbac)
-        .expect("fake API server");
+    let kubeconfig = env.kubeconfig_with_roles(account, rbac).await;
     client_from_kubeconfig(&kubeconfig).await
 }
 
@@ -431,7 +488,8 @@ pub async fn let_leases_expire() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 }
 
-/// Is this kind served? (A real cluster may lack Argo Rollouts or KEDA: those cases are skipped.)
+/// Is this kind served? (A real cluster may lack Argo Rollouts or KEDA: tests assert it, so
+/// such a cluster fails them with a message instead of passing them untested.)
 pub async fn served(env: &TestEnv, group: &str, version: &str, kind: &str) -> bool {
     let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
     kube::discovery::pinned_kind(&env.client, &gvk)
@@ -501,6 +559,7 @@ pub fn scale_down_request(
         target: target.parse().unwrap(),
         options: CopyOptions::default(),
         scale_down: true,
+        scale_to: mirrord_copy_core::ScaleTo::Zero,
         ttl: Some(Duration::from_secs(3600)),
         owner: owner.to_string(),
         host: "e2e@test-host".into(),
@@ -508,5 +567,7 @@ pub fn scale_down_request(
         timeout: Duration::from_secs(30),
         reuse: false,
         suspend_flux: false,
+        suspend_argocd: false,
+        argocd_namespace: "argocd".into(),
     }
 }

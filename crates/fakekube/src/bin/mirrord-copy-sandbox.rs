@@ -1,5 +1,5 @@
 //! `mirrord-copy-sandbox`: the fake API server as a process, to try `kubectl mirrord-copy`
-//! (and kubectl) without a cluster. The contract (issue 2): writes the kubeconfig, prints a
+//! (and kubectl) without a cluster. The contract: writes the kubeconfig, prints a
 //! line containing `ready` on stdout once serving, serves until SIGINT or SIGTERM, exits 0.
 
 use std::path::{Path, PathBuf};

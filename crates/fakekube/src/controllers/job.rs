@@ -90,7 +90,8 @@ fn sync_job(store: &Store, job: &Arc<Value>) {
         "ready": ready,
         "succeeded": succeeded,
         "failed": failed,
-        "terminating": 0,
+        // pods being deleted that have not finished (the kubelet is stopping them)
+        "terminating": pods.iter().filter(|p| deleting(p) && !matches!(pod_phase(p), "Succeeded" | "Failed")).count(),
         "uncountedTerminatedPods": {},
     });
     // Zero counts are omitempty upstream (ready and terminating are pointers: kept).

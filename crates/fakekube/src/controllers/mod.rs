@@ -8,15 +8,18 @@
 //!
 //! ## Switches ([`Controllers`])
 //! `gc`, `deployment`, `rollout`, `replicaset`, `statefulset`, `job`, `cronjob`, `kubelet`,
-//! `keda`, `persistentvolume` (the claim binder and pvc-protection stand-ins, `volumes`):
-//! `AtomicBool`s, all on by default (`controllers.replicaset.store(false, SeqCst)`,
-//! or [`Controllers::set`]/[`Controllers::none`]).
+//! `keda`, `argocd` (Argo CD's self-heal of replica counts, `argocd`), `persistentvolume` (the
+//! claim binder and pvc-protection stand-ins, `volumes`), `endpointslice`: `AtomicBool`s, all on by default
+//! (`controllers.replicaset.store(false, SeqCst)`, or [`Controllers::set`]/[`Controllers::none`]).
 //!
-//! ## Kubelet ([`KubeletConfig`], `controllers.kubelet_config.lock()`)
-//! - `ready_delay` (default 200 ms): Pending (scheduled) -> Running + Ready after this.
-//! - `job_run_time` (default None = keep running): pods with restartPolicy Never/OnFailure
-//!   Succeed this long after they start running.
-//! - `failures`: pod-name prefix -> [`Failure`], checked before the image convention.
+//! ## Kubelet (`kubelet`)
+//! Pods run as a real kubelet runs them, from the pod spec and the image alone: the images
+//! are [`Controllers::images`] (the real-cluster kit's registry, see [`crate::images`]; a test
+//! pushes more), what each container's process does is [`crate::process`]'s model, and the
+//! kubelet's state machine (init containers, sidecars, restarts with back-off, probes not run,
+//! graceful termination) is described in `kubelet`. Its one knob is [`KubeletConfig`]
+//! (`controllers.kubelet_config.lock()`): `ready_delay` (default 200 ms), from a pod's binding to
+//! its sandbox being up and its containers starting.
 //!
 //! Volumes (the scheduler's VolumeBinding/VolumeRestrictions and the attach/detach controller,
 //! see `kubelet`): a pod whose claim is missing, being deleted or not yet Bound stays Pending
@@ -25,15 +28,9 @@
 //! `ContainerCreating` (Warning `FailedAttachVolume`, Multi-Attach). Both start once the other
 //! pod is gone.
 //!
-//! Image conventions (any container's image, case-insensitive, usable from YAML):
-//! - contains `imagepullbackoff` or `errimagepull`: waiting `ErrImagePull`, then `ImagePullBackOff`;
-//!   Warning Events `Failed` and `BackOff`; the pod stays Pending.
-//! - contains `crashloop`: Running phase, container waiting `CrashLoopBackOff` with a growing
-//!   restartCount and `lastState.terminated` (exit 1, Error); Warning Event `BackOff`.
-//! - contains `notready`: Running, containers started but never Ready.
-//! - contains `fail` (and none of the above): container terminated `Error` (exit 1), phase Failed.
+//! ## EndpointSlices (`endpointslice`)
+//! The EndpointSlice controller: see `endpointslice`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,10 +38,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
+use crate::images::Registry;
 use crate::registry::ResourceType;
 use crate::store::{ResKey, Store, StoreEvent};
 
+mod argocd;
 mod deployment;
+mod endpointslice;
 mod gc;
 mod job;
 mod keda;
@@ -54,39 +54,24 @@ mod statefulset;
 mod util;
 mod volumes;
 
+/// How long the Argo CD stand-in waits after a drift before it puts the count back.
+pub use argocd::SELF_HEAL_DELAY as ARGOCD_SELF_HEAL_DELAY;
+
 /// Periodic resync of every controller.
 pub const RESYNC: Duration = Duration::from_millis(150);
 
-/// How a pod fails, chosen from a test (or by image convention).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The image cannot be pulled: ErrImagePull, then ImagePullBackOff.
-    ImagePullBackOff,
-    /// The container keeps exiting: CrashLoopBackOff with a growing restart count.
-    CrashLoop,
-    /// Started, readiness never passes.
-    NotReady,
-    /// Terminated with Error; phase Failed.
-    Fail,
-}
-
-/// The kubelet's behaviour.
+/// The kubelet's timing.
 #[derive(Debug, Clone)]
 pub struct KubeletConfig {
-    /// From scheduled to Running and Ready (default 200 ms).
+    /// From a pod's binding to its sandbox being up and its containers starting (default
+    /// 200 ms; the kit's kubelet takes ~0.5-1.5 s for sandbox, pull and start).
     pub ready_delay: Duration,
-    /// How long a pod with restartPolicy Never/OnFailure runs before it Succeeds; None: it keeps running.
-    pub job_run_time: Option<Duration>,
-    /// Pod-name prefix -> failure mode (longest prefix wins).
-    pub failures: HashMap<String, Failure>,
 }
 
 impl Default for KubeletConfig {
     fn default() -> Self {
         KubeletConfig {
             ready_delay: Duration::from_millis(200),
-            job_run_time: None,
-            failures: HashMap::new(),
         }
     }
 }
@@ -112,10 +97,16 @@ pub struct Controllers {
     pub kubelet: AtomicBool,
     /// The KEDA stand-in: ScaledObjects hold their targets at minReplicaCount or paused-replicas.
     pub keda: AtomicBool,
+    /// The Argo CD stand-in: Applications with self-heal put their workloads' counts back.
+    pub argocd: AtomicBool,
     /// The claim binder and pvc-protection stand-ins.
     pub persistentvolume: AtomicBool,
-    /// How the kubelet behaves; tests change it while the cluster runs.
+    /// The EndpointSlice controller.
+    pub endpointslice: AtomicBool,
+    /// The kubelet's timing; tests change it while the cluster runs.
     pub kubelet_config: Mutex<KubeletConfig>,
+    /// The image registry the kubelet pulls from (the kit's images; push more).
+    pub images: Arc<Registry>,
 }
 
 impl Default for Controllers {
@@ -136,8 +127,11 @@ impl Controllers {
             cronjob: AtomicBool::new(on),
             kubelet: AtomicBool::new(on),
             keda: AtomicBool::new(on),
+            argocd: AtomicBool::new(on),
             persistentvolume: AtomicBool::new(on),
+            endpointslice: AtomicBool::new(on),
             kubelet_config: Mutex::new(KubeletConfig::default()),
+            images: Arc::new(Registry::kit()),
         }
     }
 
@@ -147,8 +141,8 @@ impl Controllers {
     }
 
     /// Switch one controller by name (`gc`, `deployment`, `rollout`, `replicaset`,
-    /// `statefulset`, `job`, `cronjob`, `kubelet`, `keda`, `persistentvolume`); false for an
-    /// unknown name.
+    /// `statefulset`, `job`, `cronjob`, `kubelet`, `keda`, `argocd`, `persistentvolume`,
+    /// `endpointslice`); false for an unknown name.
     pub fn set(&self, name: &str, on: bool) -> bool {
         let Some(flag) = self.flag(name) else {
             return false;
@@ -173,18 +167,11 @@ impl Controllers {
             "cronjob" => &self.cronjob,
             "kubelet" => &self.kubelet,
             "keda" => &self.keda,
+            "argocd" => &self.argocd,
             "persistentvolume" => &self.persistentvolume,
+            "endpointslice" => &self.endpointslice,
             _ => return None,
         })
-    }
-
-    /// Make pods whose name starts with `prefix` fail this way (None: clear).
-    pub fn set_pod_failure(&self, prefix: &str, failure: Option<Failure>) {
-        let mut cfg = self.kubelet_config.lock().unwrap();
-        match failure {
-            Some(f) => cfg.failures.insert(prefix.to_string(), f),
-            None => cfg.failures.remove(prefix),
-        };
     }
 
     /// A copy of the kubelet's current configuration.
@@ -275,7 +262,9 @@ pub fn spawn_all(
         spawn(s(), c(), job::CronJobController),
         spawn(s(), c(), kubelet::Kubelet::default()),
         spawn(s(), c(), keda::Keda::default()),
+        spawn(s(), c(), argocd::ArgoCd::default()),
         spawn(s(), c(), volumes::PersistentVolumeController),
+        spawn(s(), c(), endpointslice::EndpointSliceController),
     ]
 }
 

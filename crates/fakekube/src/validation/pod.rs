@@ -357,7 +357,8 @@ fn mutable_view(spec: &Value) -> Value {
 mod tests {
     use serde_json::{json, Value};
 
-    use crate::validation::{validate_object, LABEL_MSG};
+    use crate::names::LABEL_MSG;
+    use crate::validation::validate_object;
 
     fn pods() -> crate::registry::ResourceType {
         crate::registry::builtin()

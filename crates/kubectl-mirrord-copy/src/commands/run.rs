@@ -5,30 +5,60 @@
 
 use std::process::ExitStatus;
 
-use mirrord_copy_core::{session, Error, Session};
+use mirrord_copy_core::{scale_down, session, Error, Progress, Session};
+use mirrord_copy_lock::clock;
 use tokio::process::Command;
 
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::commands::create::{after_create, build_request, identify};
+use crate::commands::create::{
+    after_create, build_request, confirm_or_end, create_undoing_on_signal, end_after, identify,
+    open_emit, until_signal,
+};
 use crate::commands::with_state;
 use crate::http_stack::jitter;
 use crate::kube_client::connect;
 use crate::progress::Reporter;
+use crate::signals::Signals;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
-    let cluster = connect(global).await?;
+    // Until the command starts, SIGINT/SIGTERM/SIGHUP stop `run` and undo what it made; from then on they are forwarded to the command.
+    let emit = open_emit(&args.copy)?;
+    let signals = Signals::listen()?;
+    let cluster = until_signal(&signals, connect(global)).await??;
     // No ttl: an attached session is kept alive by its heartbeat instead.
     let request = build_request(global, &cluster, args.target.as_deref(), &args.copy, None)?;
-    let request = identify(request, &cluster).await;
-    let reporter = Reporter::new(global.verbose);
-    let created = session::create(&cluster.client, &request, &reporter.sink()).await;
-    reporter.finish();
-    let s = created?;
-    after_create(&cluster, &args.copy, &s)?;
+    let request = until_signal(&signals, identify(request, &cluster)).await?;
+    let created = create_undoing_on_signal(&cluster, &request, &signals, global.verbose).await?;
+    let start = async {
+        after_create(&cluster, emit, &created)?;
+        // The copy is Ready: from now on the session lives by its heartbeat, as every `run`
+        // session, and a lost copy pod is gc's to end it.
+        let s = created.as_confirmed(clock::now());
+        confirm_or_end(&cluster, &s, global.verbose).await?;
+        Ok(s)
+    };
+    let started = tokio::select! {
+        biased;
+        stopped = signals.first() => Err(stopped),
+        s = start => s,
+    };
+    let s = match started {
+        Ok(s) => s,
+        Err(stopped @ Error::Interrupted(_)) => {
+            end_after(&cluster, &created, &stopped, global.verbose).await;
+            return Err(stopped);
+        }
+        Err(e) => return Err(e),
+    };
+    // A signal from now on goes to the command; one that came just before is not lost.
+    if let Some(stopped) = signals.any() {
+        end_after(&cluster, &s, &stopped, global.verbose).await;
+        return Err(stopped);
+    }
 
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
     let keeper = tokio::spawn(keep_alive(cluster.client.clone(), s.clone(), lost_tx));
-    let outcome = run_command(&args.command, &s, lost_rx).await;
+    let outcome = run_command(&args.command, &s, lost_rx, &signals).await;
     keeper.abort();
 
     let reporter = Reporter::new(global.verbose);
@@ -64,7 +94,22 @@ async fn keep_alive(client: kube::Client, s: Session, lost: tokio::sync::oneshot
         let why = match attempt.await {
             Ok(Ok(interference)) => {
                 for found in interference.iter().filter(|f| !warned.contains(f)) {
-                    eprintln!("warning: {found}; the session still holds it and restores the recorded count only if it is at zero again");
+                    eprintln!("warning: {found}; the session still holds it and restores the recorded count only if it is back at the count the session set");
+                    if let Some(workload) = &s.workload {
+                        let warn = |p: Progress| {
+                            if let Progress::Warning(text) = p {
+                                eprintln!("warning: {text}");
+                            }
+                        };
+                        scale_down::record_interference(
+                            &client,
+                            &s.namespace,
+                            workload,
+                            found,
+                            &warn,
+                        )
+                        .await;
+                    }
                 }
                 warned = interference;
                 last_renewal = tokio::time::Instant::now();
@@ -79,18 +124,21 @@ async fn keep_alive(client: kube::Client, s: Session, lost: tokio::sync::oneshot
             Err(_) => format!("no answer within {}s", session::RETRY_PERIOD.as_secs()),
         };
         let failing_for = last_renewal.elapsed();
-        if failing_for >= session::RENEW_DEADLINE {
-            let _ = lost.send(Error::SessionLost(format!(
-                "session {} could not be renewed for {}s (last error: {why}); its lease of {}s may run out and another session or gc take the workload",
-                s.id,
-                failing_for.as_secs(),
-                session::RUN_LEASE.as_secs()
-            )));
-            return;
-        }
+        let left = match session::after_failed_renewal(failing_for) {
+            session::AfterFailedRenewal::Retry(left) => left,
+            session::AfterFailedRenewal::Lost => {
+                let _ = lost.send(Error::SessionLost(format!(
+                    "session {} could not be renewed for {}s (last error: {why}); its lease of {}s may run out and another session or gc take the workload",
+                    s.id,
+                    failing_for.as_secs(),
+                    session::RUN_LEASE.as_secs()
+                )));
+                return;
+            }
+        };
         eprintln!(
             "warning: session heartbeat failed, retrying (deadline in {}s): {why}",
-            (session::RENEW_DEADLINE - failing_for).as_secs()
+            left.as_secs()
         );
         // Up to a quarter more, so many clients retrying do not arrive together.
         wait = jitter(session::RETRY_PERIOD, 1.0, 1.25);
@@ -104,7 +152,10 @@ async fn run_command(
     command: &[String],
     s: &Session,
     lost: tokio::sync::oneshot::Receiver<Error>,
+    signals: &Signals,
 ) -> Result<i32, Error> {
+    // Every signal that arrives once the command is spawned is forwarded to it.
+    let seen = signals.count();
     let args: Vec<String> = command
         .iter()
         .map(|a| a.replace("{pod}", &s.copy_pod))
@@ -114,6 +165,10 @@ async fn run_command(
         .env("MIRRORD_COPY_POD", &s.copy_pod)
         .env("MIRRORD_COPY_NAMESPACE", &s.namespace)
         .env("MIRRORD_COPY_TARGET", &s.target)
+        .env(
+            "MIRRORD_COPY_CONTAINER",
+            s.runs.as_ref().map(|r| r.container.as_str()).unwrap_or(""),
+        )
         .spawn()
         .map_err(|e| Error::Usage(format!("cannot run {:?}: {e}", args[0])))?;
     let lost = async {
@@ -125,7 +180,7 @@ async fn run_command(
     };
     tokio::pin!(lost);
     tokio::select! {
-        status = wait_forwarding_signals(&mut child) => Ok(exit_code(status?)),
+        status = wait_forwarding_signals(&mut child, signals, seen) => Ok(exit_code(status?)),
         why = &mut lost => {
             eprintln!(
                 "warning: the session was lost; stopping the command (SIGTERM, SIGKILL after {}s)",
@@ -155,45 +210,41 @@ async fn stop(child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
-#[cfg(unix)]
-async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
-    use tokio::signal::unix::{signal, SignalKind};
+/// Wait for COMMAND, forwarding to it every signal [`Signals`] counts after the first `seen`
+/// (SIGINT, SIGTERM, SIGHUP; elsewhere Ctrl-C stops it).
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+    signals: &Signals,
+    seen: u32,
+) -> Result<ExitStatus, Error> {
     let io = |source: std::io::Error| Error::Io {
         context: "waiting for the command".into(),
         source,
     };
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(io)?;
+    let mut next = seen + 1;
     loop {
-        let forwarded = tokio::select! {
+        tokio::select! {
             status = child.wait() => return status.map_err(io),
-            _ = interrupt.recv() => libc::SIGINT,
-            _ = terminate.recv() => libc::SIGTERM,
-            _ = hangup.recv() => libc::SIGHUP,
-        };
-        if let Some(pid) = child.id() {
-            // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-            unsafe {
-                libc::kill(pid as libc::pid_t, forwarded);
-            }
+            _ = signals.nth(next) => {}
+        }
+        next = signals.count() + 1;
+        forward(child, signals.last());
+    }
+}
+
+#[cfg(unix)]
+fn forward(child: &mut tokio::process::Child, signal: i32) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus, Error> {
-    let io = |source: std::io::Error| Error::Io {
-        context: "waiting for the command".into(),
-        source,
-    };
-    tokio::select! {
-        status = child.wait() => status.map_err(io),
-        _ = tokio::signal::ctrl_c() => {
-            let _ = child.start_kill();
-            child.wait().await.map_err(io)
-        }
-    }
+fn forward(child: &mut tokio::process::Child, _signal: i32) {
+    let _ = child.start_kill();
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

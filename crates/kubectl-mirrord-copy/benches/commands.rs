@@ -1,4 +1,4 @@
-//! The plugin's own figures against the sandbox (issue 11), not a test: run
+//! The plugin's own figures against the sandbox, not a test: run
 //! `cargo bench -p fakekube --bench commands`. Prints one table:
 //!
 //! - requests per command (create, create --scale-down, delete, delete with restore, status -A,

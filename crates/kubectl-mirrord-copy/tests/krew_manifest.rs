@@ -5,11 +5,16 @@
 //! a plugin name matching the binary's `kubectl-<name>`, a `v`-prefixed semantic version,
 //! shortDescription, and per platform a selector, an https uri, a 64-hex sha256, a `bin` that
 //! one of the `files` provides (`.exe` on windows).
+//!
+//! The repository is also a custom Krew index (`kubectl krew index add mirrord-copy <git-url>`):
+//! Krew clones it and reads `plugins/<name>.yaml` at its root, regular `.yaml` files only, and
+//! installs `mirrord-copy/mirrord-copy` from `plugins/mirrord-copy.yaml`. That file is krew.yaml,
+//! byte for byte, written by the same rendering.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
 const PLATFORMS: [(&str, &str); 6] = [
@@ -133,7 +138,7 @@ fn committed_krew_manifest_is_valid() {
             path.display()
         )
     });
-    let manifest: Value = serde_yaml::from_str(&text).expect("krew.yaml is YAML");
+    let manifest: Value = serde_yaml_ng::from_str(&text).expect("krew.yaml is YAML");
     let problems = validate(&manifest);
     assert!(problems.is_empty(), "krew.yaml: {problems:#?}");
 }
@@ -144,7 +149,7 @@ fn committed_krew_manifest_is_valid() {
 #[test]
 fn committed_krew_manifest_lists_every_platform_once() {
     let text = std::fs::read_to_string(repo_root().join("krew.yaml")).unwrap();
-    let manifest: Value = serde_yaml::from_str(&text).expect("krew.yaml is YAML");
+    let manifest: Value = serde_yaml_ng::from_str(&text).expect("krew.yaml is YAML");
     let mut listed: Vec<(String, String)> = manifest["spec"]["platforms"]
         .as_sequence()
         .expect("spec.platforms")
@@ -187,7 +192,7 @@ fn renderer_covers_every_platform_with_the_archives_sha256() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let manifest: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let manifest: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
     let problems = validate(&manifest);
     assert!(problems.is_empty(), "rendered manifest: {problems:#?}");
     assert_eq!(manifest["spec"]["version"].as_str(), Some("v9.8.7"));
@@ -220,6 +225,183 @@ fn renderer_refuses_to_invent_a_manifest_without_archives() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no archives found"));
+}
+
+/// The custom index's manifest, relative to the repository root.
+const INDEX_FILE: &str = "plugins/mirrord-copy.yaml";
+
+/// How to make krew.yaml and the index file again without the archives.
+const RERENDER: &str = "python3 plugin-manifest/render_krew.py --from-manifest krew.yaml \
+                        --out krew.yaml --index .";
+
+/// `kubectl krew index add mirrord-copy <this repository>` finds exactly one plugin, under the
+/// name its file gives (Krew installs `INDEX/NAME` from `plugins/NAME.yaml`), and installs from
+/// it what `krew install --manifest=krew.yaml` installs.
+#[test]
+fn committed_index_is_krew_yaml_as_plugins_mirrord_copy_yaml() {
+    let root = repo_root();
+    let plugins = root.join("plugins");
+    let mut entries: Vec<String> = std::fs::read_dir(&plugins)
+        .unwrap_or_else(|e| panic!("{}: {e} (render it: {RERENDER})", plugins.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["mirrord-copy.yaml"],
+        "plugins/ must hold exactly the plugin's one manifest"
+    );
+    let path = root.join(INDEX_FILE);
+    // Krew's index scan takes regular files only (a symlink to krew.yaml would not be listed).
+    let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+    assert!(kind.is_file(), "{INDEX_FILE} must be a regular file");
+    let index = std::fs::read_to_string(&path).unwrap();
+    let krew = std::fs::read_to_string(root.join("krew.yaml")).unwrap();
+    assert!(
+        index == krew,
+        "{INDEX_FILE} differs from krew.yaml: render both ({RERENDER})"
+    );
+    let manifest: Value = serde_yaml_ng::from_str(&index).expect("the index file is YAML");
+    let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+    assert_eq!(
+        format!("plugins/{name}.yaml"),
+        INDEX_FILE,
+        "the file name is metadata.name + .yaml"
+    );
+    let problems = validate(&manifest);
+    assert!(problems.is_empty(), "{INDEX_FILE}: {problems:#?}");
+
+    // Krew reads the index from a git clone: an ignored file would never reach it.
+    if let Ok(out) = Command::new("git")
+        .current_dir(&root)
+        .args(["check-ignore", "-q", INDEX_FILE])
+        .output()
+    {
+        assert_ne!(out.status.code(), Some(0), "{INDEX_FILE} is git-ignored");
+    }
+}
+
+/// Neither file is edited by hand: both are what the renderer makes of krew.yaml's own version,
+/// uri and sha256 (the descriptions and the caveats, read from role.yaml, come from the renderer).
+#[test]
+fn committed_manifests_are_what_the_renderer_makes() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg(root.join("plugin-manifest/render_krew.py"))
+        .arg("--from-manifest")
+        .arg(root.join("krew.yaml"))
+        .arg("--out")
+        .arg(dir.path().join("krew.yaml"))
+        .arg("--index")
+        .arg(dir.path())
+        .output()
+        .expect("python3 runs render_krew.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = std::fs::read_to_string(dir.path().join("krew.yaml")).unwrap();
+    let committed = std::fs::read_to_string(root.join("krew.yaml")).unwrap();
+    assert!(
+        rendered == committed,
+        "krew.yaml is not what render_krew.py makes of it (edited by hand, or the renderer or \
+         plugin-manifest/role.yaml changed since): {RERENDER}\n--- rendered:\n{rendered}"
+    );
+    let index = std::fs::read_to_string(dir.path().join(INDEX_FILE)).unwrap();
+    assert_eq!(index, rendered, "one rendering writes both files");
+    let committed_index = std::fs::read_to_string(root.join(INDEX_FILE)).unwrap_or_default();
+    assert!(committed_index == rendered, "{INDEX_FILE}: {RERENDER}");
+}
+
+/// verify_archives.py (as package.sh runs it) accepts the committed index layout.
+#[test]
+fn index_verifier_accepts_the_committed_index() {
+    let root = repo_root();
+    let out = Command::new("python3")
+        .arg(root.join("plugin-manifest/verify_archives.py"))
+        .arg("--manifest")
+        .arg(root.join("krew.yaml"))
+        .arg("--index")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok index: plugins/mirrord-copy.yaml is krew.yaml"),
+        "{text}"
+    );
+}
+
+/// What `kubectl krew info` shows says what the copy runs and what sets it apart from
+/// `kubectl debug --copy-to` and `dup` (krew-index reviewers check plugins for overlap), and the
+/// caveats list exactly role.yaml's rules.
+#[test]
+fn manifest_says_what_the_copy_runs_how_it_differs_and_the_rights_it_needs() {
+    let text = std::fs::read_to_string(repo_root().join("krew.yaml")).unwrap();
+    let manifest: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let flat = |field: &str| {
+        manifest["spec"][field]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let short = flat("shortDescription");
+    for word in ["probe-free", "placeholder"] {
+        assert!(short.contains(word), "shortDescription: {short}");
+    }
+    let description = flat("description");
+    for phrase in [
+        "from a workload's pod spec",
+        "no liveness, readiness or startup probes",
+        "placeholder that never exits instead of the application",
+        "your own process, under mirrord, plays the application's part",
+        "--keep-command runs the application",
+        "out of Service ready endpoints unless it replaces a scaled-down workload",
+        "--scale-down scales the original to zero",
+        "cluster-side lock",
+        "`gc`",
+        "after a crash",
+        "listed by `status`",
+        "`kubectl debug --copy-to` and the `dup` plugin",
+        "Neither scales the original workload down and restores it",
+    ] {
+        assert!(
+            description.contains(phrase),
+            "description lacks {phrase:?}: {description}"
+        );
+    }
+
+    let caveats = flat("caveats");
+    let role: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join("plugin-manifest/role.yaml")).unwrap(),
+    )
+    .unwrap();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    for rule in role["rules"].as_sequence().unwrap() {
+        let group: String = strings(&rule["apiGroups"])
+            .iter()
+            .filter(|g| !g.is_empty())
+            .map(|g| format!(" ({g})"))
+            .collect();
+        let line = format!(
+            "- {}{group}: {}",
+            strings(&rule["resources"]).join(", "),
+            strings(&rule["verbs"]).join(", ")
+        );
+        assert!(caveats.contains(&line), "caveats lack {line:?}: {caveats}");
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -522,4 +704,194 @@ fn archive_verifier_wants_signed_macos_binaries_linking_only_system_libraries() 
         text.contains("darwin/arm64: kubectl-mirrord_copy needs macOS 15.0, want 11.0"),
         "{text}"
     );
+}
+
+/// render_krew.py --index, as package.sh runs it: render with an index directory.
+fn render_with_index(dir: &Path) {
+    let render = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/render_krew.py"))
+        .args(["--version", "v9.8.7", "--archives"])
+        .arg(dir)
+        .arg("--out")
+        .arg(dir.join("krew.yaml"))
+        .arg("--index")
+        .arg(dir.join("index"))
+        .status()
+        .unwrap();
+    assert!(render.success());
+}
+
+/// verify_archives.py on `dir`'s krew.yaml, archives and index: (passed?, what it printed).
+fn verify_index(dir: &Path) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/verify_archives.py"))
+        .arg("--manifest")
+        .arg(dir.join("krew.yaml"))
+        .arg("--archives")
+        .arg(dir)
+        .arg("--index")
+        .arg(dir.join("index"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn renderer_writes_the_index_file_as_krew_yaml_with_the_archives_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    for (os, arch) in PLATFORMS {
+        pack(dir.path(), os, arch, &executable_header(os, arch));
+    }
+    render_with_index(dir.path());
+    let krew = std::fs::read_to_string(dir.path().join("krew.yaml")).unwrap();
+    let index = std::fs::read_to_string(dir.path().join("index").join(INDEX_FILE)).unwrap();
+    assert_eq!(index, krew);
+    let manifest: Value = serde_yaml_ng::from_str(&index).unwrap();
+    assert!(validate(&manifest).is_empty());
+    for p in manifest["spec"]["platforms"].as_sequence().unwrap() {
+        let name = p["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+        let archive = std::fs::read(dir.path().join(name)).unwrap();
+        assert_eq!(
+            p["sha256"].as_str(),
+            Some(hex(&Sha256::digest(archive)).as_str())
+        );
+    }
+    let (ok, text) = verify_index(dir.path());
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        7,
+        "six platforms and the index: {text}"
+    );
+    assert!(
+        text.contains("ok index: plugins/mirrord-copy.yaml is krew.yaml"),
+        "{text}"
+    );
+
+    // Re-rendering that manifest without the archives changes nothing.
+    let again = Command::new("python3")
+        .arg(repo_root().join("plugin-manifest/render_krew.py"))
+        .arg("--from-manifest")
+        .arg(dir.path().join("krew.yaml"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout), krew);
+}
+
+#[test]
+fn index_verifier_names_a_missing_differing_or_misnamed_index_file() {
+    let dir = tempfile::tempdir().unwrap();
+    pack(
+        dir.path(),
+        "linux",
+        "amd64",
+        &executable_header("linux", "amd64"),
+    );
+    render_with_index(dir.path());
+    let plugins = dir.path().join("index/plugins");
+    let krew = std::fs::read_to_string(dir.path().join("krew.yaml")).unwrap();
+    assert!(verify_index(dir.path()).0);
+    let reset = |files: &[(&str, &str)]| {
+        std::fs::remove_dir_all(&plugins).unwrap();
+        std::fs::create_dir(&plugins).unwrap();
+        for (name, text) in files {
+            std::fs::write(plugins.join(name), text).unwrap();
+        }
+    };
+
+    // Missing: krew install mirrord-copy/mirrord-copy would find nothing.
+    reset(&[]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("index: plugins/mirrord-copy.yaml is missing"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&plugins).unwrap();
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(text.contains("plugins is missing"), "{text}");
+    std::fs::create_dir(&plugins).unwrap();
+
+    // Named wrongly: Krew installs INDEX/NAME from plugins/NAME.yaml and scans only .yaml files.
+    reset(&[("mirrord_copy.yaml", &krew)]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    for want in [
+        "index: plugins/mirrord-copy.yaml is missing",
+        "index: plugins/mirrord_copy.yaml is another manifest",
+        "index: plugins/mirrord_copy.yaml: metadata.name is 'mirrord-copy', want 'mirrord_copy'",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    reset(&[("mirrord-copy.yml", &krew)]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("index: plugins/mirrord-copy.yml ends in .yml"),
+        "{text}"
+    );
+    reset(&[]);
+    std::os::unix::fs::symlink(
+        dir.path().join("krew.yaml"),
+        plugins.join("mirrord-copy.yaml"),
+    )
+    .unwrap();
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("index: plugins/mirrord-copy.yaml is a symlink"),
+        "{text}"
+    );
+
+    // A second plugin: the index holds exactly one manifest per plugin, and only this one.
+    reset(&[
+        ("mirrord-copy.yaml", &krew),
+        (
+            "other.yaml",
+            &krew.replace("name: mirrord-copy", "name: other"),
+        ),
+    ]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("index: plugins/other.yaml is another manifest"),
+        "{text}"
+    );
+
+    // Differs from krew.yaml: another sha256 (an archive rebuilt since) is named twice, as a
+    // difference and as a mismatch with the archive.
+    let sha = Sha256::digest(b"not the archive");
+    let old_sha = krew
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256: "))
+        .unwrap();
+    reset(&[("mirrord-copy.yaml", &krew.replace(old_sha, &hex(&sha)))]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    for want in [
+        "index: plugins/mirrord-copy.yaml differs from krew.yaml (first at line",
+        "index: linux/amd64: sha256 of kubectl-mirrord-copy-v9.8.7-linux-amd64.tar.gz differs",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+
+    // Not a Plugin manifest Krew would load.
+    reset(&[(
+        "mirrord-copy.yaml",
+        &krew.replace("kind: Plugin", "kind: Plugins"),
+    )]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(!ok);
+    assert!(
+        text.contains("index: plugins/mirrord-copy.yaml: kind is 'Plugins', want Plugin"),
+        "{text}"
+    );
+
+    reset(&[("mirrord-copy.yaml", &krew)]);
+    let (ok, text) = verify_index(dir.path());
+    assert!(ok, "{text}");
 }
