@@ -46,8 +46,3 @@ mod plugin_target;
 mod plugin_tls;
 mod plugin_tty;
 mod scale_down_cli;
-// The scale-down helpers live with core's tests, which use most of them; scale_down_cli uses
-// a few.
-#[allow(dead_code)]
-#[path = "../../crates/core/tests/common/scale_down.rs"]
-mod scale_down_support;

@@ -9,7 +9,7 @@ use crate::plugin_support::*;
 #[tokio::test]
 async fn suspend_flux_disables_its_reconcile_for_the_session_and_restores_it() {
     let env = TestEnv::new().await;
-    let manifest = plain_deployment("fx", 2, "registry.k8s.io/pause:3.10").replacen(
+    let manifest = plain::deployment_of("fx", 2, "registry.k8s.io/pause:3.10").replacen(
         "metadata:\n  name: fx\n",
         "metadata:\n  name: fx\n  labels:\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: flux-system\n",
         1,
@@ -52,7 +52,7 @@ async fn suspend_flux_disables_its_reconcile_for_the_session_and_restores_it() {
 #[tokio::test]
 async fn argo_cd_managed_workloads_get_a_warning() {
     let env = TestEnv::new().await;
-    let manifest = plain_deployment("ar", 1, "registry.k8s.io/pause:3.10").replacen(
+    let manifest = plain::deployment_of("ar", 1, "registry.k8s.io/pause:3.10").replacen(
         "metadata:\n  name: ar\n",
         "metadata:\n  name: ar\n  annotations:\n    argocd.argoproj.io/tracking-id: shop:apps/Deployment:x/ar\n",
         1,

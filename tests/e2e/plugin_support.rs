@@ -3,7 +3,8 @@
 //! pod must pass, and the reference status table built from real names.
 
 pub use crate::plugin_bin;
-pub use crate::scale_down_support::plain_deployment;
+pub use mirrord_copy_testkit::manifests::plain::{self, failing_deployment};
+pub use mirrord_copy_testkit::manifests::probed::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -125,102 +126,6 @@ pub async fn create(env: &TestEnv, args: &[&str]) -> String {
         "stdout is not a pod name: {out:?}"
     );
     pod.to_string()
-}
-
-/// The pod template every fixture workload uses: app + tier labels, an annotation, a regular
-/// init container, a sidecar (init container with restartPolicy Always), two containers, and
-/// liveness/readiness/startup probes on all but the plain init container.
-pub fn template(app: &str, restart_policy: Option<&str>, indent: usize) -> String {
-    let restart = restart_policy
-        .map(|p| format!("  restartPolicy: {p}\n"))
-        .unwrap_or_default();
-    let t = format!(
-        r#"metadata:
-  labels: {{app: {app}, tier: backend}}
-  annotations: {{team: payments}}
-spec:
-{restart}  initContainers:
-    - name: setup
-      image: busybox:1.36
-      command: ["true"]
-    - name: proxy
-      image: registry.k8s.io/pause:3.10
-      restartPolicy: Always
-      startupProbe: {{tcpSocket: {{port: 15000}}}}
-      readinessProbe: {{tcpSocket: {{port: 15000}}}}
-      livenessProbe: {{tcpSocket: {{port: 15000}}}}
-  containers:
-    - name: app
-      image: registry.k8s.io/pause:3.10
-      startupProbe: {{httpGet: {{path: /, port: 80}}, failureThreshold: 30}}
-      livenessProbe: {{httpGet: {{path: /, port: 80}}}}
-      readinessProbe: {{httpGet: {{path: /, port: 80}}}}
-    - name: side
-      image: registry.k8s.io/pause:3.10
-      livenessProbe: {{tcpSocket: {{port: 9000}}}}
-"#
-    );
-    let pad = " ".repeat(indent);
-    t.lines().map(|l| format!("{pad}{l}\n")).collect::<String>()
-}
-
-/// A Deployment, StatefulSet, ReplicaSet or Rollout named `name` (selector `app: name`).
-pub fn workload(kind: &str, name: &str, replicas: i32) -> String {
-    let api = match kind {
-        "Rollout" => "argoproj.io/v1alpha1",
-        _ => "apps/v1",
-    };
-    let service = if kind == "StatefulSet" {
-        format!("  serviceName: {name}\n  podManagementPolicy: Parallel\n")
-    } else {
-        String::new()
-    };
-    format!(
-        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n{service}  selector:\n    matchLabels: {{app: {name}}}\n  template:\n{}",
-        template(name, None, 4)
-    )
-}
-
-pub fn deployment(name: &str, replicas: i32) -> String {
-    workload("Deployment", name, replicas)
-}
-
-/// A Job (restartPolicy Never) that keeps running.
-pub fn job(name: &str) -> String {
-    format!(
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  backoffLimit: 0\n  template:\n{}",
-        template(name, Some("Never"), 4)
-    )
-}
-
-pub fn cronjob(name: &str) -> String {
-    format!(
-        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n{}",
-        template(name, Some("OnFailure"), 8)
-    )
-}
-
-/// A bare pod (`app: name`).
-pub fn bare_pod(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\n{}",
-        template(name, None, 0).replacen("metadata:\n", &format!("metadata:\n  name: {name}\n"), 1)
-    )
-}
-
-/// A Deployment with one plain container running `image` with `command` (the image's own
-/// when empty), for the failure tests: an image the registry does not hold fails to pull, a
-/// command that exits non-zero crash-loops, on the fake as on a real cluster.
-pub fn failing_deployment(name: &str, image: &str, command: &[&str]) -> String {
-    let d = plain_deployment(name, 1, image);
-    if command.is_empty() {
-        return d;
-    }
-    let command = serde_json::to_string(command).unwrap();
-    d.replace(
-        &format!("image: {image}\n"),
-        &format!("image: {image}\n          command: {command}\n"),
-    )
 }
 
 pub fn names(list: &Value) -> Vec<String> {
@@ -573,7 +478,7 @@ spec:
 /// A Deployment `name` of `replicas` that Argo CD application `app_id` applies (annotation
 /// tracking: `<app_id>:apps/Deployment:<namespace>/<name>`).
 pub fn tracked_deployment(env: &TestEnv, name: &str, replicas: i32, app_id: &str) -> String {
-    plain_deployment(name, replicas, "registry.k8s.io/pause:3.10").replacen(
+    plain::deployment_of(name, replicas, "registry.k8s.io/pause:3.10").replacen(
         &format!("metadata:\n  name: {name}\n"),
         &format!(
             "metadata:\n  name: {name}\n  annotations:\n    argocd.argoproj.io/tracking-id: {app_id}:apps/Deployment:{}/{name}\n",

@@ -159,8 +159,12 @@ spec:
 #[tokio::test]
 async fn a_scaled_down_queue_worker_copy_does_not_run_the_worker() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&plain_deployment("worker", 2, "ghcr.io/example/worker:3"))
-        .await;
+    env.apply_yaml(&plain::deployment_of(
+        "worker",
+        2,
+        "ghcr.io/example/worker:3",
+    ))
+    .await;
     let pod = create(&env, &["deployment/worker", "--scale-down"]).await;
     let copy = placeholder_copy(&env, &pod).await;
     assert_eq!(
@@ -188,8 +192,12 @@ async fn a_scaled_down_queue_worker_copy_does_not_run_the_worker() {
 async fn a_distroless_image_without_sleep_or_shell_gets_a_placeholder_too() {
     let env = TestEnv::new().await;
     // The pause image holds one static binary and nothing else: no sh, no sleep.
-    env.apply_yaml(&plain_deployment("static", 1, "registry.k8s.io/pause:3.10"))
-        .await;
+    env.apply_yaml(&plain::deployment_of(
+        "static",
+        1,
+        "registry.k8s.io/pause:3.10",
+    ))
+    .await;
     let pod = create(&env, &["deployment/static"]).await;
     let copy = placeholder_copy(&env, &pod).await;
     let ready = copy["status"]["conditions"]
@@ -237,8 +245,12 @@ fn service(name: &str) -> String {
 #[tokio::test]
 async fn the_copy_is_not_a_ready_endpoint_unless_it_replaces_the_workload_or_a_replica() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&plain_deployment("web", 1, "ghcr.io/example/py-serv:1.0"))
-        .await;
+    env.apply_yaml(&plain::deployment_of(
+        "web",
+        1,
+        "ghcr.io/example/py-serv:1.0",
+    ))
+    .await;
     env.apply_yaml(&service("web")).await;
     let pod = create(&env, &["deployment/web"]).await;
     let conditions = endpoint_of(&env, "web", &pod).await;
@@ -260,8 +272,12 @@ async fn the_copy_is_not_a_ready_endpoint_unless_it_replaces_the_workload_or_a_r
     mc(&env, &["delete", &pod]).await.ok();
 
     // Replacing one of two replicas, the copy takes its place in the Service too.
-    env.apply_yaml(&plain_deployment("web", 2, "ghcr.io/example/py-serv:1.0"))
-        .await;
+    env.apply_yaml(&plain::deployment_of(
+        "web",
+        2,
+        "ghcr.io/example/py-serv:1.0",
+    ))
+    .await;
     let pod = create(&env, &["deployment/web", "--replace-one"]).await;
     let conditions = env
         .wait_until(
@@ -301,8 +317,12 @@ async fn delete_does_not_wait_out_the_grace_period_of_a_placeholder() {
 #[tokio::test]
 async fn status_and_the_emitted_mirrord_config_name_the_placeholder_container() {
     let env = TestEnv::new().await;
-    env.apply_yaml(&plain_deployment("api", 1, "registry.k8s.io/pause:3.10"))
-        .await;
+    env.apply_yaml(&plain::deployment_of(
+        "api",
+        1,
+        "registry.k8s.io/pause:3.10",
+    ))
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mirrord.json");
     let pod = create(

@@ -7,7 +7,8 @@ use std::time::Duration;
 use fakekube::harness::TestEnv;
 use mirrord_copy_lock::LockRecord;
 
-use crate::scale_down_support::*;
+use mirrord_copy_testkit::manifests::plain::deployment;
+use mirrord_copy_testkit::scale_down::*;
 
 use crate::plugin_bin;
 

@@ -1,6 +1,6 @@
 //! `metav1.Status` errors exactly as kube-apiserver words them.
 //!
-//! Every constructor mirrors a message recorded in `crates/fakekube/fixtures/k8s-api-transcripts/`
+//! Every constructor mirrors a message recorded in `tests/fixtures/k8s-api-transcripts/`
 //! (configmap-crud, forbidden, scale-subresource, pod-create); keep them byte-identical.
 
 use serde_json::{json, Value};

@@ -1,5 +1,5 @@
 //! Replays every step of every transcript recorded from a real kube-apiserver
-//! (`crates/fakekube/fixtures/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
+//! (`tests/fixtures/k8s-api-transcripts/*.json`) against a FakeCluster and compares: HTTP status,
 //! the body's kind, Status `reason`/`code`/`status`, `message` (uids and numbers normalised:
 //! they differ from run to run), `details`, and the semantics that matter (which named
 //! objects a list returns, finalizers and deletionTimestamp, Scale bodies, Table columns,
@@ -29,7 +29,7 @@ use fakekube::{FakeCluster, ServerOptions, ADMIN_TOKEN};
 /// The recordings, kept in the repository as fixtures (see ORIGIN.md there): nothing outside
 /// the clone is read.
 fn transcripts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/k8s-api-transcripts")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/k8s-api-transcripts")
 }
 
 fn load(scenario: &str) -> Value {

@@ -1,12 +1,19 @@
 //! Shared fixtures for core's integration tests against the fake API server (or a real
-//! cluster, for the tests that do not need the fake): [`scale_down`] for the scale-down tests.
+//! cluster, for the tests that do not need the fake): [`scale_down`] for the scale-down tests
+//! (from `mirrord-copy-testkit`, the fixtures' one home).
 
 #![allow(dead_code)]
 // A test crate exports nothing: `pub` in its helper modules only shares them between test
 // files, so unreachable_pub does not apply.
 #![allow(unreachable_pub)]
 
-pub mod scale_down;
+/// The scale-down fixtures, shared with the plugin's end-to-end tests. Not every test file uses
+/// them, as with the rest of this module.
+#[allow(unused_imports)]
+pub mod scale_down {
+    pub use mirrord_copy_testkit::manifests::plain::*;
+    pub use mirrord_copy_testkit::scale_down::*;
+}
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

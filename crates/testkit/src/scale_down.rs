@@ -1,8 +1,6 @@
-//! Helpers for the scale-down tests: workloads, hand-made sessions (so a test can stop after
-//! any step of create, as SIGKILL would), counts and annotations.
-//!
-//! Shared with the plugin's e2e tests: tests/e2e/main.rs includes this file as its
-//! `scale_down_support` module (for `scale_down_cli`), so it names nothing outside itself.
+//! Helpers for the scale-down tests: hand-made sessions (so a test can stop after any step of
+//! create, as SIGKILL would), counts, annotations, locks, and a stand-in kubelet for copies.
+//! Used by core's scale-down tests and the plugin's process-level ones.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,102 +20,11 @@ use mirrord_copy_core::{
 use mirrord_copy_lock::LockRecord;
 use serde_json::{json, Value};
 
-/// A Deployment of `replicas` pause containers (`app: name`).
-pub fn deployment(name: &str, replicas: i32) -> String {
-    plain_deployment(name, replicas, "registry.k8s.io/pause:3.10")
-}
-
-/// A Deployment of `replicas` with one plain container running `image`.
-pub fn plain_deployment(name: &str, replicas: i32, image: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: app
-          image: {image}
-"#
-    )
-}
-
-pub fn statefulset(name: &str, replicas: i32) -> String {
-    deployment(name, replicas)
-        .replace("kind: Deployment", "kind: StatefulSet")
-        .replace(
-            "spec:\n  replicas",
-            &format!("spec:\n  serviceName: {name}\n  replicas"),
-        )
-}
-
-/// `manifest` with `lines` added to its metadata, right after `name: {name}`.
-pub fn with_metadata(manifest: &str, name: &str, lines: &str) -> String {
-    let head = format!("metadata:\n  name: {name}\n");
-    manifest.replace(&head, &format!("{head}{lines}"))
-}
-
-/// A Deployment whose metadata carries `annotations` (key, YAML value).
-pub fn annotated_deployment(name: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
-    let lines: String = annotations
-        .iter()
-        .map(|(k, v)| format!("    {k}: {v}\n"))
-        .collect();
-    with_metadata(
-        &deployment(name, replicas),
-        name,
-        &format!("  annotations:\n{lines}"),
-    )
-}
-
-pub fn replicaset(name: &str, replicas: i32) -> String {
-    deployment(name, replicas).replace("kind: Deployment", "kind: ReplicaSet")
-}
-
-pub fn rollout(name: &str, replicas: i32) -> String {
-    deployment(name, replicas)
-        .replace("apiVersion: apps/v1", "apiVersion: argoproj.io/v1alpha1")
-        .replace("kind: Deployment", "kind: Rollout")
-}
-
-pub fn cronjob(name: &str) -> String {
-    format!(
-        r#"apiVersion: batch/v1
-kind: CronJob
-metadata:
-  name: {name}
-spec:
-  schedule: "0 3 * * *"
-  suspend: false
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          restartPolicy: Never
-          containers:
-            - name: job
-              image: busybox
-"#
-    )
-}
+use crate::manifests::plain::{deployment, replicaset, with_metadata};
 
 /// Does any of `lines` contain `text`?
 pub fn mentions(lines: &[String], text: &str) -> bool {
     lines.iter().any(|l| l.contains(text))
-}
-
-/// A KEDA ScaledObject `name` scaling the Deployment `name`.
-pub fn scaled_object(name: &str) -> String {
-    format!(
-        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: {name}\nspec:\n  scaleTargetRef: {{name: {name}}}\n"
-    )
 }
 
 /// Collects progress events.
@@ -125,11 +32,13 @@ pub fn scaled_object(name: &str) -> String {
 pub struct Events(pub Arc<Mutex<Vec<Progress>>>);
 
 impl Events {
+    /// A progress callback that records into these events.
     pub fn sink(&self) -> impl Fn(Progress) + Send + Sync + 'static {
         let events = self.0.clone();
         move |p| events.lock().unwrap().push(p)
     }
 
+    /// The warnings reported, in order.
     pub fn warnings(&self) -> Vec<String> {
         self.0
             .lock()
@@ -147,6 +56,7 @@ impl Events {
         mentions(&self.warnings(), text)
     }
 
+    /// Every event reported, in order.
     pub fn all(&self) -> Vec<Progress> {
         self.0.lock().unwrap().clone()
     }
@@ -307,10 +217,12 @@ pub async fn gc_namespace(env: &TestEnv) -> GcReport {
         .unwrap()
 }
 
+/// The ConfigMaps of the test namespace.
 pub fn config_maps(env: &TestEnv) -> Api<ConfigMap> {
     Api::namespaced(env.client.clone(), &env.namespace)
 }
 
+/// `target` resolved in the test namespace, which must succeed.
 pub async fn resolved(env: &TestEnv, target: &str) -> ResolvedTarget {
     let t: TargetRef = target.parse().unwrap();
     resolve(&env.client, &env.namespace, &t)
@@ -318,10 +230,12 @@ pub async fn resolved(env: &TestEnv, target: &str) -> ResolvedTarget {
         .unwrap_or_else(|e| panic!("resolving {target}: {e}"))
 }
 
+/// The workloads of `kind` in the test namespace.
 pub fn api(env: &TestEnv, kind: ScaleKind) -> Api<DynamicObject> {
     Api::namespaced_with(env.client.clone(), &env.namespace, &kind.resource())
 }
 
+/// The workload `name` of `kind` as JSON, if it exists.
 pub async fn object(env: &TestEnv, kind: ScaleKind, name: &str) -> Option<Value> {
     api(env, kind)
         .get_opt(name)
@@ -343,6 +257,7 @@ pub async fn replicas(env: &TestEnv, kind: ScaleKind, name: &str) -> i64 {
     o["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
+/// The annotation `key` of the workload `name` of `kind`, which must exist.
 pub async fn annotation(env: &TestEnv, kind: ScaleKind, name: &str, key: &str) -> Option<String> {
     object(env, kind, name).await.expect("workload exists")["metadata"]["annotations"][key]
         .as_str()
@@ -359,6 +274,7 @@ pub async fn scaled_down_by(env: &TestEnv, name: &str) -> Option<String> {
     annotation(env, ScaleKind::Deployment, name, SCALED_DOWN_BY_ANNOTATION).await
 }
 
+/// Scale the workload `name` of `kind` to `n` through its /scale, as `kubectl scale` does.
 pub async fn scale_to(env: &TestEnv, kind: ScaleKind, name: &str, n: i32) {
     api(env, kind)
         .patch_scale(
@@ -509,6 +425,7 @@ impl Drop for CopyKubelet {
     }
 }
 
+/// Start a [`CopyKubelet`] (nothing on a real cluster, whose kubelet does it).
 pub fn copy_kubelet(env: &TestEnv) -> CopyKubelet {
     if env.fake().is_none() {
         return CopyKubelet(None);
