@@ -490,8 +490,22 @@ async fn restore_count(
                 return Ok(RestoreOutcome::Recreated);
             }
         }
-        let (original, set) = match decide_count(&observed, &what, session_id, record, on_progress)?
-        {
+        // The decision's warnings are about this read of the workload: reported once the
+        // attempt settles, dropped when a conflict (its controller writing status, say) sends
+        // us round again, so each disagreement is reported once.
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collector = pending.clone();
+        let collect: &ProgressFn = &move |p| collector.lock().expect("warnings").push(p);
+        let report = || {
+            for p in pending.lock().expect("warnings").drain(..) {
+                on_progress(p);
+            }
+        };
+        let decided = decide_count(&observed, &what, session_id, record, collect);
+        if !matches!(decided, Ok(Ok(_))) {
+            report();
+        }
+        let (original, set) = match decided? {
             Ok(counts) => counts,
             Err(outcome) => return Ok(outcome),
         };
@@ -506,6 +520,7 @@ async fn restore_count(
         let pin = Some(observed.resource_version.as_str());
         match workload::write(client, target, count, annotations, pin).await {
             Ok(_) => {
+                report();
                 match &outcome {
                     RestoreOutcome::Restored { to } => {
                         on_progress(Progress::Restored {
@@ -539,7 +554,10 @@ async fn restore_count(
             }
             // Changed since we looked (its controller, a racing gc, a person): look again.
             Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
-            Err(e) => return Err(Error::from_kube(e, "patch", &target.kind.resource_name())),
+            Err(e) => {
+                report();
+                return Err(Error::from_kube(e, "patch", &target.kind.resource_name()));
+            }
         }
     }
     Err(Error::Contended(format!(
