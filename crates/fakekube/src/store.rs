@@ -345,6 +345,43 @@ impl Store {
         let _ = self.events.send(ev);
     }
 
+    /// Store `object` at `ns`/`name` at a new resourceVersion with a MODIFIED event: a delete
+    /// that keeps the object (deletionTimestamp set, held by finalizers or a grace period), as
+    /// the real server updates it before it removes it. The stored and the broadcast object
+    /// share one serialization.
+    fn keep_modified(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+    ) -> Arc<Value> {
+        let rv = Self::next_rv(inner);
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let object = Arc::new(object);
+        let stored = Stored::new(&object);
+        let bytes = stored.bytes.clone();
+        inner
+            .objects
+            .entry(key(rt))
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), stored);
+        self.emit(
+            inner,
+            StoreEvent {
+                event: EventType::Modified,
+                resource: key(rt),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                object: object.clone(),
+                resource_version: rv,
+            },
+            Some(bytes),
+        );
+        object
+    }
+
     /// Remove `object` (stored at `ns`/`name`) now: gone from the store and its uid index, a
     /// DELETED event at a new resourceVersion; the object as last seen.
     fn remove_now(
@@ -942,37 +979,13 @@ impl Store {
                 Grace::Set(dts, grace) => {
                     // BeforeDelete: the object is updated with deletionTimestamp and
                     // deletionGracePeriodSeconds (a MODIFIED event) ...
-                    let rv = Self::next_rv(&mut inner);
                     let mut pending = (*current).clone();
                     pending["metadata"]["deletionTimestamp"] = json!(dts);
                     pending["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                    if let Some(f) = policy_finalizer {
-                        if !finalizers.iter().any(|x| x == f) {
-                            finalizers.push(f.to_string());
-                        }
-                    }
                     if !finalizers.is_empty() {
                         pending["metadata"]["finalizers"] = json!(finalizers);
                     }
-                    pending["metadata"]["resourceVersion"] = json!(rv.to_string());
-                    let pending = Arc::new(pending);
-                    inner
-                        .objects
-                        .entry(key(rt))
-                        .or_default()
-                        .insert((ns.to_string(), name.to_string()), Stored::new(&pending));
-                    self.emit(
-                        &mut inner,
-                        StoreEvent {
-                            event: EventType::Modified,
-                            resource: key(rt),
-                            namespace: ns.to_string(),
-                            name: name.to_string(),
-                            object: pending.clone(),
-                            resource_version: rv,
-                        },
-                        None,
-                    );
+                    let pending = self.keep_modified(&mut inner, rt, ns, name, pending);
                     // ... and kept while the kubelet stops it (grace > 0) or finalizers hold it;
                     // with grace 0 and no finalizers it is removed now (DELETED).
                     if grace > 0 || !finalizers.is_empty() {
@@ -991,7 +1004,6 @@ impl Store {
             }
             return Ok(DeleteOutcome::Deleted(last));
         }
-        let rv = Self::next_rv(&mut inner);
         let mut pending = (*current).clone();
         let m = &mut pending["metadata"];
         if m["deletionTimestamp"].is_null() {
@@ -999,25 +1011,7 @@ impl Store {
             m["deletionGracePeriodSeconds"] = json!(0);
         }
         m["finalizers"] = json!(finalizers);
-        m["resourceVersion"] = json!(rv.to_string());
-        let pending = Arc::new(pending);
-        inner
-            .objects
-            .entry(key(rt))
-            .or_default()
-            .insert((ns.to_string(), name.to_string()), Stored::new(&pending));
-        self.emit(
-            &mut inner,
-            StoreEvent {
-                event: EventType::Modified,
-                resource: key(rt),
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                object: pending.clone(),
-                resource_version: rv,
-            },
-            None,
-        );
+        let pending = self.keep_modified(&mut inner, rt, ns, name, pending);
         Ok(DeleteOutcome::Pending(pending))
     }
 
